@@ -1,0 +1,1 @@
+"""One package per service: ingest, git_writer, status_tracker, promoter, notifier."""

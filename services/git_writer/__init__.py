@@ -1,0 +1,1 @@
+"""git-writer: the single serialized committer (DESIGN §1, §2)."""

@@ -1,0 +1,1 @@
+"""ingest: the HTTP ingress (DESIGN §3). Authenticates, validates, publishes with acks=all."""

@@ -1,0 +1,50 @@
+"""The aiohttp application: routes, error middleware, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from waveline.services.ingest import health, images
+from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
+from waveline.services.ingest.metrics import IngestMetrics
+from waveline.services.ingest.responses import ApiError, error_response
+from waveline.shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = IngestContext.of(request)
+    route = (
+        request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+    )
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status_code, exc.error, exc.detail)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(413, "too_large", "body too large")
+    except web.HTTPException as exc:
+        response = error_response(exc.status_code, exc.reason.lower().replace(" ", "_"), None)
+    except Exception:
+        logger.exception("ingest: unhandled error on %s %s", request.method, request.path)
+        response = error_response(500, "internal", "see the ingest log")
+    ctx.metrics.requests.labels(route, str(response.status)).inc()
+    return response
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=runtime.settings.http_max_body)
+    app[CONTEXT_KEY] = IngestContext(runtime=runtime, metrics=IngestMetrics())
+    app.router.add_post("/v1/images", images.post_images)
+    app.router.add_post("/v1/pipelines/{pipeline}/images", images.post_pipeline_images)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    return app

@@ -1,0 +1,121 @@
+"""promoter's Kafka side: ``waveline.images`` in, git commands and promotion events out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from waveline.services.promoter.ids import content_event_id, promotion_id
+from waveline.shared.errors import UnknownPipeline
+from waveline.shared.kafka import publish
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.git import IntroduceImages
+from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Promoter:
+    runtime: Runtime
+
+    def register(self) -> None:
+        rt = self.runtime
+        boundary = rt.boundary()
+
+        @rt.broker.subscriber(
+            rt.topics.images,
+            group_id=rt.group("waveline-promoter"),
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="promoter image sets",
+            description="New image sets announced by CI (HTTP ingest or produced directly).",
+        )
+        async def on_images(msg: KafkaMessage) -> None:
+            await boundary.run(msg, self._parse_images, self.on_image_set)
+
+    @staticmethod
+    def _parse_images(body: bytes) -> ImageSetAnnounced:
+        announced = ImageSetAnnounced.model_validate_json(body)
+        if announced.event_id is None:
+            announced = announced.model_copy(update={"event_id": content_event_id(body)})
+        return announced
+
+    async def on_image_set(self, announced: ImageSetAnnounced) -> None:
+        """Record the set and introduce it into the first wave, exactly once per set."""
+        pipeline = self.runtime.config.pipelines.get(announced.pipeline)
+        if pipeline is None:
+            raise UnknownPipeline(f"unknown pipeline {announced.pipeline!r}")
+        first = pipeline.waves[0].name
+        pid = promotion_id(announced.pipeline, first, announced.app_sha, "introduce")
+        images_json = json.dumps(
+            {svc: ref.model_dump() for svc, ref in announced.images.items()}, sort_keys=True
+        )
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
+                " VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING",
+                announced.pipeline,
+                announced.app_sha,
+                images_json,
+                announced.event_id,
+            )
+            await conn.execute(
+                "INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status)"
+                " VALUES ($1, $2, $3, $4, 'introduce', 'requested')"
+                " ON CONFLICT DO NOTHING",
+                pid,
+                announced.pipeline,
+                first,
+                announced.app_sha,
+            )
+        # Published on every delivery, not only the first: if we crashed after the insert
+        # and before this publish, the redelivery must still send it. The command id is
+        # deterministic, so git-writer turns any repeat into a no-op.
+        now = utcnow()
+        command = IntroduceImages(
+            command_id=pid,
+            repo=pipeline.repo,
+            issued_at=now,
+            pipeline=announced.pipeline,
+            wave=first,
+            app_sha=announced.app_sha,
+            images=announced.images,
+        )
+        timeout = self.runtime.settings.publish_timeout_s
+        await publish(
+            self.runtime.broker,
+            command,
+            self.runtime.topics.git_commands,
+            key=pipeline.repo,
+            timeout_s=timeout,
+        )
+        await publish(
+            self.runtime.broker,
+            PromotionEvent(
+                event_id=pid,
+                promotion_id=pid,
+                pipeline=announced.pipeline,
+                to_wave=first,
+                app_sha=announced.app_sha,
+                images=announced.images,
+                status="requested",
+                at=now,
+            ),
+            self.runtime.topics.promotions,
+            key=announced.pipeline,
+            timeout_s=timeout,
+        )
+        logger.info(
+            "pipeline %s: image set %s -> introduce into %s (%s)",
+            announced.pipeline,
+            announced.app_sha[:10],
+            first,
+            pid,
+        )

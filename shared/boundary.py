@@ -1,0 +1,125 @@
+"""The handler boundary: decides ack, retry or dead letter, and logs the exception once.
+
+Every consumer in every service goes through ``Boundary.run``. Validation failures and
+permanent errors go to the dead-letter topic with the reason, and the message is acked so
+the consumer carries on. Retriable errors are retried in place with backoff a bounded number
+of times, then dead-lettered. If even the dead-letter publish fails, the error propagates so
+the message is *not* acked and Kafka redelivers it: nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
+
+from waveline.shared.errors import InvalidMessage, WavelineError
+from waveline.shared.kafka import publish
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.dlq import DeadLetter
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, WavelineError | KafkaError):
+        return bool(exc.retriable)
+    # Lost connections and serialization conflicts heal on their own; bad SQL does not.
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.SerializationError
+        | asyncpg.exceptions.DeadlockDetectedError
+        | asyncpg.InterfaceError
+        | ConnectionError
+        | TimeoutError,
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, WavelineError):
+        return exc.code
+    if isinstance(exc, ValidationError):
+        return InvalidMessage.code
+    return type(exc).__name__
+
+
+@dataclass
+class Boundary:
+    broker: KafkaBroker
+    dlq_topic: str
+    service: str
+    retries: int = 3
+    backoff_s: float = 0.2
+    publish_timeout_s: float = 5.0
+
+    async def run(
+        self,
+        msg: KafkaMessage,
+        parse: Callable[[bytes], T],
+        handle: Callable[[T], Awaitable[None]],
+    ) -> None:
+        try:
+            value = parse(msg.body)
+        except (ValidationError, ValueError, InvalidMessage) as exc:
+            logger.warning("%s: invalid message at %s: %s", self.service, _where(msg), exc)
+            await self.dead_letter(msg, exc)
+            return
+        attempt = 0
+        while True:
+            try:
+                await handle(value)
+                return
+            except Exception as exc:
+                attempt += 1
+                if is_retriable(exc) and attempt <= self.retries:
+                    logger.warning(
+                        "%s: retriable failure (attempt %d/%d): %r",
+                        self.service,
+                        attempt,
+                        self.retries,
+                        exc,
+                    )
+                    await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                    continue
+                logger.exception("%s: giving up on message from %s", self.service, _where(msg))
+                await self.dead_letter(msg, exc)
+                return
+
+    async def dead_letter(self, msg: KafkaMessage, exc: BaseException) -> None:
+        record = msg.raw_message
+        key = getattr(record, "key", None)
+        letter = DeadLetter(
+            event_id=uuid.uuid4(),
+            service=self.service,
+            source_topic=getattr(record, "topic", "?"),
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
+            payload=msg.body.decode("utf-8", "replace"),
+            error_code=error_code(exc),
+            reason=str(exc)[:4000],
+            retriable=is_retriable(exc),
+            failed_at=utcnow(),
+        )
+        await publish(
+            self.broker, letter, self.dlq_topic, key=letter.key, timeout_s=self.publish_timeout_s
+        )
+
+
+def _where(msg: KafkaMessage) -> str:
+    record = msg.raw_message
+    return (
+        f"{getattr(record, 'topic', '?')}[{getattr(record, 'partition', '?')}]"
+        f"@{getattr(record, 'offset', '?')}"
+    )

@@ -1,0 +1,64 @@
+"""Error types that say how to handle them.
+
+Every error raised by Waveline code carries ``retriable``: the handler boundary retries a
+retriable error (from fresh state) and dead-letters a permanent one. Mirrors aiokafka's
+``KafkaError.retriable`` so both kinds can be treated alike at the boundary.
+"""
+
+from __future__ import annotations
+
+
+class WavelineError(Exception):
+    """Base class. ``retriable`` says whether trying again may succeed."""
+
+    retriable: bool = False
+    code: str = "error"
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigError(WavelineError):
+    """The config file or environment is invalid; the process must not start."""
+
+    code = "invalid_config"
+
+
+class InvalidMessage(WavelineError):
+    """A message failed validation. Permanent: it goes to the dead-letter topic."""
+
+    code = "invalid_message"
+
+
+class UnknownPipeline(WavelineError):
+    """A message names a pipeline the config does not define. Permanent."""
+
+    code = "unknown_pipeline"
+
+
+class PreconditionFailed(WavelineError):
+    """A git command's precondition does not hold (DESIGN §2). Permanent for that command."""
+
+    code = "precondition_failed"
+
+
+class GitFailure(WavelineError):
+    """A git operation failed (network, rejected push, lease mismatch). Retriable by default."""
+
+    code = "git_failure"
+    retriable = True
+
+
+class PushRejected(GitFailure):
+    """The remote refused a reference update or the lease did not match."""
+
+    code = "push_rejected"
+
+
+class BrokerUnavailable(WavelineError):
+    """Kafka did not acknowledge a publish in time."""
+
+    code = "broker_unavailable"
+    retriable = True

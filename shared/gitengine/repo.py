@@ -1,0 +1,231 @@
+"""A persistent bare clone of one config repository, driven through pygit2.
+
+Not thread-safe: every method must run on the repo's own thread (see ``worker.RepoWorker``).
+The remote-tracking refs (``refs/remotes/origin/*``) are this clone's view of the remote;
+commits are built as objects with TreeBuilder on the changed paths only, then pushed with a
+lease on the remote value we built on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+from waveline.shared.config import RepoConfig
+from waveline.shared.errors import GitFailure, PushRejected
+from waveline.shared.gitengine import trailers
+
+logger = logging.getLogger(__name__)
+
+ZERO = pygit2.Oid(hex="0" * 40)
+REMOTE = "origin"
+
+
+@dataclass
+class Credentials:
+    """Resolved credentials; ``token`` and key passphrase never leave this object."""
+
+    token: str | None = None
+    ssh_private_key: str | None = None
+    ssh_user: str = "git"
+
+
+class _Callbacks(pygit2.RemoteCallbacks):
+    def __init__(self, creds: Credentials, leases: Mapping[str, pygit2.Oid] | None = None):
+        super().__init__()
+        self._creds = creds
+        self._leases = dict(leases or {})
+        self.rejected: dict[str, str] = {}
+        self.lease_broken: str | None = None
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
+    ) -> pygit2.UserPass | pygit2.KeypairFromMemory:
+        kinds = pygit2.enums.CredentialType
+        if allowed_types & kinds.USERPASS_PLAINTEXT and self._creds.token:
+            return pygit2.UserPass("x-access-token", self._creds.token)
+        if allowed_types & kinds.SSH_KEY and self._creds.ssh_private_key:
+            return pygit2.KeypairFromMemory(
+                username_from_url or self._creds.ssh_user, None, self._creds.ssh_private_key, ""
+            )
+        # Raising tells libgit2 to stop asking: no credential we could offer fits.
+        raise GitFailure("the remote asked for credentials Waveline does not have", retriable=False)
+
+    def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
+        for update in updates:
+            expected = self._leases.get(update.dst_refname)
+            if expected is not None and update.src != expected:
+                self.lease_broken = (
+                    f"{update.dst_refname} is {update.src} on the remote, expected {expected}"
+                )
+                raise PushRejected(f"lease broken: {self.lease_broken}")
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.rejected[refname] = message
+
+
+@dataclass
+class ConfigRepo:
+    """One config repository's bare clone."""
+
+    name: str
+    config: RepoConfig
+    path: Path
+    creds: Credentials = field(default_factory=Credentials)
+    _repo: pygit2.Repository | None = None
+
+    # -- opening and fetching ------------------------------------------------------------
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        if self._repo is None:
+            self._repo = self._open()
+        return self._repo
+
+    def _open(self) -> pygit2.Repository:
+        if (self.path / "HEAD").exists():
+            repo = pygit2.Repository(str(self.path))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            repo = pygit2.init_repository(str(self.path), bare=True)
+        if REMOTE not in repo.remotes.names():
+            repo.remotes.create(REMOTE, self.config.url, f"+refs/heads/*:refs/remotes/{REMOTE}/*")
+        elif repo.remotes[REMOTE].url != self.config.url:
+            repo.remotes.set_url(REMOTE, self.config.url)
+        return repo
+
+    def fetch(self) -> None:
+        try:
+            self.repo.remotes[REMOTE].fetch(
+                callbacks=_Callbacks(self.creds), prune=pygit2.enums.FetchPrune.PRUNE
+            )
+        except pygit2.GitError as exc:
+            raise GitFailure(
+                f"fetch of {self.name} failed: {_scrub(str(exc), self.creds)}"
+            ) from exc
+
+    def remote_ref(self, branch: str) -> pygit2.Oid | None:
+        ref = self.repo.references.get(f"refs/remotes/{REMOTE}/{branch}")
+        return ref.target if ref is not None else None  # type: ignore[return-value]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def commit(self, oid: pygit2.Oid | str) -> pygit2.Commit:
+        obj = self.repo.get(oid)
+        if obj is None or obj.type != ObjectType.COMMIT:
+            raise GitFailure(f"{oid} is not a commit in {self.name}", retriable=True)
+        assert isinstance(obj, pygit2.Commit)
+        return obj
+
+    def read_file(self, commit: pygit2.Commit, path: str) -> bytes | None:
+        try:
+            entry = commit.tree[path]
+        except KeyError:
+            return None
+        blob = self.repo.get(entry.id)
+        return blob.data if isinstance(blob, pygit2.Blob) else None
+
+    def is_ancestor(self, ancestor: pygit2.Oid, descendant: pygit2.Oid) -> bool:
+        """True when ``ancestor`` is ``descendant`` or one of its ancestors."""
+        return ancestor == descendant or self.repo.descendant_of(descendant, ancestor)
+
+    def walk(self, tip: pygit2.Oid, stop: pygit2.Oid | None = None) -> Iterator[pygit2.Commit]:
+        """Commits from ``tip`` back (first parents), excluding ``stop`` and its ancestors."""
+        walker = self.repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.simplify_first_parent()
+        if stop is not None:
+            walker.hide(stop)
+        yield from walker
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes | None]) -> pygit2.Oid:
+        """A tree equal to ``base`` with ``files`` replaced (None deletes), touching only their
+        directories: cost grows with the changed paths, not with the repository."""
+        builder = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
+        nested: dict[str, dict[str, bytes | None]] = {}
+        for path, data in files.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = data
+            elif data is None:
+                if builder.get(head) is not None:
+                    builder.remove(head)
+            else:
+                builder.insert(head, self.repo.create_blob(data), FileMode.BLOB)
+        for head, sub in nested.items():
+            entry = base[head] if base is not None and head in base else None
+            subtree = self.repo.get(entry.id) if entry is not None else None
+            oid = self.write_tree(subtree if isinstance(subtree, pygit2.Tree) else None, sub)
+            tree = self.repo.get(oid)
+            assert isinstance(tree, pygit2.Tree)
+            if len(tree) == 0:
+                if builder.get(head) is not None:
+                    builder.remove(head)
+            else:
+                builder.insert(head, oid, FileMode.TREE)
+        return builder.write()
+
+    def create_commit(
+        self,
+        parent: pygit2.Oid,
+        files: Mapping[str, bytes | None],
+        message: str,
+    ) -> pygit2.Oid | None:
+        """A commit on ``parent`` writing ``files``; None when the tree would not change."""
+        parent_commit = self.commit(parent)
+        tree = self.write_tree(parent_commit.tree, files)
+        if tree == parent_commit.tree_id:
+            return None
+        author = pygit2.Signature(self.config.author.name, self.config.author.email)
+        return self.repo.create_commit(None, author, author, message, tree, [parent])
+
+    def push(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
+        """Push ``{branch: (expected remote value or None if absent, new value)}`` atomically
+        per ref, with a lease on each expected value. Raises ``PushRejected`` on any refusal."""
+        specs: list[str] = []
+        leases: dict[str, pygit2.Oid] = {}
+        for branch, (expected, new) in updates.items():
+            local = f"refs/waveline/push/{branch}"
+            self.repo.references.create(local, new, force=True)
+            forced = expected is not None and not self.is_ancestor(expected, new)
+            specs.append(f"{'+' if forced else ''}{local}:refs/heads/{branch}")
+            leases[f"refs/heads/{branch}"] = expected if expected is not None else ZERO
+        callbacks = _Callbacks(self.creds, leases)
+        try:
+            self.repo.remotes[REMOTE].push(specs, callbacks=callbacks)
+        except PushRejected:
+            raise
+        except pygit2.GitError as exc:
+            if callbacks.lease_broken:
+                raise PushRejected(f"lease broken: {callbacks.lease_broken}") from exc
+            raise GitFailure(f"push to {self.name} failed: {_scrub(str(exc), self.creds)}") from exc
+        if callbacks.rejected:
+            raise PushRejected(f"remote rejected {callbacks.rejected}")
+        for branch, (_, new) in updates.items():
+            self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
+
+    def trailers_of(self, oid: pygit2.Oid) -> trailers.Trailers:
+        return trailers.parse(self.commit(oid).message)
+
+
+def _scrub(text: str, creds: Credentials) -> str:
+    """libgit2 messages may echo a URL with userinfo; never let a token through."""
+    for secret in (creds.token, creds.ssh_private_key):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def credentials_from_env(config: RepoConfig, env: Mapping[str, str] | None = None) -> Credentials:
+    source = os.environ if env is None else env
+    token = source.get(config.token_env) if config.token_env else None
+    key = source.get(config.ssh_key_env) if config.ssh_key_env else None
+    return Credentials(token=token or None, ssh_private_key=key or None)

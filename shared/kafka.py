@@ -1,0 +1,74 @@
+"""Kafka helpers: one broker factory, topic creation, acknowledged publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
+
+from waveline.shared.config import Settings
+from waveline.shared.errors import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    """A broker whose publishes wait for every in-sync replica (acks=all, idempotent)."""
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=int(settings.publish_timeout_s * 1000),
+        graceful_timeout=10.0,
+        logger=logging.getLogger(f"waveline.faststream.{client_id}"),
+    )
+
+
+async def publish(
+    broker: KafkaBroker,
+    message: BaseModel,
+    topic: str,
+    *,
+    key: str | None = None,
+    timeout_s: float = 5.0,
+) -> None:
+    """Publish and wait for the broker's acknowledgement; ``BrokerUnavailable`` otherwise."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await broker.publish(
+                message.model_dump_json().encode(),
+                topic,
+                key=key.encode() if key is not None else None,
+                headers={"content-type": "application/json"},
+            )
+    except (TimeoutError, KafkaError) as exc:
+        raise BrokerUnavailable(
+            f"Kafka did not acknowledge the publish to {topic}: {exc!r}"
+        ) from exc
+
+
+async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: float = 30.0) -> None:
+    """Create missing topics with the given partition counts; existing ones are left alone."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    async with asyncio.timeout(timeout_s):
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(name=name, num_partitions=parts, replication_factor=1)
+                for name, parts in topics.items()
+                if name not in existing
+            ]
+            if missing:
+                # A concurrent creator may win the race; the topic is there either way.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+                logger.info("created topics %s", [t.name for t in missing])
+        finally:
+            await admin.close()

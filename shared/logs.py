@@ -1,0 +1,48 @@
+"""Process logging: one format for every service, and a filter that masks secret values.
+
+Secrets are ``SecretStr`` everywhere, so they should never reach a log record; the filter is
+the second line of defence for text we do not control (library messages, URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+_MASK = "***"
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted = message
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, _MASK)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_text:
+            for secret in self._secrets:
+                record.exc_text = record.exc_text.replace(secret, _MASK)
+        return True
+
+
+def setup_logging(service: str, level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "faststream", "waveline.faststream"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

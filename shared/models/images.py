@@ -1,0 +1,73 @@
+"""``waveline.images``: a CI announcement of a new image set (seed 001's object)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, field_validator, model_validator
+
+from waveline.shared.models.base import AppSha, Message, PipelineName, ServiceName
+from waveline.shared.names import check_name, split_digest_ref, split_tag_ref
+
+MAX_SERVICES = 256
+
+
+class ImageRef(Message):
+    """One service's image: ``Tag`` is ``repo:tag``, ``Digest`` is ``repo@sha256:…``.
+
+    Lower-case keys (``tag``, ``digest``) are accepted; a bare ``sha256:…`` digest takes the
+    repository from the tag. Output always uses seed 001's capitalised keys.
+    """
+
+    tag: str = Field(alias="Tag")
+    digest: str = Field(alias="Digest")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImageRef:
+        repository, _ = split_tag_ref(self.tag)
+        digest_repo, digest = split_digest_ref(self.digest)
+        if digest_repo is not None and digest_repo != repository:
+            raise ValueError(
+                f"Digest repository {digest_repo!r} differs from Tag repository {repository!r}"
+            )
+        if digest_repo is None:
+            object.__setattr__(self, "digest", f"{repository}@{digest}")
+        return self
+
+    @property
+    def repository(self) -> str:
+        return split_tag_ref(self.tag)[0]
+
+    @property
+    def bare_tag(self) -> str:
+        return split_tag_ref(self.tag)[1]
+
+    @property
+    def bare_digest(self) -> str:
+        return split_digest_ref(self.digest)[1]
+
+
+class ImageSetAnnounced(Message):
+    """The body of ``POST /v1/images`` and the message on ``waveline.images``.
+
+    ``event_id`` is set by ingest; CI producing straight to Kafka may omit it, and the
+    promoter then derives one from the content, so a replay stays idempotent.
+    """
+
+    pipeline: PipelineName
+    app_sha: AppSha
+    images: dict[ServiceName, ImageRef] = Field(min_length=1, max_length=MAX_SERVICES)
+    event_id: UUID | None = None
+    received_at: datetime | None = None
+    source: Literal["http", "kafka", "cli"] = "kafka"
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _service_names(cls, value: object) -> object:
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, str):
+                    check_name(key, "service name")
+        return value

@@ -1,0 +1,81 @@
+"""``bootstrap()``: load config once and wire the dependencies every service shares.
+
+Services receive a ``Runtime`` and never read the environment themselves. The broker is
+built at bootstrap (so subscribers can be registered and documented before connecting);
+the Postgres pool opens in ``start()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from waveline.shared.boundary import Boundary
+from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config, load_settings
+from waveline.shared.db import create_pool
+from waveline.shared.kafka import make_broker
+from waveline.shared.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: Settings
+    config: WavelineConfig
+    secrets: Secrets
+    broker: KafkaBroker
+    topics: Topics
+    _pool: asyncpg.Pool | None = field(default=None, repr=False)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.service}: Postgres pool used before start()")
+        return self._pool
+
+    def group(self, name: str) -> str:
+        return f"{self.settings.group_prefix}{name}"
+
+    def boundary(self) -> Boundary:
+        return Boundary(
+            broker=self.broker,
+            dlq_topic=self.topics.dlq,
+            service=self.service,
+            publish_timeout_s=self.settings.publish_timeout_s,
+        )
+
+    async def start(self, *, with_db: bool = True) -> None:
+        if with_db and self._pool is None:
+            self._pool = await create_pool(self.settings)
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def bootstrap(
+    service: str,
+    settings: Settings | None = None,
+    config: WavelineConfig | None = None,
+    secrets: Secrets | None = None,
+) -> Runtime:
+    """Build a Runtime; raises ``ConfigError`` (with the bad field and why) on bad input."""
+    settings = settings or load_settings()
+    config = config or load_config(settings.config)
+    secrets = secrets or Secrets.from_env(config.auth)
+    return Runtime(
+        service=service,
+        settings=settings,
+        config=config,
+        secrets=secrets,
+        broker=make_broker(settings, client_id=f"waveline-{service}"),
+        topics=Topics(settings.topic_prefix),
+    )

@@ -1,0 +1,3 @@
+from waveline.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``waveline`` console script."""

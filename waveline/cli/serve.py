@@ -1,0 +1,86 @@
+"""``waveline run <service>|all``: run services in the foreground until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Protocol
+
+from aiohttp import web
+
+from waveline.services.git_writer.service import GitWriter
+from waveline.services.ingest.app import create_app
+from waveline.services.notifier.service import Notifier
+from waveline.services.promoter.service import Promoter
+from waveline.services.status_tracker.service import StatusTracker
+from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.runtime import Runtime, bootstrap
+
+logger = logging.getLogger(__name__)
+
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+
+
+class Consumer(Protocol):
+    def register(self) -> None: ...
+
+
+def consumer_for(name: str, runtime: Runtime) -> Consumer:
+    factories: dict[str, type[GitWriter] | type[Promoter] | type[StatusTracker] | type[Notifier]]
+    factories = {
+        "git-writer": GitWriter,
+        "promoter": Promoter,
+        "status-tracker": StatusTracker,
+        "notifier": Notifier,
+    }
+    return factories[name](runtime)
+
+
+async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Run one service on ``runtime`` until ``stop`` is set."""
+    if runtime.service == "ingest":
+        await runtime.start()
+        runner = web.AppRunner(create_app(runtime), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
+        await site.start()
+        logger.info(
+            "ingest listening on http://%s:%d",
+            runtime.settings.http_host,
+            runtime.settings.http_port,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            await runtime.stop()
+        return
+    consumer = consumer_for(runtime.service, runtime)
+    consumer.register()
+    await runtime.start()
+    logger.info("%s consuming", runtime.service)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+        close = getattr(consumer, "close", None)
+        if close is not None:
+            close()
+
+
+async def run_services(
+    names: list[str], settings: Settings, config: WavelineConfig, secrets: Secrets
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runtimes = [bootstrap(n, settings, config, secrets) for n in names]
+    tasks = [asyncio.create_task(serve(rt, stop), name=rt.service) for rt in runtimes]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

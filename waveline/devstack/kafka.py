@@ -1,0 +1,131 @@
+"""A single-node Kafka in KRaft mode (combined broker+controller) on loopback.
+
+The jars come from Maven Central through Maven (``deploy/local/kafka-pom.xml``) and are
+cached under ``.cache/kafka/<version>/libs``, so only the first ``make up`` downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+from waveline.devstack import procs
+from waveline.devstack.paths import KAFKA_VERSION, StackPaths
+
+_LOG4J = """\
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.BrokerServer=INFO
+log4j.logger.kafka.server.ControllerServer=INFO
+"""
+
+
+def ensure_jars(paths: StackPaths) -> None:
+    marker = paths.kafka_libs / ".complete"
+    if marker.exists():
+        return
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven")
+    paths.kafka_libs.mkdir(parents=True, exist_ok=True)
+    print(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central ...", flush=True)
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(paths.root / "deploy" / "local" / "kafka-pom.xml"),
+            f"-Dkafka.version={KAFKA_VERSION}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={paths.kafka_libs}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+    )
+    marker.write_text(KAFKA_VERSION)
+
+
+def _properties(paths: StackPaths) -> str:
+    data = paths.run / "kafka" / "data"
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{paths.kafka_controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{paths.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{paths.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{paths.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
+
+
+def _java(paths: StackPaths) -> list[str]:
+    log4j = paths.run / "kafka" / "log4j.properties"
+    return [
+        shutil.which("java") or "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        f"-Dlog4j.configuration=file:{log4j}",
+        "-cp",
+        f"{paths.kafka_libs}/*",
+    ]
+
+
+def start(paths: StackPaths) -> bool:
+    """Start the broker unless it runs; returns True when it was started now."""
+    pidfile = paths.pids / "kafka.pid"
+    if procs.pid_of(pidfile) is not None:
+        procs.wait_port(paths.kafka_port, 60, "Kafka", paths.logs / "kafka.log")
+        return False
+    if procs.port_open(paths.kafka_port):
+        raise RuntimeError(f"port {paths.kafka_port} is taken by something that is not our Kafka")
+    ensure_jars(paths)
+    home = paths.run / "kafka"
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    (home / "server.properties").write_text(_properties(paths))
+    (home / "log4j.properties").write_text(_LOG4J)
+    if not (home / "data" / "meta.properties").exists():
+        subprocess.run(
+            [
+                *_java(paths),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                str(uuid.uuid4()),
+                "-c",
+                str(home / "server.properties"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    procs.start(
+        [*_java(paths), "kafka.Kafka", str(home / "server.properties")],
+        pidfile=pidfile,
+        logfile=paths.logs / "kafka.log",
+        env=os.environ,
+        cwd=home,
+    )
+    procs.wait_port(paths.kafka_port, 90, "Kafka", paths.logs / "kafka.log")
+    return True
+
+
+def stop(paths: StackPaths) -> bool:
+    return procs.stop(paths.pids / "kafka.pid", timeout_s=30)

@@ -1,0 +1,116 @@
+"""``waveline dev up|down|status`` (and ``make up`` / ``make down``).
+
+``up`` is safe to repeat: whatever already runs is kept, whatever died is restarted.
+Environment variables set by the user win over the demo defaults: ``WAVELINE_CONFIG``,
+``WAVELINE_HTTP_PORT`` and the secret variables of DESIGN §3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+from waveline.devstack import demo, kafka, postgres, procs
+from waveline.devstack.paths import StackPaths
+
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+
+
+def service_env(paths: StackPaths) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in demo.demo_secrets(paths).items():
+        env.setdefault(key, value)
+    env.setdefault("WAVELINE_CONFIG", str(paths.run / "demo" / "waveline.yaml"))
+    env.setdefault("WAVELINE_KAFKA_BOOTSTRAP", paths.bootstrap)
+    env.setdefault("WAVELINE_DATABASE_URL", paths.database_url)
+    env.setdefault("WAVELINE_HTTP_PORT", str(paths.http_port))
+    env.setdefault("WAVELINE_DATA_DIR", str(paths.run / "data"))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
+    from waveline.shared.config import Settings
+    from waveline.shared.db import migrate
+    from waveline.shared.kafka import ensure_topics
+    from waveline.shared.topics import Topics
+
+    bare = paths.run / "demo" / "cfg-app.git"
+    if demo.seed_repo(bare):
+        print(f"seeded demo config repo {bare}")
+    default_config = paths.run / "demo" / "waveline.yaml"
+    if env["WAVELINE_CONFIG"] == str(default_config) and not default_config.exists():
+        demo.write_config(default_config, bare.as_uri())
+    settings = Settings(
+        kafka_bootstrap=env["WAVELINE_KAFKA_BOOTSTRAP"],
+        database_url=env["WAVELINE_DATABASE_URL"],
+        topic_prefix=env.get("WAVELINE_TOPIC_PREFIX", ""),
+        database_schema=env.get("WAVELINE_DATABASE_SCHEMA", "waveline"),
+    )
+
+    async def setup() -> None:
+        await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
+        await migrate(settings)
+
+    asyncio.run(setup())
+
+
+def up(paths: StackPaths) -> int:
+    started = time.monotonic()
+    paths.run.mkdir(parents=True, exist_ok=True)
+    env = service_env(paths)
+    print("kafka:", "started" if kafka.start(paths) else "running", paths.bootstrap)
+    print("postgres:", "started" if postgres.start(paths) else "running", f"port {paths.pg_port}")
+    _prepare(paths, env)
+    for name in SERVICES:
+        pidfile = paths.pids / f"{name}.pid"
+        if procs.pid_of(pidfile) is not None:
+            print(f"{name}: running")
+            continue
+        procs.start(
+            [sys.executable, "-m", "waveline", "run", name],
+            pidfile=pidfile,
+            logfile=paths.logs / f"{name}.log",
+            env=env,
+            cwd=paths.root,
+        )
+        print(f"{name}: started")
+    procs.wait_port(int(env["WAVELINE_HTTP_PORT"]), 60, "ingest", paths.logs / "ingest.log")
+    time.sleep(1.0)
+    dead = [n for n in SERVICES if procs.pid_of(paths.pids / f"{n}.pid") is None]
+    if dead:
+        print(f"services exited at start: {dead}; see {paths.logs}", file=sys.stderr)
+        return 1
+    print(
+        f"stack up in {time.monotonic() - started:.1f}s; ingest on "
+        f"http://127.0.0.1:{env['WAVELINE_HTTP_PORT']}; logs in {paths.logs}"
+    )
+    print(f"demo tokens: {paths.run / 'demo' / 'secrets.env'}")
+    return 0
+
+
+def down(paths: StackPaths) -> int:
+    for name in SERVICES:
+        if procs.stop(paths.pids / f"{name}.pid"):
+            print(f"{name}: stopped")
+    if kafka.stop(paths):
+        print("kafka: stopped")
+    if postgres.stop(paths):
+        print("postgres: stopped")
+    return 0
+
+
+def status(paths: StackPaths) -> int:
+    rows = [("kafka", procs.pid_of(paths.pids / "kafka.pid") is not None)]
+    rows.append(("postgres", postgres.running(paths)))
+    rows += [(n, procs.pid_of(paths.pids / f"{n}.pid") is not None) for n in SERVICES]
+    for name, alive in rows:
+        print(f"{name:15} {'running' if alive else 'stopped'}")
+    return 0 if all(alive for _, alive in rows) else 3
+
+
+def main(action: str) -> int:
+    paths = StackPaths.from_env()
+    return {"up": up, "down": down, "status": status}[action](paths)
