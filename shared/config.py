@@ -163,8 +163,8 @@ class WavelineConfig(_Frozen):
         for name, pipeline in self.pipelines.items():
             if pipeline.repo not in self.repos:
                 raise ValueError(
-                    f"pipeline {name!r} names repo {pipeline.repo!r}, "
-                    f"which is not under repos: (known: {sorted(self.repos)})"
+                    f"pipelines.{name}.repo: {pipeline.repo!r} is not under repos: "
+                    f"(known: {sorted(self.repos)})"
                 )
         return self
 

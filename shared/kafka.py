@@ -8,6 +8,7 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
@@ -47,7 +48,7 @@ async def publish(
                 key=key.encode() if key is not None else None,
                 headers={"content-type": "application/json"},
             )
-    except (TimeoutError, KafkaError) as exc:
+    except (TimeoutError, KafkaError, IncorrectState) as exc:
         raise BrokerUnavailable(
             f"Kafka did not acknowledge the publish to {topic}: {exc!r}"
         ) from exc

@@ -37,14 +37,19 @@ def consumer_for(name: str, runtime: Runtime) -> Consumer:
     return factories[name](runtime)
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run one service on ``runtime`` until ``stop`` is set."""
+async def serve(
+    runtime: Runtime, stop: asyncio.Event, started: asyncio.Event | None = None
+) -> None:
+    """Run one service on ``runtime`` until ``stop`` is set; ``started`` is set once it
+    accepts work."""
+    started = started or asyncio.Event()
     if runtime.service == "ingest":
         await runtime.start()
         runner = web.AppRunner(create_app(runtime), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
         await site.start()
+        started.set()
         logger.info(
             "ingest listening on http://%s:%d",
             runtime.settings.http_host,
@@ -59,6 +64,7 @@ async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
     consumer = consumer_for(runtime.service, runtime)
     consumer.register()
     await runtime.start()
+    started.set()
     logger.info("%s consuming", runtime.service)
     try:
         await stop.wait()

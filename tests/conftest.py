@@ -1,0 +1,78 @@
+"""Session fixtures: real Kafka and PostgreSQL; per-test topics, groups and schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.infra import Infra, provide
+from tests.support import make_config
+from waveline.devstack.demo import seed_repo
+from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.db import migrate
+from waveline.shared.kafka import ensure_topics
+from waveline.shared.topics import Topics
+
+CI_TOKEN = "ci-token-for-tests-0123456789"
+OPERATOR_TOKEN = "operator-token-for-tests-987654"
+GITHUB_SECRET = "github-webhook-secret-for-tests"
+ARGOCD_TOKEN = "argocd-token-for-tests-24680"
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with provide() as infra:
+        yield infra
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """A bare config repo with an images-json layout on master: the 'GitHub' of the test."""
+    bare = tmp_path / "remote" / "cfg-app.git"
+    seed_repo(bare)
+    return bare
+
+
+@pytest.fixture
+def config(remote: Path) -> WavelineConfig:
+    return make_config(remote.as_uri())
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    from pydantic import SecretStr
+
+    return Secrets(
+        ci_token=SecretStr(CI_TOKEN),
+        operator_token=SecretStr(OPERATOR_TOKEN),
+        github_webhook_secret=SecretStr(GITHUB_SECRET),
+        argocd_token=SecretStr(ARGOCD_TOKEN),
+    )
+
+
+@pytest.fixture
+async def settings(infra: Infra, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings with this test's own topics, consumer groups and database schema."""
+    tag = uuid.uuid4().hex[:12]
+    settings = Settings(
+        kafka_bootstrap=infra.bootstrap,
+        database_url=infra.database_url,
+        database_schema=f"t_{tag}",
+        topic_prefix=f"t{tag}.",
+        group_prefix=f"t{tag}.",
+        data_dir=tmp_path / "data",
+        http_port=0,
+        publish_timeout_s=10.0,
+    )
+    await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
+    await migrate(settings)
+    yield settings
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+    finally:
+        await conn.close()

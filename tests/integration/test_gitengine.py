@@ -1,0 +1,184 @@
+"""The git engine and git-writer's command logic against real bare remotes (file://)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from tests.support import APP_SHA, branch_log, image_set, make_config
+from waveline.devstack.demo import seed_repo
+from waveline.services.git_writer.apply import Applier
+from waveline.shared.errors import PushRejected
+from waveline.shared.gitengine import trailers
+from waveline.shared.gitengine.repo import ConfigRepo
+from waveline.shared.models.git import IntroduceImages
+from waveline.shared.models.images import ImageSetAnnounced
+
+OTHER_SHA = "1111111111111111111111111111111111111111"
+
+
+def introduce(app_sha: str = APP_SHA, command_id: uuid.UUID | None = None) -> IntroduceImages:
+    announced = ImageSetAnnounced.model_validate(image_set(app_sha))
+    return IntroduceImages(
+        command_id=command_id or uuid.uuid4(),
+        repo="cfg-app",
+        issued_at=datetime.now(UTC),
+        pipeline="app",
+        wave="staging",
+        app_sha=app_sha,
+        images=announced.images,
+    )
+
+
+def applier_for(remote: Path, data: Path) -> Applier:
+    config = make_config(remote.as_uri())
+    repo = ConfigRepo("cfg-app", config.repos["cfg-app"], data / "cfg-app.git")
+    applier = Applier(repo, config)
+    applier.refresh()
+    return applier
+
+
+def human_commit(bare: Path, branch: str, path: str, content: bytes) -> pygit2.Oid:
+    """Someone else's commit straight on the remote (as a person pushing to master would)."""
+    cfg = ConfigRepo("x", make_config(bare.as_uri()).repos["cfg-app"], bare)
+    parent = cfg.repo.references[f"refs/heads/{branch}"].target
+    assert isinstance(parent, pygit2.Oid)
+    tree = cfg.write_tree(cfg.commit(parent).tree, {path: content})
+    sig = pygit2.Signature("human", "human@example.com")
+    return cfg.repo.create_commit(f"refs/heads/{branch}", sig, sig, f"edit {path}", tree, [parent])
+
+
+def read(bare: Path, ref: str, path: str) -> bytes:
+    out = subprocess.run(
+        ["git", f"--git-dir={bare}", "show", f"{ref}:{path}"], capture_output=True, check=True
+    )
+    return out.stdout
+
+
+def test_introduce_commits_on_auto_with_trailers(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path)
+    cmd = introduce()
+    result = applier.introduce(cmd)
+    assert result.outcome == "committed"
+    log = branch_log(str(remote), "auto")
+    assert str(log[0].id) == result.sha
+    assert len(log) == 2  # on top of master's initial commit
+    parsed = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=log[0].message,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"Autocommit-Event-Id: {cmd.command_id}" in parsed
+    assert f"Autocommit-App-SHA: {APP_SHA}" in parsed
+    assert "Autocommit-Target: staging" in parsed
+    assert "Autocommit-Pipeline: app" in parsed
+    tags = json.loads(read(remote, "auto", "images/staging/tags.json"))
+    assert tags == {
+        "Service1": f"docker.example.com/service1:{APP_SHA}",
+        "Service2": f"docker.example.com/service2:{APP_SHA}",
+    }
+    assert list(tags) == sorted(tags)
+    # master is untouched: only a fast-forward may move it.
+    assert len(branch_log(str(remote), "master")) == 1
+
+
+def test_same_event_id_is_a_noop_even_after_restart(remote: Path, tmp_path: Path) -> None:
+    cmd = introduce()
+    assert applier_for(remote, tmp_path).apply(cmd).outcome == "committed"
+    # A new process (fresh index, same clone dir) rebuilds the index from trailers.
+    again = applier_for(remote, tmp_path).apply(cmd)
+    assert again.outcome == "noop"
+    # And a brand-new clone too.
+    assert applier_for(remote, tmp_path / "other").apply(cmd).outcome == "noop"
+    assert len(branch_log(str(remote), "auto")) == 2
+
+
+def test_same_images_again_is_noop_without_commit(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path)
+    assert applier.apply(introduce()).outcome == "committed"
+    second = applier.apply(introduce())  # new command id, same content
+    assert second.outcome == "noop"
+    assert len(branch_log(str(remote), "auto")) == 2
+
+
+def test_commit_only_rewrites_changed_directories(tmp_path: Path) -> None:
+    bare = tmp_path / "big.git"
+    seed_repo(bare)
+    cfg = ConfigRepo("big", make_config(bare.as_uri()).repos["cfg-app"], bare)
+    head = pygit2.Repository(str(bare)).references["refs/heads/master"].target
+    files: dict[str, bytes | None] = {
+        f"apps/a{i}/f{j}.yaml": b"x" for i in range(30) for j in range(5)
+    }
+    big = cfg.create_commit(head, files, "many files")
+    assert big is not None
+    changed = cfg.create_commit(big, {"images/staging/tags.json": b"{}\n{}"}, "one file")
+    assert changed is not None
+    before, after = cfg.commit(big).tree, cfg.commit(changed).tree
+    # Untouched subtrees are the very same objects: nothing outside the path was rebuilt.
+    assert before["apps"].id == after["apps"].id
+    assert before["images"]["internal"].id == after["images"]["internal"].id
+    assert before["images"]["staging"].id != after["images"]["staging"].id
+    deleted = cfg.create_commit(changed, {"apps/a0/f0.yaml": None}, "delete")
+    assert deleted is not None
+    assert "apps/a0/f0.yaml" not in cfg.commit(deleted).tree
+    assert "apps/a0/f1.yaml" in cfg.commit(deleted).tree
+
+
+def test_lease_detects_a_concurrent_push(remote: Path, tmp_path: Path) -> None:
+    ours = applier_for(remote, tmp_path / "ours")
+    theirs = applier_for(remote, tmp_path / "theirs")
+    assert theirs.apply(introduce(OTHER_SHA)).outcome == "committed"
+    # Our clone has not fetched: its view of auto (absent) is stale, so the lease breaks.
+    with pytest.raises(PushRejected, match="lease"):
+        ours.apply(introduce())
+    assert len(branch_log(str(remote), "auto")) == 2
+    ours.refresh()
+    assert ours.apply(introduce()).outcome == "committed"
+    assert len(branch_log(str(remote), "auto")) == 3
+
+
+def test_auto_behind_master_is_reset(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path)
+    first = applier.apply(introduce(OTHER_SHA))
+    assert first.sha is not None
+    # master fast-forwarded to auto's commit, then a person committed on master.
+    repo = pygit2.Repository(str(remote))
+    repo.references["refs/heads/master"].set_target(pygit2.Oid(hex=first.sha))
+    human = human_commit(remote, "master", "README.md", b"edited\n")
+    applier.refresh()
+    result = applier.apply(introduce())
+    assert result.outcome == "committed"
+    log = branch_log(str(remote), "auto")
+    assert log[1].id == human  # new commit sits right on master
+    assert result.replayed == {}
+
+
+def test_diverged_auto_is_replayed_onto_master(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path)
+    first = applier.apply(introduce(OTHER_SHA))
+    assert first.sha is not None
+    human = human_commit(remote, "master", "README.md", b"someone pushed to master\n")
+    applier.refresh()
+    result = applier.apply(introduce())
+    assert result.outcome == "committed"
+    assert set(result.replayed) == {first.sha}
+    log = branch_log(str(remote), "auto")
+    assert [c.id for c in log[2:3]] == [human]
+    replayed = log[1]
+    assert str(replayed.id) == result.replayed[first.sha]
+    assert trailers.parse(replayed.message).get(trailers.APP_SHA) == OTHER_SHA
+    assert read(remote, "auto", "README.md") == b"someone pushed to master\n"
+    assert json.loads(read(remote, "auto", "images/staging/tags.json"))["Service1"].endswith(
+        APP_SHA
+    )
+    assert json.loads(read(remote, f"{replayed.id}", "images/staging/tags.json"))[
+        "Service1"
+    ].endswith(OTHER_SHA)
