@@ -51,7 +51,14 @@ def _local_stack() -> Iterator[Infra]:
     from waveline.devstack import kafka, postgres
     from waveline.devstack.paths import StackPaths
 
+    from waveline.devstack.procs import port_open
+
     paths = StackPaths.from_env()
+    if port_open(paths.kafka_port) and port_open(paths.pg_port):
+        # A stack from another checkout (or `make up`) already serves these ports: share it;
+        # every test uses its own topics, groups and schema anyway.
+        yield Infra(paths.bootstrap, paths.database_url, "running local stack")
+        return
     started_kafka = kafka.start(paths)
     started_pg = postgres.start(paths)
     try:

@@ -25,13 +25,24 @@ def pid_of(pidfile: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    # A zombie child of ours still answers kill(0); reap it and call it dead.
+    # A zombie still answers kill(0): reap it if it is our child, and call it dead either
+    # way (in a container nobody may ever reap it).
     with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            pidfile.unlink(missing_ok=True)
-            return None
+        os.waitpid(pid, os.WNOHANG)
+    if _zombie(pid):
+        pidfile.unlink(missing_ok=True)
+        return None
     return pid
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return "\nState:\tZ" in status
 
 
 def start(
