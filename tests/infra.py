@@ -50,7 +50,6 @@ def _testcontainers() -> Iterator[Infra]:
 def _local_stack() -> Iterator[Infra]:
     from waveline.devstack import kafka, postgres
     from waveline.devstack.paths import StackPaths
-
     from waveline.devstack.procs import port_open
 
     paths = StackPaths.from_env()

@@ -142,7 +142,7 @@ async def wait_for(
 ) -> None:
     try:
         async with asyncio.timeout(timeout_s):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 (polls git, which has no events)
                 await asyncio.sleep(0.1)
     except TimeoutError as exc:
         raise AssertionError(f"timed out waiting for {what}") from exc

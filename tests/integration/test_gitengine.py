@@ -114,6 +114,7 @@ def test_commit_only_rewrites_changed_directories(tmp_path: Path) -> None:
     seed_repo(bare)
     cfg = ConfigRepo("big", make_config(bare.as_uri()).repos["cfg-app"], bare)
     head = pygit2.Repository(str(bare)).references["refs/heads/master"].target
+    assert isinstance(head, pygit2.Oid)
     files: dict[str, bytes | None] = {
         f"apps/a{i}/f{j}.yaml": b"x" for i in range(30) for j in range(5)
     }
@@ -124,8 +125,8 @@ def test_commit_only_rewrites_changed_directories(tmp_path: Path) -> None:
     before, after = cfg.commit(big).tree, cfg.commit(changed).tree
     # Untouched subtrees are the very same objects: nothing outside the path was rebuilt.
     assert before["apps"].id == after["apps"].id
-    assert before["images"]["internal"].id == after["images"]["internal"].id
-    assert before["images"]["staging"].id != after["images"]["staging"].id
+    assert before["images/internal"].id == after["images/internal"].id
+    assert before["images/staging"].id != after["images/staging"].id
     deleted = cfg.create_commit(changed, {"apps/a0/f0.yaml": None}, "delete")
     assert deleted is not None
     assert "apps/a0/f0.yaml" not in cfg.commit(deleted).tree

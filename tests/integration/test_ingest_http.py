@@ -101,7 +101,7 @@ async def test_accepts_bare_object_per_pipeline(
         (f"/v1/pipelines/nope/images?app_sha={APP_SHA}", b"{}", AUTH, 404, "unknown_pipeline"),
     ],
 )
-async def test_bad_input_gets_clear_error_and_publishes_nothing(
+async def test_bad_input_gets_clear_error_and_publishes_nothing(  # noqa: PLR0917
     client: TestClient[Any, Any],
     settings: Settings,
     path: str,

@@ -77,7 +77,7 @@ def test_duplicate_wave_names(tmp_path: Path) -> None:
 
 
 def test_unknown_key_and_not_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="pipelines.app.colour"):
+    with pytest.raises(ConfigError, match=r"pipelines\.app\.colour"):
         load_config(
             write(
                 tmp_path,
@@ -127,6 +127,7 @@ def test_service_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "pipelines.app.waves.1.gate.bake" in proc.stderr

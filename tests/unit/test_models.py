@@ -72,9 +72,9 @@ def test_paths_stay_in_the_repo(path: str) -> None:
 def test_git_command_union_round_trips() -> None:
     announced = ImageSetAnnounced.model_validate(image_set())
     cmd = IntroduceImages(
-        command_id="49fc07a2-ac7e-5147-9c91-b61476b2842c",  # type: ignore[arg-type]
+        command_id="49fc07a2-ac7e-5147-9c91-b61476b2842c",
         repo="cfg-app",
-        issued_at="2026-11-21T00:00:00Z",  # type: ignore[arg-type]
+        issued_at="2026-11-21T00:00:00Z",
         pipeline="app",
         wave="staging",
         app_sha=APP_SHA,
