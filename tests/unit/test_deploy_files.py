@@ -82,7 +82,9 @@ def test_compose_runs_the_five_services_from_one_build(
         assert svc["command"] == ["run", name]
         build = svc["build"]
         context = build if isinstance(build, str) else build["context"]
-        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        dockerfile = (
+            "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        )
         builds.add((context, dockerfile, svc["image"]))
     assert builds == {(".", "Dockerfile", "waveline:local")}
     assert (ROOT / "Dockerfile").is_file()
@@ -159,6 +161,25 @@ def test_compose_git_writer_keeps_clones_on_named_volume(
     assert mounts[data_dir] in compose["volumes"], "data dir must be a named volume"
 
 
+def test_compose_demo_repo_is_seeded_where_the_example_config_points(
+    compose: dict[str, Any], compose_services: dict[str, dict[str, Any]]
+) -> None:
+    # seed-repo calls the same seed as `make up`; if that function moves, compose must follow.
+    seed = compose_services["seed-repo"]
+    assert "from waveline.devstack.demo import seed_repo" in " ".join(seed["entrypoint"])
+    demo = (ROOT / "waveline" / "devstack" / "demo.py").read_text(encoding="utf-8")
+    assert re.search(r"^def seed_repo\(bare: Path\)", demo, re.M)
+
+    bare = seed["command"][0]
+    config = _load(DEPLOY / "config" / "waveline.yaml")
+    assert config["repos"]["cfg-app"]["url"] == f"file://{bare}"
+    seed_volumes = {v.split(":")[0] for v in seed["volumes"] if bare.startswith(v.split(":")[1])}
+    writer = compose_services["git-writer"]
+    assert seed_volumes & {v.split(":")[0] for v in writer["volumes"]}, "writer must see the repo"
+    assert seed_volumes <= compose["volumes"].keys()
+    assert writer["depends_on"]["seed-repo"] == {"condition": "service_completed_successfully"}
+
+
 def test_compose_mounts_the_example_config(compose_services: dict[str, dict[str, Any]]) -> None:
     for name in SERVICES:
         svc = compose_services[name]
@@ -231,7 +252,10 @@ def test_k8s_ingest_service_matches_argocd_webhook_url() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [DEPLOY / "k8s" / "secret.example.yaml", DEPLOY / "argocd" / "argocd-notifications-secret.example.yaml"],
+    [
+        DEPLOY / "k8s" / "secret.example.yaml",
+        DEPLOY / "argocd" / "argocd-notifications-secret.example.yaml",
+    ],
     ids=_rel,
 )
 def test_secret_templates_hold_only_placeholders(path: Path) -> None:
@@ -266,7 +290,9 @@ def test_argocd_webhook_service_posts_to_ingest(argocd_cm: dict[str, Any]) -> No
 
 
 def test_argocd_triggers_send_the_waveline_template(argocd_cm: dict[str, Any]) -> None:
-    templates = {k.removeprefix("template.") for k in argocd_cm["data"] if k.startswith("template.")}
+    templates = {
+        k.removeprefix("template.") for k in argocd_cm["data"] if k.startswith("template.")
+    }
     for trigger in ARGOCD_TRIGGERS:
         conditions = yaml.safe_load(argocd_cm["data"][f"trigger.{trigger}"])
         assert conditions, trigger
