@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -97,7 +97,11 @@ class Boundary:
                 return
 
     async def dead_letter(self, msg: KafkaMessage, exc: BaseException) -> None:
-        record = msg.raw_message
+        await self.dead_letter_record(msg.raw_message, msg.body, exc)
+
+    async def dead_letter_record(self, record: Any, body: bytes, exc: BaseException) -> None:
+        """Publish ``body`` (from Kafka ``record``) to the dead-letter topic with the reason.
+        Raises if the broker does not acknowledge: the caller must then not ack."""
         key = getattr(record, "key", None)
         letter = DeadLetter(
             event_id=uuid.uuid4(),
@@ -106,7 +110,7 @@ class Boundary:
             partition=getattr(record, "partition", None),
             offset=getattr(record, "offset", None),
             key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-            payload=msg.body.decode("utf-8", "replace"),
+            payload=body.decode("utf-8", "replace"),
             error_code=error_code(exc),
             reason=str(exc)[:4000],
             retriable=is_retriable(exc),

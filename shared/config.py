@@ -86,7 +86,7 @@ class RepoConfig(_Frozen):
 class LayoutConfig(_Frozen):
     """How an image set lands in the repo (DESIGN §2, file layouts)."""
 
-    kind: Literal["images-json", "tag-file"]
+    kind: Literal["images-json", "tag-file", "yaml-path", "kustomize"]
     path: str = "images/{wave}"
     # yaml-path: dotted key templates; {service} is replaced by each service name.
     tag_key: str = "services.{service}.image.tag"
@@ -98,7 +98,19 @@ class LayoutConfig(_Frozen):
     @classmethod
     def _confined(cls, path: str) -> str:
         check_relative_path(path.replace("{wave}", "w").replace("{service}", "s"))
+        if "{wave}" not in path:
+            raise ValueError("path must contain {wave}, so each wave has its own files")
         return path
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> LayoutConfig:
+        if self.kind == "yaml-path":
+            if not self.path.endswith((".yaml", ".yml")):
+                raise ValueError("a yaml-path layout's path names a .yaml file")
+            for key in (self.tag_key, self.digest_key):
+                if key is not None and key.count("{service}") != 1:
+                    raise ValueError(f"key template {key!r} needs exactly one {{service}}")
+        return self
 
 
 class StrategyConfig(_Frozen):

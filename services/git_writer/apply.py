@@ -1,8 +1,9 @@
 """Applying git commands to one repository. Synchronous: runs on the repo's own thread.
 
-Every method works from the remote-tracking refs fetched last, builds commits as objects,
-and pushes once with a lease on the remote values it built on. A command whose Event-Id is
-already reachable from ``auto`` or ``watched`` is a no-op.
+Commands build commits as objects on the current tips (pushed state plus whatever this batch
+already built) and only ``flush()`` pushes: once per batch, with a lease on the remote values
+the batch was built on. A command whose Event-Id is already reachable from ``auto`` or
+``watched`` is a no-op; a command whose precondition fails is rejected and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from waveline.shared.config import WavelineConfig
-from waveline.shared.errors import PreconditionFailed
+from waveline.shared.config import PipelineConfig, WavelineConfig
+from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.gitengine import layouts, trailers
 from waveline.shared.gitengine.index import EventIndex
 from waveline.shared.gitengine.repo import ConfigRepo
-from waveline.shared.models.git import AlignAuto, IntroduceImages, Outcome
+from waveline.shared.models.git import (
+    AlignAuto,
+    Evict,
+    FastForward,
+    IntroduceImages,
+    Outcome,
+    PromoteWave,
+    RollbackWave,
+)
 
 logger = logging.getLogger(__name__)
 
-Command = IntroduceImages | AlignAuto
+Command = IntroduceImages | PromoteWave | FastForward | Evict | RollbackWave | AlignAuto
 
 
 @dataclass
@@ -36,7 +45,7 @@ class Result:
 
 
 class Applier:
-    """Owns one repo's bare clone and Event-Id index."""
+    """Owns one repo's bare clone, its Event-Id index and the batch being built."""
 
     def __init__(self, repo: ConfigRepo, config: WavelineConfig) -> None:
         self.repo = repo
@@ -44,36 +53,87 @@ class Applier:
         self.index = EventIndex()
         self.watched_branch = repo.config.watched_branch
         self.auto_branch = repo.config.auto_branch
+        self._pending: dict[str, pygit2.Oid] = {}
+
+    # -- state ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Fetch and index what is new: the "fresh state" a retry starts from."""
+        """Fetch and index what is new, dropping any unpushed batch: the fresh state a
+        retry starts from."""
+        self._pending.clear()
         self.repo.fetch()
         self.index.update(self.repo, self._tips())
 
+    def tip(self, branch: str) -> pygit2.Oid | None:
+        return self._pending.get(branch) or self.repo.remote_ref(branch)
+
     def _tips(self) -> list[pygit2.Oid | None]:
-        return [self.repo.remote_ref(self.watched_branch), self.repo.remote_ref(self.auto_branch)]
+        return [self.tip(self.watched_branch), self.tip(self.auto_branch)]
 
     def _watched(self) -> pygit2.Oid:
-        watched = self.repo.remote_ref(self.watched_branch)
+        watched = self.tip(self.watched_branch)
         if watched is None:
             raise PreconditionFailed(
                 f"repo {self.repo.name}: watched branch {self.watched_branch!r} does not exist"
             )
         return watched
 
+    def _set(self, branch: str, oid: pygit2.Oid) -> None:
+        if oid == self.repo.remote_ref(branch):
+            self._pending.pop(branch, None)
+        else:
+            self._pending[branch] = oid
+        self.index.update(self.repo, [oid])
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Push the batch: ``auto`` and ``watched`` in one push, each with its lease."""
+        if not self._pending:
+            return
+        updates = {b: (self.repo.remote_ref(b), new) for b, new in self._pending.items()}
+        # auto first: a fast-forward of watched may point into commits auto brings.
+        ordered = dict(sorted(updates.items(), key=lambda kv: kv[0] != self.auto_branch))
+        self.repo.push(ordered)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
+
     def already_applied(self, command_id: str) -> pygit2.Oid | None:
         return self.index.find(self.repo, command_id, self._tips())
 
-    # -- alignment -----------------------------------------------------------------------
+    def _commit_at(self, sha: str, what: str) -> pygit2.Commit:
+        try:
+            oid = pygit2.Oid(hex=sha)
+        except ValueError as exc:
+            raise PreconditionFailed(f"{what} {sha!r} is not a sha") from exc
+        obj = self.repo.repo.get(oid)
+        if not isinstance(obj, pygit2.Commit):
+            # Maybe pushed after our last fetch: retriable, and the retry fetches first.
+            raise GitFailure(f"{what} {sha} is not in {self.repo.name} (yet)", retriable=True)
+        return obj
+
+    def _pipeline(self, name: str, repo: str) -> PipelineConfig:
+        pipeline = self.config.pipelines.get(name)
+        if pipeline is None:
+            raise PreconditionFailed(f"unknown pipeline {name!r}")
+        if pipeline.repo != repo:
+            raise PreconditionFailed(f"pipeline {name!r} lives in repo {pipeline.repo!r}")
+        return pipeline
+
+    # -- alignment and replay ------------------------------------------------------------
 
     def aligned_auto(self) -> tuple[pygit2.Oid, dict[str, str]]:
         """Where ``auto`` must be before the next write: on or ahead of ``watched``.
 
-        Reset when ``auto`` is behind, replay its own commits when the two diverged. Returns
-        the new tip (not yet pushed) and the old→new map of replayed commits.
+        Reset when ``auto`` is behind, replay its own commits when the two diverged.
+        Returns the new tip (not pushed) and the old→new map of replayed commits.
         """
         watched = self._watched()
-        auto = self.repo.remote_ref(self.auto_branch)
+        auto = self.tip(self.auto_branch)
         if auto is None or self.repo.is_ancestor(auto, watched):
             return watched, {}
         if self.repo.is_ancestor(watched, auto):
@@ -86,19 +146,18 @@ class Applier:
     def replay(
         self, onto: pygit2.Oid, commits: list[pygit2.Commit]
     ) -> tuple[pygit2.Oid, dict[str, str]]:
-        """Re-apply each commit's action (from its trailers) on ``onto``, oldest first.
+        """Re-apply each commit's action, read from its trailers, on ``onto`` (oldest first).
 
-        The action of an automatic commit is "wave T of pipeline P holds these files", so
-        replaying writes T's files as they were in that commit: generated files never
-        conflict, whatever else moved underneath.
+        An automatic commit's action is "wave T of pipeline P holds these values", so the
+        replay extracts T's values from that commit and applies them on the new base: no
+        textual rebase, no conflicts, whatever else moved underneath.
         """
         tip = onto
         mapping: dict[str, str] = {}
         for commit in commits:
             info = trailers.parse(commit.message)
-            pipeline_name = info.get(trailers.PIPELINE)
+            pipeline = self.config.pipelines.get(info.get(trailers.PIPELINE) or "")
             wave = info.get(trailers.TARGET)
-            pipeline = self.config.pipelines.get(pipeline_name or "")
             if pipeline is None or wave is None:
                 logger.warning(
                     "repo %s: dropping non-automatic commit %s from auto during replay",
@@ -106,11 +165,12 @@ class Applier:
                     commit.id,
                 )
                 continue
-            paths = layouts.wave_paths(pipeline.layout, wave)
-            files = {p: self.repo.read_file(commit, p) for p in paths}
+            values = layouts.extract(pipeline.layout, wave, self._reader(commit))
+            parent = self.repo.commit(tip)
+            files = layouts.apply(pipeline.layout, wave, values, self._reader(parent))
             new = self.repo.create_commit(tip, files, commit.message)
             if new is None:
-                continue  # already true on the new base: nothing to replay
+                continue  # already true on the new base: nothing left to replay
             mapping[str(commit.id)] = str(new)
             tip = new
         return tip, mapping
@@ -118,56 +178,59 @@ class Applier:
     # -- commands ------------------------------------------------------------------------
 
     def apply(self, cmd: Command) -> Result:
-        done = self.already_applied(str(cmd.command_id))
-        if done is not None:
-            return Result("noop", sha=str(done), reason="Event-Id already on the branches")
+        """Apply one command to the batch. Raises ``PreconditionFailed`` (reject it) or
+        ``GitFailure`` (retry the batch from fresh state)."""
+        if isinstance(cmd, IntroduceImages | PromoteWave | RollbackWave):
+            done = self.already_applied(str(cmd.command_id))
+            if done is not None:
+                return Result("noop", sha=str(done), reason="Event-Id already on the branches")
         if isinstance(cmd, IntroduceImages):
             return self.introduce(cmd)
+        if isinstance(cmd, PromoteWave):
+            return self.promote(cmd)
+        if isinstance(cmd, RollbackWave):
+            return self.rollback(cmd)
+        if isinstance(cmd, FastForward):
+            return self.fast_forward(cmd)
+        if isinstance(cmd, Evict):
+            return self.evict(cmd)
         return self.align(cmd)
 
-    def _push_auto(self, new: pygit2.Oid) -> None:
-        self.repo.push({self.auto_branch: (self.repo.remote_ref(self.auto_branch), new)})
-        self.index.update(self.repo, [new])
+    def _reader(self, commit: pygit2.Commit) -> layouts.ReadFile:
+        def read(path: str) -> bytes | None:
+            return self.repo.read_file(commit, path)
 
-    def introduce(self, cmd: IntroduceImages) -> Result:
-        pipeline = self.config.pipelines.get(cmd.pipeline)
-        if pipeline is None:
-            raise PreconditionFailed(f"unknown pipeline {cmd.pipeline!r}")
-        if pipeline.repo != cmd.repo:
-            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} lives in repo {pipeline.repo!r}")
-        if pipeline.wave(cmd.wave) is None:
-            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
+        return read
+
+    def _write_wave(  # noqa: PLR0917 (one call site per command kind, all keyword-shaped)
+        self,
+        pipeline: PipelineConfig,
+        wave: str,
+        values: layouts.Values,
+        subject: str,
+        body: str,
+        info: dict[str, str],
+        noop_reason: str,
+    ) -> Result:
         base, replayed = self.aligned_auto()
         parent = self.repo.commit(base)
-        files = layouts.render(
-            pipeline.layout, cmd.wave, cmd.images, lambda p: self.repo.read_file(parent, p)
+        files = layouts.apply(
+            pipeline.layout, wave, values, lambda p: self.repo.read_file(parent, p)
         )
-        info = {
-            trailers.PIPELINE: cmd.pipeline,
-            trailers.APP_SHA: cmd.app_sha,
-            trailers.TARGET: cmd.wave,
-            trailers.REASON: "new images published",
-            trailers.EVENT_ID: str(cmd.command_id),
-        }
-        body = "\n".join(
-            f"- {svc}: {ref.tag} ({ref.bare_digest})" for svc, ref in sorted(cmd.images.items())
-        )
-        message = trailers.format_message(
-            f"chore({cmd.pipeline}): update {cmd.wave} to {cmd.app_sha[:10]}", body, info
-        )
+        message = trailers.format_message(subject, body, info)
         new = self.repo.create_commit(base, files, message)
         old_auto = self.repo.remote_ref(self.auto_branch)
         if new is None:
-            if base != old_auto:
-                self._push_auto(base)
+            if base != self.tip(self.auto_branch):
+                self._set(self.auto_branch, base)
             return Result(
                 "noop",
                 branch=self.auto_branch,
                 sha=str(base),
                 replayed=replayed,
-                reason=f"wave {cmd.wave} already holds this image set",
+                reason=noop_reason,
             )
-        self._push_auto(new)
+        self._set(self.auto_branch, new)
         return Result(
             "committed",
             branch=self.auto_branch,
@@ -177,13 +240,156 @@ class Applier:
             trailers=info,
         )
 
+    def introduce(self, cmd: IntroduceImages) -> Result:
+        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
+        if pipeline.wave(cmd.wave) is None:
+            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
+        body = "\n".join(
+            f"- {svc}: {ref.tag} ({ref.bare_digest})" for svc, ref in sorted(cmd.images.items())
+        )
+        return self._write_wave(
+            pipeline,
+            cmd.wave,
+            layouts.from_images(pipeline.layout, cmd.images),
+            f"chore({cmd.pipeline}): update {cmd.wave} to {cmd.app_sha[:10]}",
+            body,
+            {
+                trailers.PIPELINE: cmd.pipeline,
+                trailers.APP_SHA: cmd.app_sha,
+                trailers.TARGET: cmd.wave,
+                trailers.REASON: "new images published",
+                trailers.EVENT_ID: str(cmd.command_id),
+            },
+            f"wave {cmd.wave} already holds this image set",
+        )
+
+    def promote(self, cmd: PromoteWave) -> Result:
+        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
+        names = [w.name for w in pipeline.waves]
+        if cmd.from_wave not in names or cmd.to_wave not in names:
+            raise PreconditionFailed(f"unknown wave in {cmd.from_wave!r} -> {cmd.to_wave!r}")
+        if names.index(cmd.to_wave) != names.index(cmd.from_wave) + 1:
+            raise PreconditionFailed(f"{cmd.to_wave!r} does not follow {cmd.from_wave!r}")
+        deployed = self._commit_at(cmd.deployed_sha, "deployed commit")
+        if not self.repo.is_ancestor(deployed.id, self._watched()):
+            raise PreconditionFailed(
+                f"deployed commit {cmd.deployed_sha} is not on {self.watched_branch}"
+            )
+        values = layouts.extract(
+            pipeline.layout, cmd.from_wave, lambda p: self.repo.read_file(deployed, p)
+        )
+        if not values:
+            raise PreconditionFailed(
+                f"wave {cmd.from_wave!r} holds no images at {cmd.deployed_sha}"
+            )
+        return self._write_wave(
+            pipeline,
+            cmd.to_wave,
+            values,
+            f"chore({cmd.pipeline}): promote {cmd.app_sha[:10]} from {cmd.from_wave} to "
+            f"{cmd.to_wave}",
+            f"Files of {cmd.from_wave} as deployed at {cmd.deployed_sha}.",
+            {
+                trailers.PIPELINE: cmd.pipeline,
+                trailers.APP_SHA: cmd.app_sha,
+                trailers.TARGET: cmd.to_wave,
+                trailers.REASON: f"promoted from {cmd.from_wave} at {cmd.deployed_sha}",
+                trailers.EVENT_ID: str(cmd.command_id),
+            },
+            f"wave {cmd.to_wave} already holds what {cmd.from_wave} runs",
+        )
+
+    def rollback(self, cmd: RollbackWave) -> Result:
+        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
+        if pipeline.wave(cmd.wave) is None:
+            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
+        earlier = self._commit_at(cmd.to_sha, "rollback commit")
+        if not self.repo.is_ancestor(earlier.id, self._watched()):
+            raise PreconditionFailed(
+                f"rollback commit {cmd.to_sha} is not on {self.watched_branch}"
+            )
+        values = layouts.extract(
+            pipeline.layout, cmd.wave, lambda p: self.repo.read_file(earlier, p)
+        )
+        return self._write_wave(
+            pipeline,
+            cmd.wave,
+            values,
+            f"chore({cmd.pipeline}): roll {cmd.wave} back to {cmd.app_sha[:10]}",
+            f"Files of {cmd.wave} as they were at {cmd.to_sha}.",
+            {
+                trailers.PIPELINE: cmd.pipeline,
+                trailers.APP_SHA: cmd.app_sha,
+                trailers.TARGET: cmd.wave,
+                trailers.REASON: f"rollback to {cmd.app_sha}",
+                trailers.EVENT_ID: str(cmd.command_id),
+            },
+            f"wave {cmd.wave} already holds that image set",
+        )
+
+    def fast_forward(self, cmd: FastForward) -> Result:
+        green = self._commit_at(cmd.sha, "green commit").id
+        watched = self._watched()
+        if self.repo.is_ancestor(green, watched):
+            return Result(
+                "noop",
+                branch=self.watched_branch,
+                sha=str(watched),
+                reason=f"{self.watched_branch} already contains {cmd.sha}",
+            )
+        auto, replayed = self.aligned_auto()
+        if replayed:
+            self._set(self.auto_branch, auto)
+        if not self.repo.is_ancestor(green, auto):
+            raise PreconditionFailed(f"{cmd.sha} is not on {self.auto_branch}")
+        if not self.repo.is_ancestor(watched, green):
+            raise PreconditionFailed(f"{self.watched_branch} is not an ancestor of {cmd.sha}")
+        self._set(self.watched_branch, green)
+        return Result(
+            "fast_forwarded",
+            branch=self.watched_branch,
+            sha=str(green),
+            old_sha=str(watched),
+            replayed=replayed,
+        )
+
+    def evict(self, cmd: Evict) -> Result:
+        red = self._commit_at(cmd.sha, "red commit").id
+        watched = self._watched()
+        if self.repo.is_ancestor(red, watched):
+            raise PreconditionFailed(f"{cmd.sha} is already on {self.watched_branch}; not evicting")
+        auto, replayed = self.aligned_auto()
+        red = pygit2.Oid(hex=replayed.get(str(red), str(red)))
+        if not self.repo.is_ancestor(red, auto):
+            return Result(
+                "noop",
+                branch=self.auto_branch,
+                sha=str(auto),
+                replayed=replayed,
+                reason=f"{cmd.sha} is not on {self.auto_branch} (already evicted?)",
+            )
+        if not self.repo.is_ancestor(watched, red):
+            raise PreconditionFailed(f"{self.watched_branch} is not an ancestor of {cmd.sha}")
+        later = list(self.repo.walk(auto, stop=red))
+        later.reverse()
+        parent = self.repo.commit(red).parent_ids[0]
+        new_tip, mapping = self.replay(parent, later)
+        self._set(self.auto_branch, new_tip)
+        return Result(
+            "evicted",
+            branch=self.auto_branch,
+            sha=str(new_tip),
+            old_sha=str(red),
+            replayed={**replayed, **mapping},
+        )
+
     def align(self, cmd: AlignAuto) -> Result:
         del cmd
-        old = self.repo.remote_ref(self.auto_branch)
+        old = self.tip(self.auto_branch)
         new, replayed = self.aligned_auto()
         if new == old:
             return Result("noop", branch=self.auto_branch, sha=str(new), reason="already aligned")
-        self._push_auto(new)
+        self._set(self.auto_branch, new)
         return Result(
             "aligned",
             branch=self.auto_branch,

@@ -1,8 +1,9 @@
-"""git-writer's Kafka side: one consumer of ``waveline.git.commands``, events out.
+"""git-writer's Kafka side: batches of ``waveline.git.commands`` in, events out.
 
-Offsets are committed only after the push succeeded and the result was recorded in
-Postgres, so a crash at any point replays the command; the Event-Id trailer and the result
-table make the replay a no-op.
+Commands that wait together are applied as successive commits and pushed once per repo per
+batch. Offsets are committed (the batch acked) only after the push succeeded and the results
+were recorded, so a crash at any point replays the batch; Event-Id trailers and the results
+table turn the replay into no-ops with the original events.
 """
 
 from __future__ import annotations
@@ -11,22 +12,35 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
 
-from waveline.services.git_writer.apply import Applier, Result
+from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared.errors import GitFailure, PreconditionFailed
+from waveline.shared.faults import failpoint
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
 from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
-from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent, IntroduceImages
+from waveline.shared.models.git import GIT_COMMAND, GitEvent
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 _EVENT_NS = uuid.UUID("5b0e6f1c-8a4e-4c39-9d0c-2f1f3c7d9a11")
+MAX_BATCH = 200
+
+
+@dataclass
+class Pending:
+    """One command of the batch with where it came from (for dead-lettering)."""
+
+    cmd: Command
+    record: Any
+    body: bytes
 
 
 @dataclass
@@ -36,18 +50,38 @@ class GitWriter:
 
     def register(self) -> None:
         rt = self.runtime
-        boundary = rt.boundary()
 
         @rt.broker.subscriber(
             rt.topics.git_commands,
             group_id=rt.group("waveline-git-writer"),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=MAX_BATCH,
+            batch_timeout_ms=20,
             title="git-writer commands",
             description="Serialized git commands, keyed by config repo.",
         )
-        async def on_command(msg: KafkaMessage) -> None:
-            await boundary.run(msg, GIT_COMMAND.validate_json, self.handle)
+        async def on_commands(msg: KafkaMessage) -> None:
+            await self.on_batch(msg)
+
+    async def on_batch(self, msg: KafkaMessage) -> None:
+        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        boundary = self.runtime.boundary()
+        by_repo: dict[str, list[Pending]] = {}
+        for record in records:
+            body: bytes = record.value or b""
+            try:
+                cmd = GIT_COMMAND.validate_json(body)
+                if cmd.repo not in self.runtime.config.repos:
+                    raise PreconditionFailed(f"unknown repo {cmd.repo!r}")
+            except (ValidationError, PreconditionFailed) as exc:
+                logger.warning("git-writer: refusing command at offset %s: %s", record.offset, exc)
+                await boundary.dead_letter_record(record, body, exc)
+                continue
+            by_repo.setdefault(cmd.repo, []).append(Pending(cmd, record, body))
+        for repo, batch in by_repo.items():
+            await self.handle_batch(repo, batch)
 
     async def _applier(self, repo_name: str) -> tuple[RepoWorker, Applier]:
         if repo_name not in self._repos:
@@ -58,72 +92,183 @@ class GitWriter:
                 path=self.runtime.settings.data_dir / "repos" / f"{repo_name}.git",
                 creds=credentials_from_env(config),
             )
-            worker = RepoWorker(repo_name)
-            applier = Applier(repo, self.runtime.config)
-            await worker.run(applier.refresh)
-            self._repos[repo_name] = (worker, applier)
+            self._repos[repo_name] = (RepoWorker(repo_name), Applier(repo, self.runtime.config))
         return self._repos[repo_name]
 
-    async def handle(self, cmd: object) -> None:
-        if not isinstance(cmd, IntroduceImages | AlignAuto):
-            kind = getattr(cmd, "kind", "?")
-            raise PreconditionFailed(f"git-writer does not handle {kind!r} commands yet")
-        if cmd.repo not in self.runtime.config.repos:
-            raise PreconditionFailed(f"unknown repo {cmd.repo!r}")
+    async def handle_batch(self, repo: str, batch: list[Pending]) -> None:
+        """Apply, push once, record, publish. Raises (so the batch is not acked) only when
+        the outcome could not be made durable."""
+        started = time.perf_counter()
         pool = self.runtime.pool
-        stored = await pool.fetchval(
-            "SELECT event::text FROM git_command_results WHERE command_id = $1", cmd.command_id
+        worker, applier = await self._applier(repo)
+        rows = await pool.fetch(
+            "SELECT command_id, state, event::text AS event FROM git_command_results"
+            " WHERE command_id = ANY($1::uuid[])",
+            [p.cmd.command_id for p in batch],
         )
-        if stored is not None:
-            # Finished before a crash cut the offset commit: say it again, change nothing.
-            event = GitEvent.model_validate_json(stored)
-        else:
-            started = time.perf_counter()
-            result = await self._apply(cmd)
-            event = self._event(cmd, result, (time.perf_counter() - started) * 1000)
-            await pool.execute(
-                "INSERT INTO git_command_results (command_id, repo, kind, outcome, sha, event)"
-                " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (command_id) DO NOTHING",
-                cmd.command_id,
-                cmd.repo,
-                cmd.kind,
-                event.outcome,
-                event.sha,
-                event.model_dump_json(),
+        known = {
+            r["command_id"]: (r["state"], GitEvent.model_validate_json(r["event"])) for r in rows
+        }
+        if any(state == "pushing" for state, _ in known.values()):
+            known = await worker.run(self._settle, applier, known)
+        todo = [p for p in batch if p.cmd.command_id not in known]
+        events: dict[uuid.UUID, GitEvent] = {cid: ev for cid, (_, ev) in known.items()}
+        failed: list[tuple[Pending, GitFailure]] = []
+        if todo:
+            failpoint("before_commit")
+            results, failed, timings = await self._apply(worker, applier, repo, todo)
+            for p in todo:
+                if p.cmd.command_id in results:
+                    events[p.cmd.command_id] = self._event(
+                        p.cmd, results[p.cmd.command_id], timings
+                    )
+            await pool.executemany(
+                "UPDATE git_command_results SET state = 'done' WHERE command_id = $1",
+                [(cid,) for cid in results],
             )
-        await publish(
-            self.runtime.broker,
-            event,
-            self.runtime.topics.git_events,
-            key=cmd.repo,
-            timeout_s=self.runtime.settings.publish_timeout_s,
-        )
+        failpoint("after_record")
+        boundary = self.runtime.boundary()
+        for pending, exc in failed:
+            await boundary.dead_letter_record(pending.record, pending.body, exc)
+        for p in batch:
+            event = events.get(p.cmd.command_id)
+            if event is not None:
+                await publish(
+                    self.runtime.broker,
+                    event,
+                    self.runtime.topics.git_events,
+                    key=repo,
+                    timeout_s=self.runtime.settings.publish_timeout_s,
+                )
         logger.info(
-            "repo %s: %s %s -> %s %s", cmd.repo, cmd.kind, cmd.command_id, event.outcome, event.sha
+            "repo %s: batch of %d (%d new) in %.1f ms",
+            repo,
+            len(batch),
+            len(todo),
+            (time.perf_counter() - started) * 1000,
         )
 
-    async def _apply(self, cmd: IntroduceImages | AlignAuto) -> Result:
-        worker, applier = await self._applier(cmd.repo)
-        try:
-            await worker.run(applier.refresh)
-            return await worker.run(applier.apply, cmd)
-        except PreconditionFailed as exc:
-            return Result("rejected", reason=str(exc))
-        except GitFailure as first:
-            if not first.retriable:
-                raise
-            logger.warning("repo %s: %s; fetching and retrying once", cmd.repo, first)
-        try:
-            await worker.run(applier.refresh)
-            return await worker.run(applier.apply, cmd)
-        except PreconditionFailed as exc:
-            return Result("rejected", reason=str(exc))
-        except GitFailure as second:
-            raise GitFailure(f"failed twice: {second}", retriable=False) from second
+    async def _apply(
+        self, worker: RepoWorker, applier: Applier, repo: str, todo: list[Pending]
+    ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
+        """Build every command on fresh state and push once; on a git failure fetch and do
+        it all once more; after that, a command that still fails is dead-lettered alone, and
+        a push that still fails fails the batch (never a half-applied push)."""
+        for attempt in (1, 2):
+            try:
+                built = await worker.run(self._build, applier, todo, attempt == 2)
+            except GitFailure as exc:
+                if attempt == 2 or not exc.retriable:
+                    raise GitFailure(f"repo {repo}: {exc}", retriable=False) from exc
+                logger.warning("repo %s: %s; fetching and retrying the batch once", repo, exc)
+                continue
+            results, failed, timings = built
+            await self._record(repo, todo, results, "pushing")
+            failpoint("before_push")
+            push_started = time.perf_counter()
+            try:
+                await worker.run(applier.flush)
+            except GitFailure as exc:
+                await self._forget(results)
+                await worker.run(applier.discard)
+                if attempt == 2 or not exc.retriable:
+                    raise GitFailure(
+                        f"repo {repo}: push failed twice: {exc}", retriable=False
+                    ) from exc
+                logger.warning("repo %s: push failed (%s); fetching and retrying once", repo, exc)
+                continue
+            timings["push_ms"] = round((time.perf_counter() - push_started) * 1000, 3)
+            failpoint("after_push")
+            return results, failed, timings
+        raise AssertionError("unreachable")
 
-    def _event(
-        self, cmd: IntroduceImages | AlignAuto, result: Result, elapsed_ms: float
-    ) -> GitEvent:
+    @staticmethod
+    def _build(
+        applier: Applier, todo: list[Pending], last_try: bool
+    ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
+        started = time.perf_counter()
+        applier.refresh()
+        fetched = time.perf_counter()
+        results: dict[uuid.UUID, Result] = {}
+        failed: list[tuple[Pending, GitFailure]] = []
+        for p in todo:
+            try:
+                results[p.cmd.command_id] = applier.apply(p.cmd)
+            except PreconditionFailed as exc:
+                results[p.cmd.command_id] = Result("rejected", reason=str(exc))
+            except GitFailure as exc:
+                if not last_try:
+                    raise
+                failed.append((p, GitFailure(f"failed twice: {exc}", retriable=False)))
+        done = time.perf_counter()
+        return (
+            results,
+            failed,
+            {
+                "fetch_ms": round((fetched - started) * 1000, 3),
+                "apply_ms": round((done - fetched) * 1000, 3),
+                "batch_size": float(len(todo)),
+            },
+        )
+
+    async def _record(
+        self, repo: str, todo: list[Pending], results: dict[uuid.UUID, Result], state: str
+    ) -> None:
+        rows = []
+        for p in todo:
+            result = results.get(p.cmd.command_id)
+            if result is None:
+                continue
+            event = self._event(p.cmd, result, {})
+            rows.append(
+                (
+                    p.cmd.command_id,
+                    repo,
+                    p.cmd.kind,
+                    result.outcome,
+                    state,
+                    result.sha,
+                    event.model_dump_json(),
+                )
+            )
+        await self.runtime.pool.executemany(
+            "INSERT INTO git_command_results (command_id, repo, kind, outcome, state, sha, event)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)"
+            " ON CONFLICT (command_id) DO UPDATE SET outcome = EXCLUDED.outcome,"
+            " state = EXCLUDED.state, sha = EXCLUDED.sha, event = EXCLUDED.event",
+            rows,
+        )
+
+    async def _forget(self, results: dict[uuid.UUID, Result]) -> None:
+        await self.runtime.pool.execute(
+            "DELETE FROM git_command_results"
+            " WHERE command_id = ANY($1::uuid[]) AND state = 'pushing'",
+            list(results),
+        )
+
+    def _settle(
+        self, applier: Applier, known: dict[uuid.UUID, tuple[str, GitEvent]]
+    ) -> dict[uuid.UUID, tuple[str, GitEvent]]:
+        """After a crash between 'pushing' and 'done': keep the rows whose effect reached the
+        remote (their recorded events are the truth), drop the others so they are redone."""
+        applier.refresh()
+        settled: dict[uuid.UUID, tuple[str, GitEvent]] = {}
+        for cid, (state, event) in known.items():
+            if state == "done" or event.outcome in {"noop", "rejected"}:
+                settled[cid] = (state, event)
+                continue
+            tip = applier.repo.remote_ref(event.branch or "")
+            landed = (
+                tip is not None
+                and event.sha is not None
+                and applier.repo.repo.get(event.sha) is not None
+                and applier.repo.is_ancestor(applier.repo.commit(event.sha).id, tip)
+            )
+            if landed:
+                settled[cid] = ("done", event)
+        return settled
+
+    def _event(self, cmd: Command, result: Result, timings: dict[str, float]) -> GitEvent:
         return GitEvent(
             event_id=uuid.uuid5(_EVENT_NS, str(cmd.command_id)),
             command_id=cmd.command_id,
@@ -136,10 +281,10 @@ class GitWriter:
             replayed=result.replayed,
             trailers=result.trailers,
             pipeline=getattr(cmd, "pipeline", None),
-            wave=getattr(cmd, "wave", None),
+            wave=getattr(cmd, "wave", None) or getattr(cmd, "to_wave", None),
             app_sha=getattr(cmd, "app_sha", None),
             reason=result.reason,
-            timings_ms={"apply": round(elapsed_ms, 3)},
+            timings_ms=timings,
             at=utcnow(),
         )
 

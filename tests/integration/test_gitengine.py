@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import APP_SHA, branch_log, image_set, make_config
 from waveline.devstack.demo import seed_repo
-from waveline.services.git_writer.apply import Applier
+from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared.errors import PushRejected
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.repo import ConfigRepo
@@ -34,6 +34,13 @@ def introduce(app_sha: str = APP_SHA, command_id: uuid.UUID | None = None) -> In
         app_sha=app_sha,
         images=announced.images,
     )
+
+
+def push(applier: Applier, cmd: Command) -> Result:
+    """Apply one command and push it, as a batch of one."""
+    result = applier.apply(cmd)
+    applier.flush()
+    return result
 
 
 def applier_for(remote: Path, data: Path) -> Applier:
@@ -64,7 +71,7 @@ def read(bare: Path, ref: str, path: str) -> bytes:
 def test_introduce_commits_on_auto_with_trailers(remote: Path, tmp_path: Path) -> None:
     applier = applier_for(remote, tmp_path)
     cmd = introduce()
-    result = applier.introduce(cmd)
+    result = push(applier, cmd)
     assert result.outcome == "committed"
     log = branch_log(str(remote), "auto")
     assert str(log[0].id) == result.sha
@@ -92,19 +99,19 @@ def test_introduce_commits_on_auto_with_trailers(remote: Path, tmp_path: Path) -
 
 def test_same_event_id_is_a_noop_even_after_restart(remote: Path, tmp_path: Path) -> None:
     cmd = introduce()
-    assert applier_for(remote, tmp_path).apply(cmd).outcome == "committed"
+    assert push(applier_for(remote, tmp_path), cmd).outcome == "committed"
     # A new process (fresh index, same clone dir) rebuilds the index from trailers.
-    again = applier_for(remote, tmp_path).apply(cmd)
+    again = push(applier_for(remote, tmp_path), cmd)
     assert again.outcome == "noop"
     # And a brand-new clone too.
-    assert applier_for(remote, tmp_path / "other").apply(cmd).outcome == "noop"
+    assert push(applier_for(remote, tmp_path / "other"), cmd).outcome == "noop"
     assert len(branch_log(str(remote), "auto")) == 2
 
 
 def test_same_images_again_is_noop_without_commit(remote: Path, tmp_path: Path) -> None:
     applier = applier_for(remote, tmp_path)
-    assert applier.apply(introduce()).outcome == "committed"
-    second = applier.apply(introduce())  # new command id, same content
+    assert push(applier, introduce()).outcome == "committed"
+    second = push(applier, introduce())  # new command id, same content
     assert second.outcome == "noop"
     assert len(branch_log(str(remote), "auto")) == 2
 
@@ -136,26 +143,26 @@ def test_commit_only_rewrites_changed_directories(tmp_path: Path) -> None:
 def test_lease_detects_a_concurrent_push(remote: Path, tmp_path: Path) -> None:
     ours = applier_for(remote, tmp_path / "ours")
     theirs = applier_for(remote, tmp_path / "theirs")
-    assert theirs.apply(introduce(OTHER_SHA)).outcome == "committed"
+    assert push(theirs, introduce(OTHER_SHA)).outcome == "committed"
     # Our clone has not fetched: its view of auto (absent) is stale, so the lease breaks.
     with pytest.raises(PushRejected, match="lease"):
-        ours.apply(introduce())
+        push(ours, introduce())
     assert len(branch_log(str(remote), "auto")) == 2
     ours.refresh()
-    assert ours.apply(introduce()).outcome == "committed"
+    assert push(ours, introduce()).outcome == "committed"
     assert len(branch_log(str(remote), "auto")) == 3
 
 
 def test_auto_behind_master_is_reset(remote: Path, tmp_path: Path) -> None:
     applier = applier_for(remote, tmp_path)
-    first = applier.apply(introduce(OTHER_SHA))
+    first = push(applier, introduce(OTHER_SHA))
     assert first.sha is not None
     # master fast-forwarded to auto's commit, then a person committed on master.
     repo = pygit2.Repository(str(remote))
     repo.references["refs/heads/master"].set_target(pygit2.Oid(hex=first.sha))
     human = human_commit(remote, "master", "README.md", b"edited\n")
     applier.refresh()
-    result = applier.apply(introduce())
+    result = push(applier, introduce())
     assert result.outcome == "committed"
     log = branch_log(str(remote), "auto")
     assert log[1].id == human  # new commit sits right on master
@@ -164,11 +171,11 @@ def test_auto_behind_master_is_reset(remote: Path, tmp_path: Path) -> None:
 
 def test_diverged_auto_is_replayed_onto_master(remote: Path, tmp_path: Path) -> None:
     applier = applier_for(remote, tmp_path)
-    first = applier.apply(introduce(OTHER_SHA))
+    first = push(applier, introduce(OTHER_SHA))
     assert first.sha is not None
     human = human_commit(remote, "master", "README.md", b"someone pushed to master\n")
     applier.refresh()
-    result = applier.apply(introduce())
+    result = push(applier, introduce())
     assert result.outcome == "committed"
     assert set(result.replayed) == {first.sha}
     log = branch_log(str(remote), "auto")
