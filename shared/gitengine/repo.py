@@ -43,11 +43,16 @@ class _Callbacks(pygit2.RemoteCallbacks):
         self._leases = dict(leases or {})
         self.rejected: dict[str, str] = {}
         self.lease_broken: str | None = None
+        self._asked = 0
 
     def credentials(
         self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
     ) -> pygit2.UserPass | pygit2.KeypairFromMemory:
         kinds = pygit2.enums.CredentialType
+        self._asked += 1
+        if self._asked > 1:
+            # libgit2 asks again after a refusal; the same answer would loop forever.
+            raise GitFailure("the remote refused Waveline's credentials", retriable=False)
         if allowed_types & kinds.USERPASS_PLAINTEXT and self._creds.token:
             return pygit2.UserPass("x-access-token", self._creds.token)
         if allowed_types & kinds.SSH_KEY and self._creds.ssh_private_key:

@@ -79,7 +79,9 @@ def test_tag_file_holds_only_the_tag() -> None:
 def test_yaml_path_keeps_everything_but_the_values() -> None:
     lay = layout(kind="yaml-path", path="envs/{wave}/values.yaml")
     path = "envs/staging/values.yaml"
-    out = layouts.apply(lay, "staging", layouts.from_images(lay, IMAGES), files({path: VALUES_YAML}))
+    out = layouts.apply(
+        lay, "staging", layouts.from_images(lay, IMAGES), files({path: VALUES_YAML})
+    )
     expected = (
         VALUES_YAML.replace(b'tag: "old-tag"', f'tag: "{APP_SHA}"'.encode())
         .replace(b"'sha256:" + b"0" * 64 + b"'", f"'{DIGEST_1}'".encode())
@@ -108,7 +110,9 @@ def test_kustomize_sets_images_entries_in_place() -> None:
     out = layouts.apply(lay, "prod", layouts.from_images(lay, IMAGES), files({path: KUSTOMIZATION}))
     text = out[path].decode()
     assert text.startswith(KUSTOMIZATION.decode().split("images:")[0])
-    assert f'- name: docker.example.com/service1\n  newTag: "{APP_SHA}"\n  digest: {DIGEST_1}' in text
+    assert (
+        f'- name: docker.example.com/service1\n  newTag: "{APP_SHA}"\n  digest: {DIGEST_1}' in text
+    )
     assert "- name: unrelated/thing\n  newTag: v9" in text
     assert f"- name: docker.example.com/service2\n  newTag: {APP_SHA}\n  digest: {DIGEST_2}" in text
     values = layouts.extract(lay, "prod", files(out))
