@@ -47,7 +47,7 @@ images:
 
 
 def files(data: dict[str, bytes]) -> layouts.ReadFile:
-    return lambda path: data.get(path)
+    return data.get
 
 
 def layout(**kw: Any) -> LayoutConfig:
@@ -129,5 +129,5 @@ def test_kustomize_sets_images_entries_in_place() -> None:
     ],
 )
 def test_layout_config_is_checked(config: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="path|key"):
+    with pytest.raises(ValueError, match=r"path|key"):
         LayoutConfig.model_validate(config)
