@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,6 +40,12 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
             raise ValueError("duration must not be negative")
         return timedelta(seconds=value)
     match = _DURATION.fullmatch(value.strip())
+    if value.strip().startswith("P"):
+        # ISO 8601 (what a dumped config holds), e.g. PT10M.
+        try:
+            return TypeAdapter(timedelta).validate_python(value.strip())
+        except ValidationError as exc:
+            raise ValueError(f"invalid duration {value!r}") from exc
     if not value.strip() or match is None:
         raise ValueError(f"invalid duration {value!r}: use forms like 90s, 10m, 1h30m")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())

@@ -81,7 +81,15 @@ class GitWriter:
                 continue
             by_repo.setdefault(cmd.repo, []).append(Pending(cmd, record, body))
         for repo, batch in by_repo.items():
-            await self.handle_batch(repo, batch)
+            try:
+                await self.handle_batch(repo, batch)
+            except GitFailure as exc:
+                # Tried twice from fresh state: dead-letter this repo's commands with the
+                # reason and carry on. Anything else (Postgres, Kafka) propagates, so the
+                # batch is not acked and comes back.
+                logger.exception("repo %s: batch of %d failed; dead-lettering", repo, len(batch))
+                for pending in batch:
+                    await boundary.dead_letter_record(pending.record, pending.body, exc)
 
     async def _applier(self, repo_name: str) -> tuple[RepoWorker, Applier]:
         if repo_name not in self._repos:
@@ -111,6 +119,11 @@ class GitWriter:
         }
         if any(state == "pushing" for state, _ in known.values()):
             known = await worker.run(self._settle, applier, known)
+            await pool.execute(
+                "UPDATE git_command_results SET state = 'done'"
+                " WHERE command_id = ANY($1::uuid[]) AND state = 'pushing'",
+                list(known),
+            )
         todo = [p for p in batch if p.cmd.command_id not in known]
         events: dict[uuid.UUID, GitEvent] = {cid: ev for cid, (_, ev) in known.items()}
         failed: list[tuple[Pending, GitFailure]] = []

@@ -1,0 +1,163 @@
+"""git-writer through real Kafka and Postgres: batching, dead letters, and crash safety
+(the process is killed at each point of the commit/push/record/ack sequence)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.support import branch_log, image_set, make_config, read_topic, running, wait_for
+from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.faults import EXIT_CODE
+from waveline.shared.gitengine import trailers
+from waveline.shared.models.git import IntroduceImages
+from waveline.shared.models.images import ImageSetAnnounced
+
+
+def command(n: int, repo: str = "cfg-app") -> IntroduceImages:
+    app_sha = f"{n:040x}"
+    return IntroduceImages(
+        command_id=uuid.uuid4(),
+        repo=repo,
+        issued_at=datetime.now(UTC),
+        pipeline="app" if repo == "cfg-app" else "other",
+        wave="staging",
+        app_sha=app_sha,
+        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
+    )
+
+
+async def produce(settings: Settings, commands: list[IntroduceImages]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for cmd in commands:
+            await producer.send_and_wait(
+                f"{settings.topic_prefix}waveline.git.commands",
+                cmd.model_dump_json().encode(),
+                key=cmd.repo.encode(),
+            )
+    finally:
+        await producer.stop()
+
+
+def event_ids_on_auto(remote: Path) -> list[str]:
+    return [trailers.parse(c.message).event_id or "" for c in branch_log(str(remote), "auto")[:-1]]
+
+
+async def test_waiting_commands_are_batched(
+    settings: Settings, config: WavelineConfig, secrets: Secrets, remote: Path
+) -> None:
+    commands = [command(n + 1) for n in range(30)]
+    await produce(settings, commands)
+    async with running(["git-writer"], settings, config, secrets):
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 31, what="30 commits")
+        events = await read_topic(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}waveline.git.events",
+            until=lambda m: len(m) >= 30,
+        )
+    # One commit per image set, in command order, each with its own Event-Id.
+    assert event_ids_on_auto(remote) == [str(c.command_id) for c in reversed(commands)]
+    assert {e["outcome"] for e in events} == {"committed"}
+    assert max(e["timings_ms"]["batch_size"] for e in events) > 1
+    assert all(e["timings_ms"]["push_ms"] > 0 for e in events)
+
+
+async def test_failing_repo_is_dead_lettered_and_the_writer_carries_on(
+    settings: Settings, secrets: Secrets, remote: Path, tmp_path: Path
+) -> None:
+    base = make_config(remote.as_uri()).model_dump(mode="json")
+    base["repos"]["broken"] = {**base["repos"]["cfg-app"], "url": (tmp_path / "nope.git").as_uri()}
+    base["pipelines"]["other"] = {**base["pipelines"]["app"], "repo": "broken"}
+    config = WavelineConfig.model_validate(base)
+    await produce(settings, [command(1, "broken"), command(2)])
+    async with running(["git-writer"], settings, config, secrets):
+        letters = await read_topic(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}waveline.dlq",
+            until=lambda m: len(m) >= 1,
+        )
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 2, what="good commit")
+    assert letters[0]["service"] == "git-writer"
+    assert "broken" in letters[0]["reason"]
+    assert letters[0]["retriable"] is False
+    assert json.loads(letters[0]["payload"])["repo"] == "broken"
+
+
+def _write_config(config: WavelineConfig, path: Path) -> Path:
+    path.write_text(json.dumps(config.model_dump(mode="json")))
+    return path
+
+
+def _env(settings: Settings, config_path: Path, fault: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVELINE_")}
+    return env | {
+        "WAVELINE_CONFIG": str(config_path),
+        "WAVELINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "WAVELINE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "WAVELINE_DATABASE_SCHEMA": settings.database_schema,
+        "WAVELINE_TOPIC_PREFIX": settings.topic_prefix,
+        "WAVELINE_GROUP_PREFIX": settings.group_prefix,
+        "WAVELINE_DATA_DIR": str(settings.data_dir),
+        "WAVELINE_FAULT_FILE": str(fault),
+    }
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("point", ["before_commit", "before_push", "after_push", "after_record"])
+async def test_killed_at_any_point_loses_and_duplicates_nothing(
+    settings: Settings, config: WavelineConfig, remote: Path, tmp_path: Path, point: str
+) -> None:
+    commands = [command(n + 1) for n in range(3)]
+    await produce(settings, commands)
+    fault = tmp_path / "fault"
+    fault.write_text(point)
+    env = _env(settings, _write_config(config, tmp_path / "config.json"), fault)
+    argv = [sys.executable, "-m", "waveline", "run", "git-writer"]
+    log = (tmp_path / "git-writer.log").open("wb")
+    first = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)
+    assert await asyncio.wait_for(first.wait(), 90) == EXIT_CODE
+    assert not fault.exists()
+    pushed_before_restart = len(branch_log(str(remote), "auto"))
+    second = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)
+    try:
+        await wait_for(
+            lambda: len(branch_log(str(remote), "auto")) == 4, timeout_s=90, what="3 commits"
+        )
+        events = await read_topic(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}waveline.git.events",
+            until=lambda m: {e["command_id"] for e in m} >= {str(c.command_id) for c in commands},
+            timeout_s=60,
+        )
+        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        try:
+            rows = await conn.fetch(
+                f'SELECT state, outcome FROM "{settings.database_schema}".git_command_results'
+            )
+        finally:
+            await conn.close()
+    finally:
+        second.terminate()
+        await second.wait()
+        log.close()
+    if point in {"before_commit", "before_push"}:
+        assert pushed_before_restart == 0  # auto was never pushed before the kill
+    else:
+        assert pushed_before_restart == 4
+    assert sorted(event_ids_on_auto(remote)) == sorted(str(c.command_id) for c in commands)
+    assert {e["outcome"] for e in events} <= {"committed", "noop"}
+    by_command = {e["command_id"]: e for e in events}
+    assert all(by_command[str(c.command_id)]["outcome"] == "committed" for c in commands)
+    assert sorted((r["state"], r["outcome"]) for r in rows) == [("done", "committed")] * 3
