@@ -140,11 +140,12 @@ async def test_killed_at_any_point_loses_and_duplicates_nothing(
             until=lambda m: {e["command_id"] for e in m} >= {str(c.command_id) for c in commands},
             timeout_s=60,
         )
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        conn = await asyncpg.connect(
+            settings.database_url.get_secret_value(),
+            server_settings={"search_path": settings.database_schema},
+        )
         try:
-            rows = await conn.fetch(
-                f'SELECT state, outcome FROM "{settings.database_schema}".git_command_results'
-            )
+            rows = await conn.fetch("SELECT state, outcome FROM git_command_results")
         finally:
             await conn.close()
     finally:
