@@ -40,5 +40,8 @@ schemas: $(STAMP)     ## regenerate schemas/ from the message models
 docs: $(STAMP)        ## AsyncAPI document of the FastStream apps
 	$(BIN)/python -m waveline.cli.docs docs/asyncapi.json
 
+bench: $(STAMP)       ## benchmarks (results: docs/benchmarks.md); needs `make up` or WAVELINE_* env
+	$(BIN)/python -m bench.git_writer
+
 clean: down
 	rm -rf .run $(VENV)

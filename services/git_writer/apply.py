@@ -54,6 +54,10 @@ class Applier:
         self.watched_branch = repo.config.watched_branch
         self.auto_branch = repo.config.auto_branch
         self._pending: dict[str, pygit2.Oid] = {}
+        # A (watched, auto) pair known to satisfy "watched is an ancestor of auto". Commits
+        # are immutable, so the fact stays true for that pair; checking it again would walk
+        # auto's whole history on every command (merge-base), O(n) per commit.
+        self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -134,14 +138,19 @@ class Applier:
         """
         watched = self._watched()
         auto = self.tip(self.auto_branch)
-        if auto is None or self.repo.is_ancestor(auto, watched):
-            return watched, {}
-        if self.repo.is_ancestor(watched, auto):
+        if auto is not None and self._aligned == (watched, auto):
             return auto, {}
-        base = self.repo.repo.merge_base(watched, auto)
-        own = list(self.repo.walk(auto, stop=base))
-        own.reverse()
-        return self.replay(watched, own)
+        if auto is None or self.repo.is_ancestor(auto, watched):
+            tip, mapping = watched, {}
+        elif self.repo.is_ancestor(watched, auto):
+            tip, mapping = auto, {}
+        else:
+            base = self.repo.repo.merge_base(watched, auto)
+            own = list(self.repo.walk(auto, stop=base))
+            own.reverse()
+            tip, mapping = self.replay(watched, own)
+        self._aligned = (watched, tip)
+        return tip, mapping
 
     def replay(
         self, onto: pygit2.Oid, commits: list[pygit2.Commit]
@@ -231,6 +240,7 @@ class Applier:
                 reason=noop_reason,
             )
         self._set(self.auto_branch, new)
+        self._aligned = (self._watched(), new)
         return Result(
             "committed",
             branch=self.auto_branch,
@@ -345,6 +355,7 @@ class Applier:
         if not self.repo.is_ancestor(watched, green):
             raise PreconditionFailed(f"{self.watched_branch} is not an ancestor of {cmd.sha}")
         self._set(self.watched_branch, green)
+        self._aligned = (green, auto)
         return Result(
             "fast_forwarded",
             branch=self.watched_branch,
@@ -375,6 +386,7 @@ class Applier:
         parent = self.repo.commit(red).parent_ids[0]
         new_tip, mapping = self.replay(parent, later)
         self._set(self.auto_branch, new_tip)
+        self._aligned = (watched, new_tip)
         return Result(
             "evicted",
             branch=self.auto_branch,

@@ -8,6 +8,7 @@ table turn the replay into no-ops with the original events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -143,16 +144,20 @@ class GitWriter:
         boundary = self.runtime.boundary()
         for pending, exc in failed:
             await boundary.dead_letter_record(pending.record, pending.body, exc)
-        for p in batch:
-            event = events.get(p.cmd.command_id)
-            if event is not None:
-                await publish(
+        # Sent together (one partition, so still in order) and all awaited before the ack.
+        await asyncio.gather(
+            *(
+                publish(
                     self.runtime.broker,
-                    event,
+                    events[p.cmd.command_id],
                     self.runtime.topics.git_events,
                     key=repo,
                     timeout_s=self.runtime.settings.publish_timeout_s,
                 )
+                for p in batch
+                if p.cmd.command_id in events
+            )
+        )
         logger.info(
             "repo %s: batch of %d (%d new) in %.1f ms",
             repo,
