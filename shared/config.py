@@ -74,6 +74,15 @@ class RepoConfig(_Frozen):
     ssh_key_env: str | None = None
     author: Author = Author()
     required_checks: tuple[str, ...] = ()
+    # "owner/name" on the forge, as GitHub webhooks name it; derived from url when unset.
+    forge_name: str | None = None
+
+    def full_name(self) -> str:
+        if self.forge_name:
+            return self.forge_name
+        path = re.split(r"[:/]", self.url.rstrip("/"))
+        tail = [p for p in path if p][-2:]
+        return "/".join(tail).removesuffix(".git")
 
     @field_validator("url")
     @classmethod
@@ -176,6 +185,20 @@ class WavelineConfig(_Frozen):
     repos: dict[Name, RepoConfig]
     pipelines: dict[Name, PipelineConfig]
     auth: AuthConfig = AuthConfig()
+
+    def repo_by_full_name(self, full_name: str) -> str | None:
+        """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
+        wanted = full_name.lower()
+        return next((k for k, r in self.repos.items() if r.full_name().lower() == wanted), None)
+
+    def pipelines_of_target(self, target: str) -> list[tuple[str, str]]:
+        """(pipeline, wave) pairs whose wave lists Argo CD application ``target``."""
+        return [
+            (name, wave.name)
+            for name, pipeline in self.pipelines.items()
+            for wave in pipeline.waves
+            if target in wave.targets
+        ]
 
     @model_validator(mode="after")
     def _repos_exist(self) -> WavelineConfig:

@@ -140,10 +140,11 @@ class Applier:
         auto = self.tip(self.auto_branch)
         if auto is not None and self._aligned == (watched, auto):
             return auto, {}
+        mapping: dict[str, str] = {}
         if auto is None or self.repo.is_ancestor(auto, watched):
-            tip, mapping = watched, {}
+            tip = watched
         elif self.repo.is_ancestor(watched, auto):
-            tip, mapping = auto, {}
+            tip = auto
         else:
             base = self.repo.repo.merge_base(watched, auto)
             own = list(self.repo.walk(auto, stop=base))

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from waveline.services.ingest import health, images
+from waveline.services.ingest import health, images, webhooks
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
 from waveline.services.ingest.metrics import IngestMetrics
 from waveline.services.ingest.responses import ApiError, error_response
@@ -44,6 +44,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app[CONTEXT_KEY] = IngestContext(runtime=runtime, metrics=IngestMetrics())
     app.router.add_post("/v1/images", images.post_images)
     app.router.add_post("/v1/pipelines/{pipeline}/images", images.post_pipeline_images)
+    app.router.add_post("/v1/webhooks/github", webhooks.github)
+    app.router.add_post("/v1/webhooks/argocd", webhooks.argocd)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

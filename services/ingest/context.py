@@ -40,7 +40,10 @@ class IngestContext:
             raise ApiError(413, "too_large", f"body exceeds {limit} bytes") from exc
 
     async def read_json_object(self, request: web.Request) -> dict[str, Any]:
-        body = await self.read_body(request)
+        return self.parse_json_object(await self.read_body(request))
+
+    @staticmethod
+    def parse_json_object(body: bytes) -> dict[str, Any]:
         try:
             doc = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -17,7 +17,10 @@ class CheckReported(Message):
     """A required-check candidate reported for ``sha`` (GitHub status or check run)."""
 
     event_id: UUID
-    repo: str = Field(description="full name on the forge, e.g. org/cfg-app")
+    repo: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="the config repo's key in WAVELINE_CONFIG (ingest resolves GitHub's name)",
+    )
     sha: str = Field(pattern=r"^[a-f0-9]{40}$")
     context: str = Field(min_length=1, max_length=255)
     state: CheckState
