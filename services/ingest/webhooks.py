@@ -25,7 +25,11 @@ from waveline.shared.models.deploys import DeployReported
 
 _NS = uuid.UUID("8f6d2c1e-52a4-4d7b-9b3e-1d0c8e7a6f55")
 _SUCCESS = {"success", "neutral", "skipped"}
-_IGNORED = web.Response(status=204)
+
+
+def _ignored() -> web.Response:
+    """204: understood and deliberately not acted on (a fresh response each time)."""
+    return web.Response(status=204)
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
@@ -78,7 +82,7 @@ async def github(request: web.Request) -> web.Response:
     )
     event = request.headers.get("X-GitHub-Event", "")
     if event not in {"status", "check_run", "check_suite"}:
-        return _IGNORED  # ping and every kind we do not act on
+        return _ignored()  # ping and every kind we do not act on
     doc = ctx.parse_json_object(body)
     full_name = (doc.get("repository") or {}).get("full_name")
     if not isinstance(full_name, str):
@@ -87,7 +91,7 @@ async def github(request: web.Request) -> web.Response:
         )
     repo = ctx.runtime.config.repo_by_full_name(full_name)
     if repo is None:
-        return _IGNORED  # not a repository Waveline writes to
+        return _ignored()  # not a repository Waveline writes to
     sha, context, state, branches = _fact(event, doc)
     try:
         check = CheckReported(
@@ -112,10 +116,10 @@ async def argocd(request: web.Request) -> web.Response:
     doc = await ctx.read_json_object(request)
     app = doc.get("app")
     if isinstance(app, str) and not ctx.runtime.config.pipelines_of_target(app):
-        return _IGNORED  # an Application that is no wave's target
+        return _ignored()  # an Application that is no wave's target
     if doc.get("revision") == "":
         # Multi-source Applications report no single revision: nothing to judge.
-        return _IGNORED
+        return _ignored()
     fields = {k: doc.get(k, "") for k in ("app", "revision", "phase", "health", "sync")}
     meaning = "/".join(str(fields[k]) for k in ("app", "revision", "phase", "health", "sync"))
     try:
