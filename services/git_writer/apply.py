@@ -42,6 +42,7 @@ class Result:
     replayed: dict[str, str] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
+    wave_apps: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Applier:
@@ -58,6 +59,7 @@ class Applier:
         # are immutable, so the fact stays true for that pair; checking it again would walk
         # auto's whole history on every command (merge-base), O(n) per commit.
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
+        self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
 
     # -- state ---------------------------------------------------------------------------
 
@@ -185,11 +187,37 @@ class Applier:
             tip = new
         return tip, mapping
 
+    def wave_apps(self, oid: pygit2.Oid, limit: int = 5000) -> dict[str, str]:
+        """``{"pipeline/wave": app_sha}`` that commit ``oid`` holds, from the newest
+        automatic commit touching each wave along first parents (cached per commit)."""
+        chain: list[pygit2.Commit] = []
+        cursor: pygit2.Oid | None = oid
+        while cursor is not None and cursor not in self._wave_apps and len(chain) < limit:
+            commit = self.repo.commit(cursor)
+            chain.append(commit)
+            cursor = commit.parent_ids[0] if commit.parent_ids else None
+        state = dict(self._wave_apps.get(cursor, {})) if cursor is not None else {}
+        for commit in reversed(chain):
+            info = trailers.parse(commit.message)
+            pipeline, wave = info.get(trailers.PIPELINE), info.get(trailers.TARGET)
+            app_sha = info.get(trailers.APP_SHA)
+            if pipeline and wave and app_sha:
+                state = {**state, f"{pipeline}/{wave}": app_sha}
+            self._wave_apps[commit.id] = state
+        return self._wave_apps[oid]
+
     # -- commands ------------------------------------------------------------------------
 
     def apply(self, cmd: Command) -> Result:
         """Apply one command to the batch. Raises ``PreconditionFailed`` (reject it) or
         ``GitFailure`` (retry the batch from fresh state)."""
+        result = self._apply(cmd)
+        if result.sha is not None and result.outcome != "rejected":
+            shas = [result.sha, *result.replayed.values()]
+            result.wave_apps = {sha: self.wave_apps(pygit2.Oid(hex=sha)) for sha in shas}
+        return result
+
+    def _apply(self, cmd: Command) -> Result:
         if isinstance(cmd, IntroduceImages | PromoteWave | RollbackWave):
             done = self.already_applied(str(cmd.command_id))
             if done is not None:

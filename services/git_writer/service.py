@@ -298,6 +298,7 @@ class GitWriter:
             old_sha=result.old_sha,
             replayed=result.replayed,
             trailers=result.trailers,
+            wave_apps=result.wave_apps,
             pipeline=getattr(cmd, "pipeline", None),
             wave=getattr(cmd, "wave", None) or getattr(cmd, "to_wave", None),
             app_sha=getattr(cmd, "app_sha", None),

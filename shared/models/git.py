@@ -96,6 +96,10 @@ class GitEvent(Message):
     old_sha: str | None = None
     replayed: dict[str, str] = Field(default_factory=dict, description="old sha -> new sha")
     trailers: dict[str, str] = Field(default_factory=dict)
+    wave_apps: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="for each commit the command made or kept: {'pipeline/wave': app_sha}",
+    )
     pipeline: str | None = None
     wave: str | None = None
     app_sha: str | None = None

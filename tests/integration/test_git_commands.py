@@ -77,6 +77,8 @@ def test_walk_introduce_fast_forward_promote_rollback(remote: Path, tmp_path: Pa
     promoted = push(w, promote(c1))
     assert promoted.outcome == "committed"
     assert promoted.sha is not None
+    # Each event says what every wave holds at the commit it made.
+    assert promoted.wave_apps[promoted.sha] == {"app/staging": APP_SHA, "app/internal": APP_SHA}
     assert read(remote, "auto", "images/internal/tags.json") == read(
         remote, c1, "images/staging/tags.json"
     )
@@ -109,6 +111,7 @@ def test_evict_replays_later_commits(remote: Path, tmp_path: Path) -> None:
     result = push(w, evict(red))
     assert result.outcome == "evicted"
     assert set(result.replayed) == {good2}
+    assert result.wave_apps[result.replayed[good2]] == {"app/staging": THIRD_SHA}
     log = branch_log(str(remote), "auto")
     assert [str(c.id) for c in log[1:2]] == [good1]
     new_good2 = log[0]
