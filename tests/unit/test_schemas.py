@@ -140,7 +140,7 @@ SAMPLES: list[BaseModel] = [
     ),
     CheckReported(
         event_id=_id(10),
-        repo="org/cfg-app",
+        repo="cfg-app",
         sha=CFG_SHA,
         context="ci/validate",
         state="success",
@@ -150,7 +150,7 @@ SAMPLES: list[BaseModel] = [
     ),
     CheckReported(
         event_id=_id(11),
-        repo="org/cfg-app",
+        repo="cfg-app",
         sha=CFG_SHA,
         context="ci/lint",
         state="pending",
