@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from waveline.services.ingest import health, images, webhooks
+from waveline.services.ingest import health, images, operator, webhooks
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
 from waveline.services.ingest.metrics import IngestMetrics
 from waveline.services.ingest.responses import ApiError, error_response
@@ -46,6 +46,11 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/v1/pipelines/{pipeline}/images", images.post_pipeline_images)
     app.router.add_post("/v1/webhooks/github", webhooks.github)
     app.router.add_post("/v1/webhooks/argocd", webhooks.argocd)
+    app.router.add_post(
+        "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release|rollback}",
+        operator.wave_action,
+    )
+    app.router.add_get("/v1/pipelines/{pipeline}", operator.pipeline_state)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

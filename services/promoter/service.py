@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -10,28 +11,61 @@ from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from waveline.services.promoter.ids import content_event_id, promotion_id
+from waveline.services.promoter.waves import Waves
 from waveline.shared.errors import UnknownPipeline
 from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
+# Bake times are checked on this period (and on every event that may open a gate).
+GATE_TICK_S = 0.5
+
+
 @dataclass
 class Promoter:
     runtime: Runtime
+    _ticker: asyncio.Task[None] | None = None
+    _waves: Waves | None = None
 
     def register(self) -> None:
         rt = self.runtime
         boundary = rt.boundary()
+        waves = Waves(rt)
+        group = rt.group("waveline-promoter")
+
+        @rt.broker.subscriber(
+            rt.topics.waves,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="promoter waves",
+        )
+        async def on_wave(msg: KafkaMessage) -> None:
+            await boundary.run(msg, WaveStatus.model_validate_json, waves.on_wave_status)
+
+        @rt.broker.subscriber(
+            rt.topics.operator,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="promoter operator commands",
+        )
+        async def on_operator(msg: KafkaMessage) -> None:
+            await boundary.run(msg, OperatorCommand.model_validate_json, waves.on_operator)
+
+        self._waves = waves
 
         @rt.broker.subscriber(
             rt.topics.images,
-            group_id=rt.group("waveline-promoter"),
+            group_id=group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title="promoter image sets",
@@ -39,6 +73,23 @@ class Promoter:
         )
         async def on_images(msg: KafkaMessage) -> None:
             await boundary.run(msg, self._parse_images, self.on_image_set)
+
+    async def on_started(self) -> None:
+        """Start the bake-time ticker once the broker is connected."""
+        self._ticker = asyncio.create_task(self._tick(), name="promoter-gates")
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(GATE_TICK_S)
+            try:
+                assert self._waves is not None
+                await self._waves.open_gates()
+            except Exception:
+                logger.exception("promoter: gate check failed; trying again next tick")
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
 
     @staticmethod
     def _parse_images(body: bytes) -> ImageSetAnnounced:

@@ -1,20 +1,37 @@
-"""status-tracker's Kafka side: the latest check state per (commit, context) and the latest
-deploy state per Argo CD target are recorded in Postgres; out-of-order deliveries never
-overwrite a newer report."""
+"""status-tracker's Kafka side.
+
+- ``waveline.git.events``: remembers Waveline's commits on ``auto`` (following evictions: a
+  replayed commit is a new commit, judged on its own checks) and what every wave holds at
+  each commit Waveline made;
+- ``waveline.checks``: the latest state per (commit, context) wins; when every required check
+  of a commit on ``auto`` is green → fast-forward command, any red → evict command;
+- ``waveline.deploys``: the latest report per Argo CD target; when a wave's verdict changes →
+  ``waveline.waves``.
+Commands carry ids derived from (repo, sha), so repeats are no-ops downstream.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from dataclasses import dataclass
 
 from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
 
+from waveline.services.status_tracker.decide import TargetReport, verdict, wave_verdict
+from waveline.shared.kafka import publish
+from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
+from waveline.shared.models.git import Evict, FastForward, GitEvent
+from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+_NS = uuid.UUID("3c8b3d1a-0f0e-4b8e-a5a7-1b9f0e2d7c64")
 
 
 @dataclass
@@ -46,6 +63,59 @@ class StatusTracker:
         async def on_deploy(msg: KafkaMessage) -> None:
             await boundary.run(msg, DeployReported.model_validate_json, self.on_deploy)
 
+        @rt.broker.subscriber(
+            rt.topics.git_events,
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title="git events (status-tracker)",
+        )
+        async def on_git_event(msg: KafkaMessage) -> None:
+            await boundary.run(msg, GitEvent.model_validate_json, self.on_git_event)
+
+    # -- git events ----------------------------------------------------------------------
+
+    async def on_git_event(self, event: GitEvent) -> None:
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            for sha, waves in event.wave_apps.items():
+                await conn.execute(
+                    "INSERT INTO commit_waves (repo, sha, waves) VALUES ($1, $2, $3::jsonb)"
+                    " ON CONFLICT (repo, sha) DO UPDATE SET waves = EXCLUDED.waves",
+                    event.repo,
+                    sha,
+                    json.dumps(waves),
+                )
+            if event.outcome == "committed" and event.sha and event.branch != "":
+                await conn.execute(
+                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    event.repo,
+                    event.sha,
+                    event.pipeline,
+                    event.wave,
+                    event.app_sha,
+                )
+            for old, new in event.replayed.items():
+                await conn.execute(
+                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
+                    " SELECT repo, $3, pipeline, wave, app_sha FROM auto_commits"
+                    " WHERE repo = $1 AND sha = $2 ON CONFLICT DO NOTHING",
+                    event.repo,
+                    old,
+                    new,
+                )
+                await conn.execute(
+                    "UPDATE auto_commits SET state = 'replaced', replaced_by = $3"
+                    " WHERE repo = $1 AND sha = $2",
+                    event.repo,
+                    old,
+                    new,
+                )
+        if event.outcome == "committed" and event.sha:
+            await self.evaluate_commit(event.repo, event.sha)
+
+    # -- checks --------------------------------------------------------------------------
+
     async def on_check(self, check: CheckReported) -> None:
         await self.runtime.pool.execute(
             "INSERT INTO commit_checks (repo, sha, context, state, reported_at)"
@@ -59,7 +129,45 @@ class StatusTracker:
             check.state,
             check.reported_at,
         )
-        logger.info("check %s on %s: %s", check.context, check.sha[:10], check.state)
+        if check.state != "pending":
+            await self.evaluate_commit(check.repo, check.sha)
+
+    async def evaluate_commit(self, repo: str, sha: str) -> None:
+        repo_config = self.runtime.config.repos.get(repo)
+        if repo_config is None:
+            return
+        pool = self.runtime.pool
+        state = await pool.fetchval(
+            "SELECT state FROM auto_commits WHERE repo = $1 AND sha = $2", repo, sha
+        )
+        if state != "pending":
+            return  # not ours, already judged, or replaced by a replay
+        rows = await pool.fetch(
+            "SELECT context, state FROM commit_checks WHERE repo = $1 AND sha = $2", repo, sha
+        )
+        decision = verdict(repo_config.required_checks, {r["context"]: r["state"] for r in rows})
+        if decision == "pending":
+            return
+        kind = "fast_forward" if decision == "green" else "evict"
+        command_id = uuid.uuid5(_NS, f"{kind}/{repo}/{sha}")
+        command: FastForward | Evict
+        if decision == "green":
+            command = FastForward(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
+        else:
+            command = Evict(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
+        await publish(
+            self.runtime.broker,
+            command,
+            self.runtime.topics.git_commands,
+            key=repo,
+            timeout_s=self.runtime.settings.publish_timeout_s,
+        )
+        await pool.execute(
+            "UPDATE auto_commits SET state = $3 WHERE repo = $1 AND sha = $2", repo, sha, decision
+        )
+        logger.info("repo %s: %s is %s -> %s", repo, sha[:10], decision, kind)
+
+    # -- deploys -------------------------------------------------------------------------
 
     async def on_deploy(self, deploy: DeployReported) -> None:
         await self.runtime.pool.execute(
@@ -76,6 +184,79 @@ class StatusTracker:
             deploy.sync,
             deploy.reported_at,
         )
+        for pipeline, wave in self.runtime.config.pipelines_of_target(deploy.app):
+            await self.evaluate_wave(pipeline, wave)
+
+    async def evaluate_wave(self, pipeline_name: str, wave_name: str) -> None:
+        pipeline = self.runtime.config.pipelines[pipeline_name]
+        wave = pipeline.wave(wave_name)
+        assert wave is not None
+        pool = self.runtime.pool
+        rows = await pool.fetch(
+            "SELECT d.target, d.revision, d.phase, d.health, d.sync, d.reported_at,"
+            " c.waves ->> $3 AS app_sha"
+            " FROM target_deploys d LEFT JOIN commit_waves c"
+            " ON c.repo = $2 AND c.sha = d.revision"
+            " WHERE d.target = ANY($1::text[])",
+            list(wave.targets),
+            pipeline.repo,
+            f"{pipeline_name}/{wave_name}",
+        )
+        reports = {
+            r["target"]: TargetReport(
+                r["target"],
+                r["revision"],
+                r["phase"],
+                r["health"],
+                r["sync"],
+                r["app_sha"],
+                r["reported_at"].timestamp(),
+            )
+            for r in rows
+        }
+        result = wave_verdict(wave.targets, reports)
+        if result.state == "deploying":
+            return
+        previous = await pool.fetchrow(
+            "SELECT state, app_sha, cfg_sha FROM wave_status WHERE pipeline = $1 AND wave = $2",
+            pipeline_name,
+            wave_name,
+        )
+        current = (result.state, result.app_sha, result.cfg_sha)
+        if previous is not None and tuple(previous) == current:
+            return
+        now = utcnow()
+        status = WaveStatus(
+            event_id=uuid.uuid5(
+                _NS, f"wave/{pipeline_name}/{wave_name}/{'/'.join(map(str, current))}"
+            ),
+            pipeline=pipeline_name,
+            wave=wave_name,
+            state=result.state,
+            app_sha=result.app_sha,
+            cfg_sha=result.cfg_sha,
+            reason=result.reason,
+            at=now,
+        )
+        await publish(
+            self.runtime.broker,
+            status,
+            self.runtime.topics.waves,
+            key=pipeline_name,
+            timeout_s=self.runtime.settings.publish_timeout_s,
+        )
+        await pool.execute(
+            "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, wave) DO UPDATE SET"
+            " state = EXCLUDED.state, app_sha = EXCLUDED.app_sha, cfg_sha = EXCLUDED.cfg_sha,"
+            " since = EXCLUDED.since",
+            pipeline_name,
+            wave_name,
+            result.state,
+            result.app_sha,
+            result.cfg_sha,
+            now,
+        )
         logger.info(
-            "target %s at %s: %s/%s", deploy.app, deploy.revision[:10], deploy.sync, deploy.health
+            "pipeline %s wave %s: %s %s", pipeline_name, wave_name, result.state, result.app_sha
         )

@@ -64,15 +64,18 @@ async def serve(
     consumer = consumer_for(runtime.service, runtime)
     consumer.register()
     await runtime.start()
+    on_started = getattr(consumer, "on_started", None)
+    if on_started is not None:
+        await on_started()
     started.set()
     logger.info("%s consuming", runtime.service)
     try:
         await stop.wait()
     finally:
-        await runtime.stop()
         close = getattr(consumer, "close", None)
         if close is not None:
             close()
+        await runtime.stop()
 
 
 async def run_services(

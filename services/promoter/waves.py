@@ -1,0 +1,270 @@
+"""Advancing image sets through waves: gates (bake, approval, hold), supersession, rollback.
+
+State lives in Postgres (promotions, wave_runs, wave_gates, approvals). A promotion W→W+1 is
+created ``waiting`` when W runs an image set; ``open_gates`` turns it ``requested`` (and sends
+the git command) once W+1's gate opens. The unique index on (pipeline, wave, app_sha) makes a
+redelivered wave report unable to create a second promotion.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from waveline.services.promoter.ids import promotion_id
+from waveline.shared.config import PipelineConfig
+from waveline.shared.errors import PreconditionFailed
+from waveline.shared.kafka import publish
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.git import PromoteWave, RollbackWave
+from waveline.shared.models.operator import OperatorCommand
+from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.waves import WaveStatus
+from waveline.shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Waves:
+    runtime: Runtime
+
+    def _pipeline(self, name: str) -> PipelineConfig:
+        pipeline = self.runtime.config.pipelines.get(name)
+        if pipeline is None:
+            raise PreconditionFailed(f"unknown pipeline {name!r}")
+        return pipeline
+
+    async def on_wave_status(self, status: WaveStatus) -> None:
+        pipeline = self._pipeline(status.pipeline)
+        names = [w.name for w in pipeline.waves]
+        if status.wave not in names:
+            raise PreconditionFailed(f"pipeline {status.pipeline!r} has no wave {status.wave!r}")
+        pool = self.runtime.pool
+        if status.state == "failing":
+            # A failing wave stops promotion from it until it runs a set again.
+            await pool.execute(
+                "UPDATE promotions SET status = 'blocked', updated_at = now()"
+                " WHERE pipeline = $1 AND from_wave = $2 AND status = 'waiting'",
+                status.pipeline,
+                status.wave,
+            )
+            logger.warning(
+                "pipeline %s: wave %s failing: %s", status.pipeline, status.wave, status.reason
+            )
+            return
+        if status.app_sha is None or status.cfg_sha is None:
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO wave_runs (pipeline, wave, app_sha, cfg_sha, since)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline, wave, app_sha) DO UPDATE"
+                " SET cfg_sha = EXCLUDED.cfg_sha",
+                status.pipeline,
+                status.wave,
+                status.app_sha,
+                status.cfg_sha,
+                status.at,
+            )
+            index = names.index(status.wave)
+            if index + 1 < len(names):
+                await self._queue(conn, status, names[index + 1])
+        await self.open_gates(status.pipeline)
+
+    async def _queue(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        status: WaveStatus,
+        target: str,
+    ) -> None:
+        assert status.app_sha is not None
+        pid = promotion_id(status.pipeline, target, status.app_sha, "promote")
+        # A newer set supersedes one still waiting at the same gate.
+        await conn.execute(
+            "UPDATE promotions SET status = 'superseded', updated_at = now()"
+            " WHERE pipeline = $1 AND wave = $2 AND kind = 'promote' AND status = 'waiting'"
+            " AND app_sha <> $3",
+            status.pipeline,
+            target,
+            status.app_sha,
+        )
+        await conn.execute(
+            "INSERT INTO promotions"
+            " (promotion_id, pipeline, wave, from_wave, app_sha, kind, status, cfg_sha)"
+            " VALUES ($1, $2, $3, $4, $5, 'promote', 'waiting', $6)"
+            " ON CONFLICT DO NOTHING",
+            pid,
+            status.pipeline,
+            target,
+            status.wave,
+            status.app_sha,
+            status.cfg_sha,
+        )
+        # Recovered from failing with the same set: promotion may continue.
+        await conn.execute(
+            "UPDATE promotions SET status = 'waiting', updated_at = now()"
+            " WHERE promotion_id = $1 AND status = 'blocked'",
+            pid,
+        )
+
+    async def open_gates(self, pipeline_name: str | None = None) -> int:
+        """Send every waiting promotion whose gate is open; returns how many were sent."""
+        rows = await self.runtime.pool.fetch(
+            "SELECT p.promotion_id, p.pipeline, p.wave, p.from_wave, p.app_sha, p.cfg_sha,"
+            " r.since, coalesce(g.held, false) AS held, a.promotion_id IS NOT NULL AS approved"
+            " FROM promotions p"
+            " JOIN wave_runs r ON r.pipeline = p.pipeline AND r.wave = p.from_wave"
+            "  AND r.app_sha = p.app_sha"
+            " LEFT JOIN wave_gates g ON g.pipeline = p.pipeline AND g.wave = p.wave"
+            " LEFT JOIN approvals a ON a.promotion_id = p.promotion_id"
+            " WHERE p.status = 'waiting' AND p.kind = 'promote'"
+            " AND ($1::text IS NULL OR p.pipeline = $1)"
+            " ORDER BY p.created_at",
+            pipeline_name,
+        )
+        sent = 0
+        now = utcnow()
+        for row in rows:
+            pipeline = self.runtime.config.pipelines.get(row["pipeline"])
+            wave = pipeline.wave(row["wave"]) if pipeline else None
+            if pipeline is None or wave is None or row["held"]:
+                continue
+            since: datetime = row["since"]
+            if now < since + wave.gate.bake:
+                continue
+            if wave.gate.approval and not row["approved"]:
+                continue
+            await self._send(pipeline, row)
+            sent += 1
+        return sent
+
+    async def _send(self, pipeline: PipelineConfig, row: asyncpg.Record) -> None:
+        now = utcnow()
+        command = PromoteWave(
+            command_id=row["promotion_id"],
+            repo=pipeline.repo,
+            issued_at=now,
+            pipeline=row["pipeline"],
+            from_wave=row["from_wave"],
+            to_wave=row["wave"],
+            app_sha=row["app_sha"],
+            deployed_sha=row["cfg_sha"],
+        )
+        timeout = self.runtime.settings.publish_timeout_s
+        await publish(
+            self.runtime.broker,
+            command,
+            self.runtime.topics.git_commands,
+            key=pipeline.repo,
+            timeout_s=timeout,
+        )
+        await self.runtime.pool.execute(
+            "UPDATE promotions SET status = 'requested', updated_at = now()"
+            " WHERE promotion_id = $1 AND status = 'waiting'",
+            row["promotion_id"],
+        )
+        await publish(
+            self.runtime.broker,
+            PromotionEvent(
+                event_id=uuid.uuid5(row["promotion_id"], "requested"),
+                promotion_id=row["promotion_id"],
+                pipeline=row["pipeline"],
+                from_wave=row["from_wave"],
+                to_wave=row["wave"],
+                app_sha=row["app_sha"],
+                cfg_sha=row["cfg_sha"],
+                status="requested",
+                at=now,
+            ),
+            self.runtime.topics.promotions,
+            key=row["pipeline"],
+            timeout_s=timeout,
+        )
+        logger.info(
+            "pipeline %s: promote %s %s -> %s",
+            row["pipeline"],
+            row["app_sha"][:10],
+            row["from_wave"],
+            row["wave"],
+        )
+
+    async def on_operator(self, cmd: OperatorCommand) -> None:
+        pipeline = self._pipeline(cmd.pipeline)
+        if pipeline.wave(cmd.wave) is None:
+            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
+        pool = self.runtime.pool
+        if cmd.action in {"hold", "release"}:
+            await pool.execute(
+                "INSERT INTO wave_gates (pipeline, wave, held) VALUES ($1, $2, $3)"
+                " ON CONFLICT (pipeline, wave) DO UPDATE SET held = EXCLUDED.held",
+                cmd.pipeline,
+                cmd.wave,
+                cmd.action == "hold",
+            )
+        elif cmd.action == "approve":
+            waiting = await pool.fetch(
+                "SELECT promotion_id FROM promotions WHERE pipeline = $1 AND wave = $2"
+                " AND status = 'waiting' AND kind = 'promote'",
+                cmd.pipeline,
+                cmd.wave,
+            )
+            for row in waiting:
+                await pool.execute(
+                    "INSERT INTO approvals (promotion_id, actor) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING",
+                    row["promotion_id"],
+                    cmd.actor,
+                )
+            if not waiting:
+                logger.warning(
+                    "pipeline %s: nothing waits for approval into %s", cmd.pipeline, cmd.wave
+                )
+        else:
+            await self._rollback(pipeline, cmd)
+        logger.info("pipeline %s wave %s: %s by %s", cmd.pipeline, cmd.wave, cmd.action, cmd.actor)
+        await self.open_gates(cmd.pipeline)
+
+    async def _rollback(self, pipeline: PipelineConfig, cmd: OperatorCommand) -> None:
+        runs = await self.runtime.pool.fetch(
+            "SELECT app_sha, cfg_sha FROM wave_runs WHERE pipeline = $1 AND wave = $2"
+            " ORDER BY since DESC",
+            cmd.pipeline,
+            cmd.wave,
+        )
+        if cmd.to in {None, "previous"}:
+            target = runs[1] if len(runs) > 1 else None
+        else:
+            target = next((r for r in runs if r["app_sha"] == cmd.to), None)
+        if target is None:
+            raise PreconditionFailed(
+                f"wave {cmd.wave!r} of {cmd.pipeline!r} never ran {cmd.to or 'an earlier set'}"
+            )
+        command = RollbackWave(
+            command_id=uuid.uuid5(cmd.event_id, "rollback"),
+            repo=pipeline.repo,
+            issued_at=utcnow(),
+            pipeline=cmd.pipeline,
+            wave=cmd.wave,
+            app_sha=target["app_sha"],
+            to_sha=target["cfg_sha"],
+        )
+        await self.runtime.pool.execute(
+            "INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status, cfg_sha)"
+            " VALUES ($1, $2, $3, $4, 'rollback', 'requested', $5) ON CONFLICT DO NOTHING",
+            command.command_id,
+            cmd.pipeline,
+            cmd.wave,
+            target["app_sha"],
+            target["cfg_sha"],
+        )
+        await publish(
+            self.runtime.broker,
+            command,
+            self.runtime.topics.git_commands,
+            key=pipeline.repo,
+            timeout_s=self.runtime.settings.publish_timeout_s,
+        )
