@@ -108,6 +108,9 @@ class Api:
                     return doc
                 await asyncio.sleep(0.1)
 
+    async def wait_for_auto(self, ok: Callable[[list[Any]], bool], what: str) -> None:
+        await wait_for(lambda: ok(branch_log(str(self.remote), "auto")), what=what)
+
     async def wait_master(self, sha: str) -> None:
         await wait_for(lambda: head(self.remote, "master") == sha, what=f"master at {sha}")
 
