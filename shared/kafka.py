@@ -73,3 +73,17 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: fl
                 logger.info("created topics %s", [t.name for t in missing])
         finally:
             await admin.close()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """Partition ids of ``topic`` (empty when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and entry.get("error_code", 0) == 0:
+            return sorted(p["partition"] for p in entry.get("partitions", []))
+    return []

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from waveline.cli.serve import serve
 from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.kafka import partitions_of
 from waveline.shared.runtime import Runtime, bootstrap
 
 APP_SHA = "7d1043473d55bfa90e8530d35801d4e381bc69f0"
@@ -119,8 +120,8 @@ async def count_topic(bootstrap_servers: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches metadata, so partitions_for_topic knows the topic
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ids = await partitions_of(bootstrap_servers, topic)
+        partitions = [TopicPartition(topic, p) for p in ids]
         ends = await consumer.end_offsets(partitions)
         begins = await consumer.beginning_offsets(partitions)
         return sum(ends[p] - begins[p] for p in partitions)

@@ -6,12 +6,18 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 
 from waveline.shared.config import Secrets, load_config, load_settings
 from waveline.shared.errors import ConfigError
 from waveline.shared.logs import setup_logging
 
 logger = logging.getLogger(__name__)
+
+
+def _timestamp(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="the local stack: Kafka, PostgreSQL and the five services")
     dev.add_argument("action", choices=["up", "down", "status"])
+
+    replay = sub.add_parser("replay", help="re-drive a topic's messages (effects are idempotent)")
+    replay.add_argument("--topic", required=True, help="e.g. waveline.images")
+    start = replay.add_mutually_exclusive_group(required=True)
+    start.add_argument("--since", type=_timestamp, help="ISO 8601 time, e.g. 2026-11-21T09:00Z")
+    start.add_argument("--from-offset", type=int)
+    replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
 
     sub.add_parser("migrate", help="apply the SQL migrations")
     sub.add_parser("topics", help="create the Kafka topics (idempotent)")
@@ -47,6 +60,28 @@ def main(argv: list[str] | None = None) -> int:
 
             applied = asyncio.run(migrate(settings))
             print(f"applied {len(applied)} migration(s) to schema {settings.database_schema}")
+            return 0
+        if args.command == "replay":
+            setup_logging("replay", settings.log_level)
+            from waveline.cli.replay import replay as run_replay
+
+            try:
+                report = asyncio.run(
+                    run_replay(
+                        settings,
+                        args.topic,
+                        since=args.since,
+                        from_offset=args.from_offset,
+                        dry_run=args.dry_run,
+                    )
+                )
+            except ValueError as exc:
+                print(f"waveline replay: {exc}", file=sys.stderr)
+                return 2
+            verb = "would re-publish" if report.dry_run else "re-published"
+            print(f"{verb} {report.messages} message(s) of {report.topic}")
+            for partition, (first, end) in sorted(report.per_partition.items()):
+                print(f"  partition {partition}: offsets {first}..{end}")
             return 0
         if args.command == "topics":
             setup_logging("topics", settings.log_level)
