@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
+from waveline.cli.ops import CliError
 from waveline.shared.config import Secrets, load_config, load_settings
 from waveline.shared.errors import ConfigError
 from waveline.shared.logs import setup_logging
@@ -40,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--from-offset", type=int)
     replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
 
+    publish = sub.add_parser("publish", help="announce an image set (for CI)")
+    publish.add_argument("--pipeline")
+    publish.add_argument("--app-sha")
+    publish.add_argument("--image", action="append", default=[], help="svc=repo:tag@sha256:…")
+    publish.add_argument("--file", type=Path, help="seed 001's {svc: {Tag, Digest}} object")
+    publish.add_argument("--kafka", action="store_true", help="produce to waveline.images")
+
+    status = sub.add_parser("status", help="waves, gates and pending commits of a pipeline")
+    status.add_argument("pipeline")
+    status.add_argument("--json", action="store_true")
+    for action in ("approve", "hold", "release", "rollback"):
+        op = sub.add_parser(action, help=f"{action} a wave")
+        op.add_argument("pipeline")
+        op.add_argument("wave")
+        if action == "rollback":
+            op.add_argument("--to", default="previous", help="app sha, or 'previous'")
+
     sub.add_parser("migrate", help="apply the SQL migrations")
     sub.add_parser("topics", help="create the Kafka topics (idempotent)")
     sub.add_parser("check-config", help="validate WAVELINE_CONFIG and exit")
@@ -49,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in {"publish", "status", "approve", "hold", "release", "rollback"}:
+            return _ops(args)
         if args.command == "dev":
             from waveline.devstack import stack
 
@@ -121,8 +144,40 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(run_services(names, settings, config, secrets))
         return 0
+    except CliError as exc:
+        print(f"waveline: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"waveline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _ops(args: argparse.Namespace) -> int:
+    from waveline.cli import ops, plugin
+
+    if args.command == "publish":
+        if plugin.is_plugin_run(os.environ) and not (args.pipeline or args.file or args.image):
+            print(plugin.run(os.environ))
+            return 0
+        if not args.pipeline or not args.app_sha:
+            raise CliError("publish needs --pipeline and --app-sha (or PLUGIN_* variables)")
+        doc = ops.image_set_document(args.pipeline, args.app_sha, args.image, args.file)
+        if args.kafka:
+            settings = load_settings()
+            asyncio.run(plugin.produce(settings, doc))
+            print(f"produced image set {args.app_sha[:12]} to waveline.images")
+        else:
+            _, answer = ops.request("POST", "/v1/images", "WAVELINE_CI_TOKEN", doc)
+            print(f"accepted: event {answer['event_id']}")
+        return 0
+    if args.command == "status":
+        _, doc = ops.request("GET", f"/v1/pipelines/{args.pipeline}", "WAVELINE_OPERATOR_TOKEN")
+        print(json.dumps(doc, indent=2) if args.json else ops.format_status(doc))
+        return 0
+    body = {"to": args.to} if args.command == "rollback" else {}
+    path = f"/v1/pipelines/{args.pipeline}/waves/{args.wave}/{args.command}"
+    _, answer = ops.request("POST", path, "WAVELINE_OPERATOR_TOKEN", body)
+    print(f"{args.command} accepted: event {answer['event_id']}")
+    return 0

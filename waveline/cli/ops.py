@@ -1,0 +1,103 @@
+"""CLI commands that talk to a running Waveline: publish, status, approve/hold/release/rollback.
+
+They use the HTTP API of ingest (``WAVELINE_URL``, default ``http://127.0.0.1:8080``) with the
+tokens from the environment, or — for ``publish --kafka`` — produce straight to
+``waveline.images`` with the same document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from waveline.shared.models.images import ImageSetAnnounced
+
+
+class CliError(Exception):
+    """A user-facing failure: printed, exit code 1."""
+
+
+def base_url() -> str:
+    port = os.environ.get("WAVELINE_HTTP_PORT", "8080")
+    return os.environ.get("WAVELINE_URL", f"http://127.0.0.1:{port}").rstrip("/")
+
+
+def _token(name: str) -> str:
+    token = os.environ.get(name)
+    if not token:
+        raise CliError(f"set {name} to authenticate")
+    return token
+
+
+def request(method: str, path: str, token_env: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(  # noqa: S310 (the URL is the operator's own Waveline)
+        base_url() + path,
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {_token(token_env)}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        raise CliError(f"{method} {path}: HTTP {exc.code}: {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise CliError(f"cannot reach Waveline at {base_url()}: {exc.reason}") from exc
+
+
+def image_set_document(
+    pipeline: str, app_sha: str, images: list[str], file: Path | None
+) -> dict[str, Any]:
+    """Build and validate the ``waveline.images`` document from flags or a seed-001 file."""
+    found: dict[str, Any] = {}
+    if file is not None:
+        loaded = json.loads(file.read_text())
+        if not isinstance(loaded, dict):
+            raise CliError(f"{file}: expected a JSON object of services")
+        found.update(loaded)
+    for item in images:
+        service, sep, ref = item.partition("=")
+        tag, at, digest = ref.partition("@")
+        if not sep or not at:
+            raise CliError(f"--image {item!r}: expected service=registry/repo:tag@sha256:…")
+        found[service] = {"Tag": tag, "Digest": digest}
+    doc = {"pipeline": pipeline, "app_sha": app_sha, "images": found}
+    try:
+        ImageSetAnnounced.model_validate(doc)
+    except ValueError as exc:
+        raise CliError(f"invalid image set: {exc}") from exc
+    return doc
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    lines = [f"pipeline {doc['pipeline']} (repo {doc['repo']})"]
+    for wave in doc["waves"]:
+        app = (wave.get("app_sha") or "-")[:12]
+        cfg = (wave.get("cfg_commit") or "-")[:12]
+        gate = wave.get("gate", {})
+        notes = []
+        if gate.get("held"):
+            notes.append("held")
+        if gate.get("awaiting_approval"):
+            notes.append("awaiting approval")
+        if gate.get("bake_remaining_s"):
+            notes.append(f"bake {gate['bake_remaining_s']}s left")
+        for p in wave.get("promotions", []):
+            notes.append(f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}")
+        lines.append(
+            f"  {wave['name']:<12} {wave['state']:<9} app {app:<12} cfg {cfg:<12} "
+            + "; ".join(notes)
+        )
+    for commit in doc.get("pending_commits", []):
+        checks = ", ".join(f"{k}={v}" for k, v in commit["checks"].items()) or "no checks yet"
+        lines.append(f"  pending {commit['sha'][:12]} ({commit['wave']}): {checks}")
+    return "\n".join(lines)
