@@ -54,4 +54,5 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    app.router.add_get("/openapi.json", health.openapi)
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.openapi import document
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -37,3 +38,8 @@ async def metrics(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
     body = generate_latest(ctx.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    del request
+    return web.json_response(document())
