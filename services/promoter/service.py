@@ -140,28 +140,31 @@ class Promoter:
             images=announced.images,
         )
         timeout = self.runtime.settings.publish_timeout_s
-        await publish(
-            self.runtime.broker,
-            command,
-            self.runtime.topics.git_commands,
-            key=pipeline.repo,
-            timeout_s=timeout,
-        )
-        await publish(
-            self.runtime.broker,
-            PromotionEvent(
-                event_id=pid,
-                promotion_id=pid,
-                pipeline=announced.pipeline,
-                to_wave=first,
-                app_sha=announced.app_sha,
-                images=announced.images,
-                status="requested",
-                at=now,
+        # Both acknowledged before the ack of the image set; sent together to halve the wait.
+        await asyncio.gather(
+            publish(
+                self.runtime.broker,
+                command,
+                self.runtime.topics.git_commands,
+                key=pipeline.repo,
+                timeout_s=timeout,
             ),
-            self.runtime.topics.promotions,
-            key=announced.pipeline,
-            timeout_s=timeout,
+            publish(
+                self.runtime.broker,
+                PromotionEvent(
+                    event_id=pid,
+                    promotion_id=pid,
+                    pipeline=announced.pipeline,
+                    to_wave=first,
+                    app_sha=announced.app_sha,
+                    images=announced.images,
+                    status="requested",
+                    at=now,
+                ),
+                self.runtime.topics.promotions,
+                key=announced.pipeline,
+                timeout_s=timeout,
+            ),
         )
         logger.info(
             "pipeline %s: image set %s -> introduce into %s (%s)",
