@@ -8,10 +8,13 @@ the Postgres pool opens in ``start()``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
 
 from waveline.shared.boundary import Boundary
 from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config, load_settings
@@ -20,6 +23,8 @@ from waveline.shared.kafka import make_broker
 from waveline.shared.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +53,30 @@ class Runtime:
             service=self.service,
             publish_timeout_s=self.settings.publish_timeout_s,
         )
+
+    def consume(
+        self,
+        topic: str,
+        group: str,
+        parse: Callable[[bytes], T],
+        handle: Callable[[T], Awaitable[None]],
+        *,
+        title: str,
+    ) -> None:
+        """Subscribe ``handle`` to ``topic`` in consumer group ``group``, through the handler
+        boundary (parse, retry, dead letter). The offset is committed after ``handle``
+        returned; an error that escapes the boundary leaves it uncommitted (redelivery)."""
+        boundary = self.boundary()
+
+        @self.broker.subscriber(
+            topic,
+            group_id=self.group(group),
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=title,
+        )
+        async def on_message(msg: KafkaMessage) -> None:
+            await boundary.run(msg, parse, handle)
 
     async def start(self, *, with_db: bool = True) -> None:
         if with_db and self._pool is None:

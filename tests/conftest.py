@@ -5,16 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.infra import Infra, provide
 from tests.support import make_config
 from waveline.devstack.demo import seed_repo
+from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.db import migrate
 from waveline.shared.kafka import ensure_topics
+from waveline.shared.runtime import bootstrap
 from waveline.shared.topics import Topics
 
 CI_TOKEN = "ci-token-for-tests-0123456789"
@@ -76,3 +80,15 @@ async def settings(infra: Infra, tmp_path: Path) -> AsyncIterator[Settings]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, config: WavelineConfig, secrets: Secrets
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """An ingest app on real Kafka and Postgres, behind aiohttp's test server."""
+    runtime = bootstrap("ingest", settings, config, secrets)
+    await runtime.start()
+    async with TestClient(TestServer(create_app(runtime))) as client:
+        yield client
+    await runtime.stop()

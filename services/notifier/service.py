@@ -6,9 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from faststream.kafka import KafkaMessage
-from faststream.middlewares import AckPolicy
-
 from waveline.shared.models.git import GitEvent
 from waveline.shared.models.promotions import PromotionEvent
 from waveline.shared.runtime import Runtime
@@ -22,28 +19,21 @@ class Notifier:
 
     def register(self) -> None:
         rt = self.runtime
-        boundary = rt.boundary()
-        group = rt.group("waveline-notifier")
-
-        @rt.broker.subscriber(
+        group = "waveline-notifier"
+        rt.consume(
             rt.topics.promotions,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            PromotionEvent.model_validate_json,
+            self.on_promotion,
             title="notifier promotions",
         )
-        async def on_promotion(msg: KafkaMessage) -> None:
-            await boundary.run(msg, PromotionEvent.model_validate_json, self.on_promotion)
-
-        @rt.broker.subscriber(
+        rt.consume(
             rt.topics.git_events,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            GitEvent.model_validate_json,
+            self.on_git_event,
             title="notifier git events",
         )
-        async def on_git_event(msg: KafkaMessage) -> None:
-            await boundary.run(msg, GitEvent.model_validate_json, self.on_git_event)
 
     async def on_promotion(self, event: PromotionEvent) -> None:
         logger.info(

@@ -7,9 +7,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-from faststream.kafka import KafkaMessage
-from faststream.middlewares import AckPolicy
-
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.waves import Waves
 from waveline.shared.errors import UnknownPipeline
@@ -37,42 +34,29 @@ class Promoter:
 
     def register(self) -> None:
         rt = self.runtime
-        boundary = rt.boundary()
-        waves = Waves(rt)
-        group = rt.group("waveline-promoter")
-
-        @rt.broker.subscriber(
+        self._waves = waves = Waves(rt)
+        group = "waveline-promoter"
+        rt.consume(
+            rt.topics.images,
+            group,
+            self._parse_images,
+            self.on_image_set,
+            title="promoter image sets",
+        )
+        rt.consume(
             rt.topics.waves,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            WaveStatus.model_validate_json,
+            waves.on_wave_status,
             title="promoter waves",
         )
-        async def on_wave(msg: KafkaMessage) -> None:
-            await boundary.run(msg, WaveStatus.model_validate_json, waves.on_wave_status)
-
-        @rt.broker.subscriber(
+        rt.consume(
             rt.topics.operator,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            OperatorCommand.model_validate_json,
+            waves.on_operator,
             title="promoter operator commands",
         )
-        async def on_operator(msg: KafkaMessage) -> None:
-            await boundary.run(msg, OperatorCommand.model_validate_json, waves.on_operator)
-
-        self._waves = waves
-
-        @rt.broker.subscriber(
-            rt.topics.images,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            title="promoter image sets",
-            description="New image sets announced by CI (HTTP ingest or produced directly).",
-        )
-        async def on_images(msg: KafkaMessage) -> None:
-            await boundary.run(msg, self._parse_images, self.on_image_set)
 
     async def on_started(self) -> None:
         """Start the bake-time ticker once the broker is connected."""

@@ -17,9 +17,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from faststream.kafka import KafkaMessage
-from faststream.middlewares import AckPolicy
-
 from waveline.services.status_tracker.decide import TargetReport, verdict, wave_verdict
 from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
@@ -40,38 +37,28 @@ class StatusTracker:
 
     def register(self) -> None:
         rt = self.runtime
-        boundary = rt.boundary()
-        group = rt.group("waveline-status-tracker")
-
-        @rt.broker.subscriber(
+        group = "waveline-status-tracker"
+        rt.consume(
             rt.topics.checks,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            CheckReported.model_validate_json,
+            self.on_check,
             title="status-tracker checks",
         )
-        async def on_check(msg: KafkaMessage) -> None:
-            await boundary.run(msg, CheckReported.model_validate_json, self.on_check)
-
-        @rt.broker.subscriber(
+        rt.consume(
             rt.topics.deploys,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            group,
+            DeployReported.model_validate_json,
+            self.on_deploy,
             title="status-tracker deploys",
         )
-        async def on_deploy(msg: KafkaMessage) -> None:
-            await boundary.run(msg, DeployReported.model_validate_json, self.on_deploy)
-
-        @rt.broker.subscriber(
+        rt.consume(
             rt.topics.git_events,
-            group_id=group,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            title="git events (status-tracker)",
+            group,
+            GitEvent.model_validate_json,
+            self.on_git_event,
+            title="status-tracker git events",
         )
-        async def on_git_event(msg: KafkaMessage) -> None:
-            await boundary.run(msg, GitEvent.model_validate_json, self.on_git_event)
 
     # -- git events ----------------------------------------------------------------------
 

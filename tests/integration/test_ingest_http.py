@@ -4,7 +4,6 @@ reaches Kafka."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,17 +16,6 @@ from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.runtime import bootstrap
 
 AUTH = {"Authorization": f"Bearer {CI_TOKEN}"}
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, config: WavelineConfig, secrets: Secrets
-) -> AsyncIterator[TestClient[Any, Any]]:
-    runtime = bootstrap("ingest", settings, config, secrets)
-    await runtime.start()
-    async with TestClient(TestServer(create_app(runtime))) as client:
-        yield client
-    await runtime.stop()
 
 
 async def test_accepts_seed_document(client: TestClient[Any, Any], settings: Settings) -> None:

@@ -5,30 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from tests.conftest import ARGOCD_TOKEN, GITHUB_SECRET
 from tests.support import count_topic, read_topic
-from waveline.services.ingest.app import create_app
-from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.runtime import bootstrap
+from waveline.shared.config import Settings
 
 SHA = "55576ca70ab6acdfaab7e5db445eaf79e41e6332"
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, config: WavelineConfig, secrets: Secrets
-) -> AsyncIterator[TestClient[Any, Any]]:
-    runtime = bootstrap("ingest", settings, config, secrets)
-    await runtime.start()
-    async with TestClient(TestServer(create_app(runtime))) as client:
-        yield client
-    await runtime.stop()
 
 
 def signed(event: str, doc: dict[str, Any], secret: str = GITHUB_SECRET) -> dict[str, Any]:
