@@ -161,6 +161,9 @@ async def main() -> None:
     bootstrap = os.environ.get("WAVELINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     headers = {"Authorization": f"Bearer {token()}"}
     url = f"{base}/v1/images"
+    # Warm up: one set all the way to a commit, so consumer groups have settled.
+    _, warm = await paced(url, headers, 1, 0.5)
+    await commit_latency(bootstrap, warm, 120)
     # End to end first, while the git-writer has no backlog from the phases below.
     at100, sent = await paced(url, headers, 100, args.seconds)
     e2e = await commit_latency(bootstrap, sent, 120)

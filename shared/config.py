@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     http_max_body: int = 256 * 1024
     data_dir: Path = Path(".run/data")
     publish_timeout_s: float = 5.0
+    # git-writer fetches before a batch when its last fetch is older than this (leases make
+    # skipping safe; see Applier.refresh_if_stale). 0 fetches before every batch.
+    git_fetch_interval_s: float = 1.0
     log_level: str = "INFO"
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")

@@ -9,6 +9,7 @@ the batch was built on. A command whose Event-Id is already reachable from ``aut
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import pygit2
@@ -60,6 +61,7 @@ class Applier:
         # auto's whole history on every command (merge-base), O(n) per commit.
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
         self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
+        self._fetched_at = float("-inf")
 
     # -- state ---------------------------------------------------------------------------
 
@@ -68,7 +70,20 @@ class Applier:
         retry starts from."""
         self._pending.clear()
         self.repo.fetch()
+        self._fetched_at = time.monotonic()
         self.index.update(self.repo, self._tips())
+
+    def refresh_if_stale(self, max_age_s: float) -> None:
+        """Fetch unless the last fetch is younger than ``max_age_s``.
+
+        Skipping is safe: every push carries a lease on the values we built on, so a push
+        someone else made is detected there (and the retry fetches). What waits up to
+        ``max_age_s`` is only noticing a direct push to watched that no lease covers, i.e.
+        the re-alignment of auto onto it.
+        """
+        self._pending.clear()
+        if time.monotonic() - self._fetched_at >= max_age_s:
+            self.refresh()
 
     def tip(self, branch: str) -> pygit2.Oid | None:
         return self._pending.get(branch) or self.repo.remote_ref(branch)

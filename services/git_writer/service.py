@@ -174,7 +174,13 @@ class GitWriter:
         a push that still fails fails the batch (never a half-applied push)."""
         for attempt in (1, 2):
             try:
-                built = await worker.run(self._build, applier, todo, attempt == 2)
+                built = await worker.run(
+                    self._build,
+                    applier,
+                    todo,
+                    attempt == 2,
+                    self.runtime.settings.git_fetch_interval_s,
+                )
             except GitFailure as exc:
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(f"repo {repo}: {exc}", retriable=False) from exc
@@ -202,10 +208,13 @@ class GitWriter:
 
     @staticmethod
     def _build(
-        applier: Applier, todo: list[Pending], last_try: bool
+        applier: Applier, todo: list[Pending], last_try: bool, max_age_s: float
     ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
         started = time.perf_counter()
-        applier.refresh()
+        if last_try:
+            applier.refresh()
+        else:
+            applier.refresh_if_stale(max_age_s)
         fetched = time.perf_counter()
         results: dict[uuid.UUID, Result] = {}
         failed: list[tuple[Pending, GitFailure]] = []

@@ -92,24 +92,20 @@ class Promoter:
         images_json = json.dumps(
             {svc: ref.model_dump() for svc, ref in announced.images.items()}, sort_keys=True
         )
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
-                " VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING",
-                announced.pipeline,
-                announced.app_sha,
-                images_json,
-                announced.event_id,
-            )
-            await conn.execute(
-                "INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status)"
-                " VALUES ($1, $2, $3, $4, 'introduce', 'requested')"
-                " ON CONFLICT DO NOTHING",
-                pid,
-                announced.pipeline,
-                first,
-                announced.app_sha,
-            )
+        # One statement, so one round trip, and atomic without an explicit transaction.
+        await self.runtime.pool.execute(
+            "WITH image_set AS ("
+            " INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
+            " VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING)"
+            " INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status)"
+            " VALUES ($5, $1, $6, $2, 'introduce', 'requested') ON CONFLICT DO NOTHING",
+            announced.pipeline,
+            announced.app_sha,
+            images_json,
+            announced.event_id,
+            pid,
+            first,
+        )
         # Published on every delivery, not only the first: if we crashed after the insert
         # and before this publish, the redelivery must still send it. The command id is
         # deterministic, so git-writer turns any repeat into a no-op.
