@@ -15,11 +15,12 @@ from typing import TypeVar
 import asyncpg
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
+from pydantic import BaseModel
 
 from waveline.shared.boundary import Boundary
 from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config, load_settings
 from waveline.shared.db import create_pool
-from waveline.shared.kafka import make_broker
+from waveline.shared.kafka import make_broker, publish
 from waveline.shared.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class Runtime:
         )
         async def on_message(msg: KafkaMessage) -> None:
             await boundary.run(msg, parse, handle)
+
+    async def publish(self, message: BaseModel, topic: str, *, key: str) -> None:
+        """Publish and wait for Kafka's acknowledgement (``BrokerUnavailable`` otherwise)."""
+        await publish(
+            self.broker, message, topic, key=key, timeout_s=self.settings.publish_timeout_s
+        )
 
     async def start(self, *, with_db: bool = True) -> None:
         if with_db and self._pool is None:

@@ -24,7 +24,6 @@ from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.faults import failpoint
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
-from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, GitEvent
 from waveline.shared.runtime import Runtime
@@ -147,12 +146,8 @@ class GitWriter:
         # Sent together (one partition, so still in order) and all awaited before the ack.
         await asyncio.gather(
             *(
-                publish(
-                    self.runtime.broker,
-                    events[p.cmd.command_id],
-                    self.runtime.topics.git_events,
-                    key=repo,
-                    timeout_s=self.runtime.settings.publish_timeout_s,
+                self.runtime.publish(
+                    events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
                 )
                 for p in batch
                 if p.cmd.command_id in events

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.waves import Waves
 from waveline.shared.errors import UnknownPipeline
-from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
@@ -119,18 +118,10 @@ class Promoter:
             app_sha=announced.app_sha,
             images=announced.images,
         )
-        timeout = self.runtime.settings.publish_timeout_s
         # Both acknowledged before the ack of the image set; sent together to halve the wait.
         await asyncio.gather(
-            publish(
-                self.runtime.broker,
-                command,
-                self.runtime.topics.git_commands,
-                key=pipeline.repo,
-                timeout_s=timeout,
-            ),
-            publish(
-                self.runtime.broker,
+            self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo),
+            self.runtime.publish(
                 PromotionEvent(
                     event_id=pid,
                     promotion_id=pid,
@@ -143,7 +134,6 @@ class Promoter:
                 ),
                 self.runtime.topics.promotions,
                 key=announced.pipeline,
-                timeout_s=timeout,
             ),
         )
         logger.info(

@@ -18,7 +18,6 @@ import asyncpg
 from waveline.services.promoter.ids import promotion_id
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import PreconditionFailed
-from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import PromoteWave, RollbackWave
 from waveline.shared.models.operator import OperatorCommand
@@ -154,21 +153,13 @@ class Waves:
             app_sha=row["app_sha"],
             deployed_sha=row["cfg_sha"],
         )
-        timeout = self.runtime.settings.publish_timeout_s
-        await publish(
-            self.runtime.broker,
-            command,
-            self.runtime.topics.git_commands,
-            key=pipeline.repo,
-            timeout_s=timeout,
-        )
+        await self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo)
         await self.runtime.pool.execute(
             "UPDATE promotions SET status = 'requested', updated_at = now()"
             " WHERE promotion_id = $1 AND status = 'waiting'",
             row["promotion_id"],
         )
-        await publish(
-            self.runtime.broker,
+        await self.runtime.publish(
             PromotionEvent(
                 event_id=uuid.uuid5(row["promotion_id"], "requested"),
                 promotion_id=row["promotion_id"],
@@ -182,7 +173,6 @@ class Waves:
             ),
             self.runtime.topics.promotions,
             key=row["pipeline"],
-            timeout_s=timeout,
         )
         logger.info(
             "pipeline %s: promote %s %s -> %s",
@@ -261,10 +251,4 @@ class Waves:
             target["app_sha"],
             target["cfg_sha"],
         )
-        await publish(
-            self.runtime.broker,
-            command,
-            self.runtime.topics.git_commands,
-            key=pipeline.repo,
-            timeout_s=self.runtime.settings.publish_timeout_s,
-        )
+        await self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo)

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass
 
 from waveline.services.status_tracker.decide import TargetReport, verdict, wave_verdict
-from waveline.shared.kafka import publish
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
@@ -142,13 +141,7 @@ class StatusTracker:
             command = FastForward(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
         else:
             command = Evict(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
-        await publish(
-            self.runtime.broker,
-            command,
-            self.runtime.topics.git_commands,
-            key=repo,
-            timeout_s=self.runtime.settings.publish_timeout_s,
-        )
+        await self.runtime.publish(command, self.runtime.topics.git_commands, key=repo)
         await pool.execute(
             "UPDATE auto_commits SET state = $3 WHERE repo = $1 AND sha = $2", repo, sha, decision
         )
@@ -225,13 +218,7 @@ class StatusTracker:
             reason=result.reason,
             at=now,
         )
-        await publish(
-            self.runtime.broker,
-            status,
-            self.runtime.topics.waves,
-            key=pipeline_name,
-            timeout_s=self.runtime.settings.publish_timeout_s,
-        )
+        await self.runtime.publish(status, self.runtime.topics.waves, key=pipeline_name)
         await pool.execute(
             "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, wave) DO UPDATE SET"
