@@ -7,10 +7,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.conftest import CI_TOKEN
 from tests.e2e.test_waves import Api, head
 from tests.integration.test_gitengine import read
 from tests.support import APP_SHA, branch_log, running
@@ -130,3 +132,36 @@ async def test_rollback_to_previous(api: Api, remote: Path) -> None:
     assert read(remote, "auto", "images/staging/digests.json") == read(
         remote, first, "images/staging/digests.json"
     )
+
+
+async def test_bad_input_never_reaches_git(api: Api, remote: Path) -> None:
+    """Every refusal code of DESIGN §3, with all services running: the repo stays as it was."""
+    before = {ref: head(remote, ref) for ref in ("master", "auto")}
+    client = api.client
+    ci = {"Authorization": f"Bearer {CI_TOKEN}"}
+    image = {"Tag": "r/s:1", "Digest": "sha256:" + "a" * 64}
+    good: dict[str, Any] = {"pipeline": "app", "app_sha": APP_SHA, "images": {"svc": image}}
+    cases: list[tuple[str, dict[str, str], bytes, int]] = [
+        ("/v1/images", {}, json.dumps(good).encode(), 401),
+        ("/v1/images", {"Authorization": "Bearer wrong"}, json.dumps(good).encode(), 403),
+        ("/v1/images", ci, b"{broken", 400),
+        ("/v1/images", ci, json.dumps({**good, "pipeline": "nope"}).encode(), 404),
+        ("/v1/images", ci, b"{" + b" " * 400_000 + b"}", 413),
+        ("/v1/images", ci, json.dumps({**good, "app_sha": "xyz"}).encode(), 422),
+        (
+            "/v1/images",
+            ci,
+            json.dumps({**good, "images": {"../../etc": image}}).encode(),
+            422,
+        ),
+        ("/v1/pipelines/app/waves/staging/rollback", ci, b"{}", 403),
+        ("/v1/webhooks/argocd", {}, b"{}", 401),
+    ]
+    for path, headers, body, status in cases:
+        resp = await client.post(
+            path, data=body, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert resp.status == status, (path, status, await resp.text())
+        assert set(await resp.json()) == {"error", "detail"}
+    await asyncio.sleep(2.0)
+    assert {ref: head(remote, ref) for ref in ("master", "auto")} == before
