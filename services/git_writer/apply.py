@@ -255,6 +255,15 @@ class Applier:
 
         return read
 
+    def _values_on_watched(
+        self, pipeline: PipelineConfig, wave: str, sha: str, what: str
+    ) -> layouts.Values:
+        """What ``wave`` holds at ``sha``, which must be on watched (deployed commits are)."""
+        commit = self._commit_at(sha, f"{what} commit")
+        if not self.repo.is_ancestor(commit.id, self._watched()):
+            raise PreconditionFailed(f"{what} commit {sha} is not on {self.watched_branch}")
+        return layouts.extract(pipeline.layout, wave, self._reader(commit))
+
     def _write_wave(  # noqa: PLR0917 (one call site per command kind, all keyword-shaped)
         self,
         pipeline: PipelineConfig,
@@ -324,14 +333,7 @@ class Applier:
             raise PreconditionFailed(f"unknown wave in {cmd.from_wave!r} -> {cmd.to_wave!r}")
         if names.index(cmd.to_wave) != names.index(cmd.from_wave) + 1:
             raise PreconditionFailed(f"{cmd.to_wave!r} does not follow {cmd.from_wave!r}")
-        deployed = self._commit_at(cmd.deployed_sha, "deployed commit")
-        if not self.repo.is_ancestor(deployed.id, self._watched()):
-            raise PreconditionFailed(
-                f"deployed commit {cmd.deployed_sha} is not on {self.watched_branch}"
-            )
-        values = layouts.extract(
-            pipeline.layout, cmd.from_wave, lambda p: self.repo.read_file(deployed, p)
-        )
+        values = self._values_on_watched(pipeline, cmd.from_wave, cmd.deployed_sha, "deployed")
         if not values:
             raise PreconditionFailed(
                 f"wave {cmd.from_wave!r} holds no images at {cmd.deployed_sha}"
@@ -357,14 +359,7 @@ class Applier:
         pipeline = self._pipeline(cmd.pipeline, cmd.repo)
         if pipeline.wave(cmd.wave) is None:
             raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
-        earlier = self._commit_at(cmd.to_sha, "rollback commit")
-        if not self.repo.is_ancestor(earlier.id, self._watched()):
-            raise PreconditionFailed(
-                f"rollback commit {cmd.to_sha} is not on {self.watched_branch}"
-            )
-        values = layouts.extract(
-            pipeline.layout, cmd.wave, lambda p: self.repo.read_file(earlier, p)
-        )
+        values = self._values_on_watched(pipeline, cmd.wave, cmd.to_sha, "rollback")
         return self._write_wave(
             pipeline,
             cmd.wave,
