@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -64,6 +65,14 @@ class Author(_Frozen):
     email: str = "waveline@localhost"
 
 
+class ForgeConfig(_Frozen):
+    """Where pull requests are opened. Only GitHub's REST API today."""
+
+    kind: Literal["github"] = "github"
+    api_url: str = "https://api.github.com"
+    token_env: str = "WAVELINE_GITHUB_TOKEN"  # noqa: S105 (a variable name)
+
+
 class RepoConfig(_Frozen):
     """A config repository Waveline commits to."""
 
@@ -76,6 +85,8 @@ class RepoConfig(_Frozen):
     required_checks: tuple[str, ...] = ()
     # "owner/name" on the forge, as GitHub webhooks name it; derived from url when unset.
     forge_name: str | None = None
+    # Needed by pipelines or waves whose strategy is pull-request.
+    forge: ForgeConfig | None = None
 
     def full_name(self) -> str:
         if self.forge_name:
@@ -129,11 +140,90 @@ class LayoutConfig(_Frozen):
         return self
 
 
+StrategyKind = Literal["commit", "pull-request", "webhook"]
+
+
 class StrategyConfig(_Frozen):
-    kind: Literal["commit", "pull-request", "webhook"] = "commit"
+    """How a promotion reaches the config repo (seed 003).
+
+    ``commit``: git-writer commits on ``auto`` (checks, then fast-forward of ``watched``).
+    ``pull-request``: git-writer pushes ``branch`` (built on ``watched``) and Waveline opens or
+    updates one pull request into ``base``; merged → done, closed unmerged → cancelled.
+    ``webhook``: the notifier POSTs a signed CloudEvent to ``url`` (or the secret's
+    ``address``); the receiver reports the result back over HTTP.
+    """
+
+    kind: StrategyKind = "commit"
+    # webhook: the secret (env var ``secret_env``) is a YAML map with address, proxy, token,
+    # headers, as Flux providers take it; ``url`` and ``headers`` here are the non-secret part.
     url: str | None = None
     secret_env: str | None = None
     headers: dict[str, str] = {}
+    # pull-request
+    branch: str = "waveline/{pipeline}/{wave}"
+    base: str | None = None  # default: the repo's watched branch
+    auto_merge: bool = False
+    merge_method: Literal["merge", "squash", "rebase"] = "merge"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError("url must be an http:// or https:// address")
+        return url
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_template(cls, branch: str) -> str:
+        sample = branch.replace("{pipeline}", "p").replace("{wave}", "w")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", sample) or ".." in sample:
+            raise ValueError(f"invalid branch template {branch!r}")
+        if "{wave}" not in branch:
+            raise ValueError("branch must contain {wave}: one promotion branch per wave")
+        return branch
+
+    def branch_for(self, pipeline: str, wave: str) -> str:
+        return self.branch.replace("{pipeline}", pipeline).replace("{wave}", wave)
+
+
+class DeliveryConfig(_Frozen):
+    """Retry rules for every outbound HTTP delivery (webhook promotions, notifications)."""
+
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(minutes=1)
+    timeout: timedelta = timedelta(seconds=10)
+
+    @field_validator("backoff", "cap", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+NotificationEvent = Literal["evicted", "failed", "degraded", "promotion_done", "dead_letter"]
+
+
+class NotificationConfig(_Frozen):
+    """A generic webhook told about events (CloudEvents JSON, or Slack's ``text``)."""
+
+    format: Literal["cloudevents", "slack"] = "cloudevents"
+    url: str | None = None
+    secret_env: str | None = None
+    headers: dict[str, str] = {}
+    events: tuple[NotificationEvent, ...] = (
+        "evicted",
+        "failed",
+        "degraded",
+        "promotion_done",
+        "dead_letter",
+    )
+    pipelines: tuple[str, ...] = ()  # empty: every pipeline
+
+    @model_validator(mode="after")
+    def _has_address(self) -> NotificationConfig:
+        if self.url is None and self.secret_env is None:
+            raise ValueError("a notification needs url or secret_env (whose address is used)")
+        return self
 
 
 class GateConfig(_Frozen):
@@ -158,6 +248,13 @@ class PipelineConfig(_Frozen):
     layout: LayoutConfig = LayoutConfig(kind="images-json")
     strategy: StrategyConfig = StrategyConfig()
     waves: tuple[WaveConfig, ...] = Field(min_length=1)
+    # A token (besides the operator's) allowed to report webhook promotion results.
+    result_token_env: str | None = None
+
+    def strategy_of(self, wave: str) -> StrategyConfig:
+        """The wave's own strategy when it overrides the pipeline's."""
+        found = self.wave(wave)
+        return found.strategy if found is not None and found.strategy else self.strategy
 
     @model_validator(mode="after")
     def _unique_waves(self) -> PipelineConfig:
@@ -185,6 +282,22 @@ class WavelineConfig(_Frozen):
     repos: dict[Name, RepoConfig]
     pipelines: dict[Name, PipelineConfig]
     auth: AuthConfig = AuthConfig()
+    notifications: dict[Name, NotificationConfig] = {}
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    def secret_env_names(self) -> set[str]:
+        """Every environment variable the file names for an outbound secret."""
+        names: set[str] = set()
+        for repo in self.repos.values():
+            if repo.forge is not None:
+                names.add(repo.forge.token_env)
+        for pipeline in self.pipelines.values():
+            strategies = [pipeline.strategy, *(w.strategy for w in pipeline.waves if w.strategy)]
+            names.update(s.secret_env for s in strategies if s.secret_env)
+            if pipeline.result_token_env:
+                names.add(pipeline.result_token_env)
+        names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
+        return names
 
     def repo_by_full_name(self, full_name: str) -> str | None:
         """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
@@ -208,6 +321,21 @@ class WavelineConfig(_Frozen):
                     f"pipelines.{name}.repo: {pipeline.repo!r} is not under repos: "
                     f"(known: {sorted(self.repos)})"
                 )
+            for wave in (None, *pipeline.waves):
+                where = f"pipelines.{name}" + (f".waves.{wave.name}" if wave else "")
+                strategy = pipeline.strategy if wave is None else wave.strategy
+                if strategy is None:
+                    continue
+                if strategy.kind == "pull-request" and self.repos[pipeline.repo].forge is None:
+                    raise ValueError(
+                        f"{where}.strategy: pull-request needs repos.{pipeline.repo}.forge"
+                    )
+                if strategy.kind == "webhook" and not (strategy.url or strategy.secret_env):
+                    raise ValueError(f"{where}.strategy: webhook needs url or secret_env")
+        for name, notification in self.notifications.items():
+            unknown = set(notification.pipelines) - set(self.pipelines)
+            if unknown:
+                raise ValueError(f"notifications.{name}.pipelines: unknown {sorted(unknown)}")
         return self
 
 
@@ -220,20 +348,33 @@ class Secrets(BaseModel):
     github_webhook_secret: SecretStr | None = None
     argocd_token: SecretStr | None = None
     operator_token: SecretStr | None = None
+    # Outbound secrets by the environment variable the config names (forge tokens, webhook
+    # secrets, per-pipeline result tokens).
+    named: dict[str, SecretStr] = {}
+
+    def get(self, env_name: str | None) -> SecretStr | None:
+        return self.named.get(env_name) if env_name else None
 
     @classmethod
-    def from_env(cls, auth: AuthConfig, env: dict[str, str] | None = None) -> Secrets:
+    def from_env(
+        cls,
+        auth: AuthConfig,
+        env: Mapping[str, str] | None = None,
+        names: Iterable[str] = (),
+    ) -> Secrets:
         source = os.environ if env is None else env
 
         def get(name: str) -> SecretStr | None:
             value = source.get(name)
             return SecretStr(value) if value else None
 
+        named = {n: v for n in names if (v := get(n)) is not None}
         return cls(
             ci_token=get(auth.ci_token_env),
             github_webhook_secret=get(auth.github_webhook_secret_env),
             argocd_token=get(auth.argocd_token_env),
             operator_token=get(auth.operator_token_env),
+            named=named,
         )
 
 

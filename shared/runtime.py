@@ -106,7 +106,7 @@ def bootstrap(
     """Build a Runtime; raises ``ConfigError`` (with the bad field and why) on bad input."""
     settings = settings or load_settings()
     config = config or load_config(settings.config)
-    secrets = secrets or Secrets.from_env(config.auth)
+    secrets = secrets or Secrets.from_env(config.auth, names=config.secret_env_names())
     return Runtime(
         service=service,
         settings=settings,

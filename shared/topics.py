@@ -17,6 +17,7 @@ PARTITIONS: dict[str, int] = {
     "waveline.git.events": 6,
     "waveline.waves": 6,
     "waveline.promotions": 6,
+    "waveline.pulls": 3,
     "waveline.dlq": 3,
 }
 
@@ -61,6 +62,10 @@ class Topics:
     @property
     def promotions(self) -> str:
         return self.name("waveline.promotions")
+
+    @property
+    def pulls(self) -> str:
+        return self.name("waveline.pulls")
 
     @property
     def dlq(self) -> str:

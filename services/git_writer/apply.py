@@ -44,6 +44,8 @@ class Result:
     trailers: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
     wave_apps: dict[str, dict[str, str]] = field(default_factory=dict)
+    values_before: layouts.Values = field(default_factory=dict)
+    values_after: layouts.Values = field(default_factory=dict)
 
 
 class Applier:
@@ -213,6 +215,8 @@ class Applier:
             cursor = commit.parent_ids[0] if commit.parent_ids else None
         state = dict(self._wave_apps.get(cursor, {})) if cursor is not None else {}
         for commit in reversed(chain):
+            if len(commit.parent_ids) > 1:
+                state = self._merged_apps(commit, state, limit)
             info = trailers.parse(commit.message)
             pipeline, wave = info.get(trailers.PIPELINE), info.get(trailers.TARGET)
             app_sha = info.get(trailers.APP_SHA)
@@ -220,6 +224,20 @@ class Applier:
                 state = {**state, f"{pipeline}/{wave}": app_sha}
             self._wave_apps[commit.id] = state
         return self._wave_apps[oid]
+
+    def _merged_apps(
+        self, merge: pygit2.Commit, first: dict[str, str], limit: int
+    ) -> dict[str, str]:
+        """A merge (a promotion pull request merged on the forge) holds what its first
+        parent held plus what the merged branch changed since the two diverged."""
+        state = dict(first)
+        for other in merge.parent_ids[1:]:
+            base = self.repo.repo.merge_base(merge.parent_ids[0], other)
+            before = self.wave_apps(base, limit) if base is not None else {}
+            for key, app_sha in self.wave_apps(other, limit).items():
+                if before.get(key) != app_sha:
+                    state[key] = app_sha
+        return state
 
     # -- commands ------------------------------------------------------------------------
 
@@ -229,12 +247,21 @@ class Applier:
         result = self._apply(cmd)
         if result.sha is not None and result.outcome != "rejected":
             shas = [result.sha, *result.replayed.values()]
+            if isinstance(cmd, AlignAuto):
+                # Sent when watched moved outside Waveline (a merged pull request): what
+                # the new watched tip holds is what Argo CD will report on.
+                shas.append(str(self._watched()))
             result.wave_apps = {sha: self.wave_apps(pygit2.Oid(hex=sha)) for sha in shas}
         return result
 
     def _apply(self, cmd: Command) -> Result:
         if isinstance(cmd, IntroduceImages | PromoteWave | RollbackWave):
             done = self.already_applied(str(cmd.command_id))
+            if done is None and isinstance(cmd, IntroduceImages | PromoteWave) and cmd.branch:
+                branch_tip = self.tip(cmd.branch)
+                if branch_tip is not None:
+                    self.index.update(self.repo, [branch_tip])
+                    done = self.index.find(self.repo, str(cmd.command_id), [branch_tip])
             if done is not None:
                 return Result("noop", sha=str(done), reason="Event-Id already on the branches")
         if isinstance(cmd, IntroduceImages):
@@ -273,7 +300,17 @@ class Applier:
         body: str,
         info: dict[str, str],
         noop_reason: str,
+        branch: str | None = None,
     ) -> Result:
+        if branch is not None:
+            return self._write_promotion_branch(
+                pipeline,
+                wave,
+                values,
+                message=trailers.format_message(subject, body, info),
+                info=info,
+                branch=branch,
+            ) or Result("noop", branch=branch, sha=str(self._watched()), reason=noop_reason)
         base, replayed = self.aligned_auto()
         parent = self.repo.commit(base)
         files = layouts.apply(
@@ -303,6 +340,39 @@ class Applier:
             trailers=info,
         )
 
+    def _write_promotion_branch(
+        self,
+        pipeline: PipelineConfig,
+        wave: str,
+        values: layouts.Values,
+        *,
+        message: str,
+        info: dict[str, str],
+        branch: str,
+    ) -> Result | None:
+        """Pull-request strategy: one commit on ``watched`` pushed to ``branch`` (replacing
+        an older promotion there), leaving ``auto`` alone; None when ``watched`` already
+        holds the values."""
+        if branch in {self.watched_branch, self.auto_branch}:
+            raise PreconditionFailed(f"promotion branch {branch!r} is watched or auto")
+        parent = self.repo.commit(self._watched())
+        before = layouts.extract(pipeline.layout, wave, self._reader(parent))
+        files = layouts.apply(pipeline.layout, wave, values, self._reader(parent))
+        new = self.repo.create_commit(parent.id, files, message)
+        if new is None:
+            return None
+        old = self.repo.remote_ref(branch)
+        self._set(branch, new)
+        return Result(
+            "committed",
+            branch=branch,
+            sha=str(new),
+            old_sha=str(old) if old is not None else None,
+            trailers=info,
+            values_before=before,
+            values_after=values,
+        )
+
     def introduce(self, cmd: IntroduceImages) -> Result:
         pipeline = self._pipeline(cmd.pipeline, cmd.repo)
         if pipeline.wave(cmd.wave) is None:
@@ -324,6 +394,7 @@ class Applier:
                 trailers.EVENT_ID: str(cmd.command_id),
             },
             f"wave {cmd.wave} already holds this image set",
+            cmd.branch,
         )
 
     def promote(self, cmd: PromoteWave) -> Result:
@@ -353,6 +424,7 @@ class Applier:
                 trailers.EVENT_ID: str(cmd.command_id),
             },
             f"wave {cmd.to_wave} already holds what {cmd.from_wave} runs",
+            cmd.branch,
         )
 
     def rollback(self, cmd: RollbackWave) -> Result:

@@ -25,7 +25,7 @@ from waveline.shared.faults import failpoint
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
 from waveline.shared.models.base import utcnow
-from waveline.shared.models.git import GIT_COMMAND, GitEvent
+from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,8 @@ class GitWriter:
         applier: Applier, todo: list[Pending], last_try: bool, max_age_s: float
     ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
         started = time.perf_counter()
-        if last_try:
+        # An AlignAuto asks to look at the remote now (watched moved outside Waveline).
+        if last_try or any(isinstance(p.cmd, AlignAuto) for p in todo):
             applier.refresh()
         else:
             applier.refresh_if_stale(max_age_s)
@@ -303,6 +304,8 @@ class GitWriter:
             replayed=result.replayed,
             trailers=result.trailers,
             wave_apps=result.wave_apps,
+            values_before=result.values_before,
+            values_after=result.values_after,
             pipeline=getattr(cmd, "pipeline", None),
             wave=getattr(cmd, "wave", None) or getattr(cmd, "to_wave", None),
             app_sha=getattr(cmd, "app_sha", None),

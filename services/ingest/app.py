@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from waveline.services.ingest import health, images, operator, webhooks
+from waveline.services.ingest import dashboard, health, images, operator, results, webhooks
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
 from waveline.services.ingest.metrics import IngestMetrics
 from waveline.services.ingest.responses import ApiError, error_response
@@ -50,7 +50,12 @@ def create_app(runtime: Runtime) -> web.Application:
         "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release|rollback}",
         operator.wave_action,
     )
+    app.router.add_post(
+        "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result",
+        results.promotion_result,
+    )
     app.router.add_get("/v1/pipelines/{pipeline}", operator.pipeline_state)
+    app.router.add_get("/", dashboard.index)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -173,6 +173,47 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "pipeline state"}, **_errors(401, 403, 404)},
             }
         },
+        "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": {
+            "post": {
+                "summary": "the result of a webhook promotion (operator or pipeline result token)",
+                "security": bearer,
+                "parameters": [
+                    pipeline,
+                    wave,
+                    {
+                        "name": "promotion",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                ],
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"enum": ["succeeded", "failed"]},
+                            "detail": {"type": "string", "maxLength": 2000},
+                        },
+                    }
+                ),
+                "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 409, 422, 503)},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "dashboard page of the waves (operator token, or from loopback)",
+                # Optional: a request from loopback without a proxy header needs no token.
+                "security": [*bearer, {}],
+                "responses": {
+                    "200": {
+                        "description": "self-contained HTML page, refreshed every 5 s",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401, 403),
+                },
+            }
+        },
         "/healthz": {
             "get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}
         },

@@ -4,6 +4,8 @@ GitHub deliveries are authenticated by ``X-Hub-Signature-256`` over the raw body
 constant time. Each accepted report gets an id derived from what it means (repo, sha,
 context, state; or app, revision, phase, health, sync), so a redelivery — which reuses
 ``X-GitHub-Delivery`` — or the same fact sent twice is recognisably one event downstream.
+``pull_request`` deliveries go to ``waveline.pulls``, where the notifier follows the
+promotion pull requests it opened.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from waveline.services.ingest.responses import ApiError, validation_detail
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported, CheckState
 from waveline.shared.models.deploys import DeployReported
+from waveline.shared.models.pulls import PullRequestReported
 
 _NS = uuid.UUID("8f6d2c1e-52a4-4d7b-9b3e-1d0c8e7a6f55")
 _SUCCESS = {"success", "neutral", "skipped"}
@@ -81,7 +84,7 @@ async def github(request: web.Request) -> web.Response:
         secret.get_secret_value().encode(), body, request.headers.get("X-Hub-Signature-256")
     )
     event = request.headers.get("X-GitHub-Event", "")
-    if event not in {"status", "check_run", "check_suite"}:
+    if event not in {"status", "check_run", "check_suite", "pull_request"}:
         return _ignored()  # ping and every kind we do not act on
     doc = ctx.parse_json_object(body)
     full_name = (doc.get("repository") or {}).get("full_name")
@@ -92,6 +95,8 @@ async def github(request: web.Request) -> web.Response:
     repo = ctx.runtime.config.repo_by_full_name(full_name)
     if repo is None:
         return _ignored()  # not a repository Waveline writes to
+    if event == "pull_request":
+        return await _pull_request(ctx, repo, doc)
     sha, context, state, branches = _fact(event, doc)
     try:
         check = CheckReported(
@@ -108,6 +113,43 @@ async def github(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_field", validation_detail(exc)) from exc
     await ctx.publish(check, ctx.runtime.topics.checks, key=repo, route="github")
     return web.json_response({"event_id": str(check.event_id)}, status=202)
+
+
+# Actions that change what a promotion pull request means to Waveline.
+_PR_ACTIONS = {"opened", "reopened", "synchronize", "closed", "edited"}
+
+
+async def _pull_request(ctx: IngestContext, repo: str, doc: dict[str, Any]) -> web.Response:
+    action = doc.get("action")
+    pr = doc.get("pull_request")
+    if action not in _PR_ACTIONS:
+        return _ignored()  # labels, reviews, assignments...
+    if not isinstance(pr, dict):
+        raise ApiError(422, "invalid_field", [{"field": "pull_request", "reason": "missing"}])
+    head: dict[str, Any] = pr["head"] if isinstance(pr.get("head"), dict) else {}
+    base: dict[str, Any] = pr["base"] if isinstance(pr.get("base"), dict) else {}
+    number, head_sha = pr.get("number", doc.get("number")), head.get("sha")
+    merged = bool(pr.get("merged"))
+    meaning = f"pr/{repo}/{number}/{action}/{head_sha}/{merged}"
+    try:
+        report = PullRequestReported(
+            event_id=uuid.uuid5(_NS, meaning),
+            repo=repo,
+            number=number,
+            action=action,
+            state=str(pr.get("state") or ""),
+            merged=merged,
+            head_ref=str(head.get("ref") or ""),
+            head_sha=head_sha,
+            base_ref=str(base.get("ref") or ""),
+            merge_sha=pr.get("merge_commit_sha") if merged else None,
+            url=pr.get("html_url"),
+            reported_at=utcnow(),
+        )
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_field", validation_detail(exc)) from exc
+    await ctx.publish(report, ctx.runtime.topics.pulls, key=repo, route="github")
+    return web.json_response({"event_id": str(report.event_id)}, status=202)
 
 
 async def argocd(request: web.Request) -> web.Response:

@@ -7,11 +7,10 @@ import json
 import logging
 from dataclasses import dataclass
 
+from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.waves import Waves
 from waveline.shared.errors import UnknownPipeline
-from waveline.shared.models.base import utcnow
-from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
@@ -56,6 +55,13 @@ class Promoter:
             waves.on_operator,
             title="promoter operator commands",
         )
+        rt.consume(
+            rt.topics.promotions,
+            group,
+            PromotionEvent.model_validate_json,
+            waves.on_promotion_event,
+            title="promoter promotion outcomes",
+        )
 
     async def on_started(self) -> None:
         """Start the bake-time ticker once the broker is connected."""
@@ -91,49 +97,37 @@ class Promoter:
         images_json = json.dumps(
             {svc: ref.model_dump() for svc, ref in announced.images.items()}, sort_keys=True
         )
+        strategy = pipeline.strategy_of(first).kind
         # One statement, so one round trip, and atomic without an explicit transaction.
         await self.runtime.pool.execute(
             "WITH image_set AS ("
             " INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
             " VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING)"
-            " INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status)"
-            " VALUES ($5, $1, $6, $2, 'introduce', 'requested') ON CONFLICT DO NOTHING",
+            " INSERT INTO promotions"
+            " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
+            " VALUES ($5, $1, $6, $2, 'introduce', 'requested', $7) ON CONFLICT DO NOTHING",
             announced.pipeline,
             announced.app_sha,
             images_json,
             announced.event_id,
             pid,
             first,
+            strategy,
         )
-        # Published on every delivery, not only the first: if we crashed after the insert
-        # and before this publish, the redelivery must still send it. The command id is
-        # deterministic, so git-writer turns any repeat into a no-op.
-        now = utcnow()
-        command = IntroduceImages(
-            command_id=pid,
-            repo=pipeline.repo,
-            issued_at=now,
-            pipeline=announced.pipeline,
-            wave=first,
-            app_sha=announced.app_sha,
-            images=announced.images,
-        )
-        # Both acknowledged before the ack of the image set; sent together to halve the wait.
-        await asyncio.gather(
-            self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo),
-            self.runtime.publish(
-                PromotionEvent(
-                    event_id=pid,
-                    promotion_id=pid,
-                    pipeline=announced.pipeline,
-                    to_wave=first,
-                    app_sha=announced.app_sha,
-                    images=announced.images,
-                    status="requested",
-                    at=now,
-                ),
-                self.runtime.topics.promotions,
-                key=announced.pipeline,
+        # Dispatched on every delivery, not only the first: if we crashed after the insert
+        # and before this publish, the redelivery must still send it. The ids are
+        # deterministic, so git-writer and the notifier turn any repeat into a no-op.
+        await dispatch(
+            self.runtime,
+            pipeline,
+            Promotion(
+                promotion_id=pid,
+                pipeline=announced.pipeline,
+                from_wave=None,
+                to_wave=first,
+                app_sha=announced.app_sha,
+                images=announced.images,
+                deployed_sha=None,
             ),
         )
         logger.info(

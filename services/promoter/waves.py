@@ -8,6 +8,7 @@ redelivered wave report unable to create a second promotion.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,17 +16,25 @@ from datetime import datetime
 
 import asyncpg
 
+from waveline.services.promoter.dispatch import Promotion, dispatch, publish_status
 from waveline.services.promoter.ids import promotion_id
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import PreconditionFailed
 from waveline.shared.models.base import utcnow
-from waveline.shared.models.git import PromoteWave, RollbackWave
+from waveline.shared.models.git import AlignAuto, RollbackWave
+from waveline.shared.models.images import ImageRef
 from waveline.shared.models.operator import OperatorCommand
-from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.promotions import PromotionEvent, PromotionStatus
 from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+
+def _images(raw: str | None) -> dict[str, ImageRef]:
+    if not raw:
+        return {}
+    return {svc: ImageRef.model_validate(ref) for svc, ref in json.loads(raw).items()}
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Waves:
             return
         if status.app_sha is None or status.cfg_sha is None:
             return
+        await self._arrived(status)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO wave_runs (pipeline, wave, app_sha, cfg_sha, since)"
@@ -73,6 +83,47 @@ class Waves:
             if index + 1 < len(names):
                 await self._queue(conn, status, names[index + 1])
         await self.open_gates(status.pipeline)
+
+    async def _arrived(self, status: WaveStatus) -> None:
+        """The wave runs the set: every promotion that brought it there is done."""
+        assert status.app_sha is not None
+        rows = await self.runtime.pool.fetch(
+            "UPDATE promotions SET status = 'done', updated_at = now()"
+            " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3"
+            " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded', 'waiting',"
+            " 'blocked') RETURNING promotion_id, from_wave, strategy",
+            status.pipeline,
+            status.wave,
+            status.app_sha,
+        )
+        for row in rows:
+            await publish_status(
+                self.runtime,
+                await self._promotion(row["promotion_id"]),
+                "done",
+                strategy=row["strategy"],
+                cfg_sha=status.cfg_sha,
+                detail=f"{status.wave} runs it",
+            )
+
+    async def _promotion(self, pid: uuid.UUID) -> Promotion:
+        row = await self.runtime.pool.fetchrow(
+            "SELECT p.pipeline, p.wave, p.from_wave, p.app_sha, p.cfg_sha, i.images"
+            " FROM promotions p LEFT JOIN image_sets i"
+            " ON i.pipeline = p.pipeline AND i.app_sha = p.app_sha WHERE p.promotion_id = $1",
+            pid,
+        )
+        if row is None:
+            raise PreconditionFailed(f"no promotion {pid}")
+        return Promotion(
+            promotion_id=pid,
+            pipeline=row["pipeline"],
+            from_wave=row["from_wave"],
+            to_wave=row["wave"],
+            app_sha=row["app_sha"],
+            images=_images(row["images"]),
+            deployed_sha=row["cfg_sha"],
+        )
 
     async def _queue(
         self,
@@ -114,8 +165,10 @@ class Waves:
         """Send every waiting promotion whose gate is open; returns how many were sent."""
         rows = await self.runtime.pool.fetch(
             "SELECT p.promotion_id, p.pipeline, p.wave, p.from_wave, p.app_sha, p.cfg_sha,"
-            " r.since, coalesce(g.held, false) AS held, a.promotion_id IS NOT NULL AS approved"
+            " r.since, coalesce(g.held, false) AS held, a.promotion_id IS NOT NULL AS approved,"
+            " i.images"
             " FROM promotions p"
+            " LEFT JOIN image_sets i ON i.pipeline = p.pipeline AND i.app_sha = p.app_sha"
             " JOIN wave_runs r ON r.pipeline = p.pipeline AND r.wave = p.from_wave"
             "  AND r.app_sha = p.app_sha"
             " LEFT JOIN wave_gates g ON g.pipeline = p.pipeline AND g.wave = p.wave"
@@ -142,37 +195,21 @@ class Waves:
         return sent
 
     async def _send(self, pipeline: PipelineConfig, row: asyncpg.Record) -> None:
-        now = utcnow()
-        command = PromoteWave(
-            command_id=row["promotion_id"],
-            repo=pipeline.repo,
-            issued_at=now,
+        promotion = Promotion(
+            promotion_id=row["promotion_id"],
             pipeline=row["pipeline"],
             from_wave=row["from_wave"],
             to_wave=row["wave"],
             app_sha=row["app_sha"],
+            images=_images(row["images"]),
             deployed_sha=row["cfg_sha"],
         )
-        await self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo)
+        await dispatch(self.runtime, pipeline, promotion)
         await self.runtime.pool.execute(
-            "UPDATE promotions SET status = 'requested', updated_at = now()"
+            "UPDATE promotions SET status = 'requested', strategy = $2, updated_at = now()"
             " WHERE promotion_id = $1 AND status = 'waiting'",
             row["promotion_id"],
-        )
-        await self.runtime.publish(
-            PromotionEvent(
-                event_id=uuid.uuid5(row["promotion_id"], "requested"),
-                promotion_id=row["promotion_id"],
-                pipeline=row["pipeline"],
-                from_wave=row["from_wave"],
-                to_wave=row["wave"],
-                app_sha=row["app_sha"],
-                cfg_sha=row["cfg_sha"],
-                status="requested",
-                at=now,
-            ),
-            self.runtime.topics.promotions,
-            key=row["pipeline"],
+            pipeline.strategy_of(row["wave"]).kind,
         )
         logger.info(
             "pipeline %s: promote %s %s -> %s",
@@ -181,6 +218,76 @@ class Waves:
             row["from_wave"],
             row["wave"],
         )
+
+    async def on_promotion_event(self, event: PromotionEvent) -> None:
+        """Mirror what the notifier (pull requests, webhooks) learnt about a promotion."""
+        if event.status in {"requested", "committed"}:
+            return  # ours, or nothing new for the table
+        updated = await self.runtime.pool.fetchval(
+            "UPDATE promotions SET status = $2, url = coalesce($3, url),"
+            " detail = coalesce($4, detail), updated_at = now()"
+            " WHERE promotion_id = $1"
+            " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')"
+            " RETURNING strategy",
+            event.promotion_id,
+            event.status,
+            event.url,
+            event.detail,
+        )
+        if updated == "pull-request" and event.status == "done":
+            # The merge moved watched outside Waveline: have git-writer look now, so auto
+            # is re-aligned and the merged commit's waves become known.
+            pipeline = self._pipeline(event.pipeline)
+            await self.runtime.publish(
+                AlignAuto(
+                    command_id=uuid.uuid5(event.promotion_id, "align-after-merge"),
+                    repo=pipeline.repo,
+                    issued_at=utcnow(),
+                ),
+                self.runtime.topics.git_commands,
+                key=pipeline.repo,
+            )
+
+    async def _result(self, pipeline: PipelineConfig, cmd: OperatorCommand) -> None:
+        """An external system's report on a webhook promotion: done or failed."""
+        assert cmd.promotion_id is not None
+        status: PromotionStatus = "done" if cmd.result == "succeeded" else "failed"
+        row = await self.runtime.pool.fetchrow(
+            "UPDATE promotions SET status = $4, detail = $5, updated_at = now()"
+            " WHERE promotion_id = $1 AND pipeline = $2 AND wave = $3"
+            " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')"
+            " RETURNING strategy",
+            cmd.promotion_id,
+            cmd.pipeline,
+            cmd.wave,
+            status,
+            cmd.detail,
+        )
+        if row is None:
+            # Unknown, or already final: a repeated report changes nothing.
+            logger.warning(
+                "pipeline %s: result for promotion %s ignored (unknown or already final)",
+                cmd.pipeline,
+                cmd.promotion_id,
+            )
+            return
+        await publish_status(
+            self.runtime,
+            await self._promotion(cmd.promotion_id),
+            status,
+            strategy=row["strategy"],
+            detail=cmd.detail,
+        )
+        if status == "done":
+            await self.runtime.publish(
+                AlignAuto(
+                    command_id=uuid.uuid5(cmd.promotion_id, "align-after-result"),
+                    repo=pipeline.repo,
+                    issued_at=utcnow(),
+                ),
+                self.runtime.topics.git_commands,
+                key=pipeline.repo,
+            )
 
     async def on_operator(self, cmd: OperatorCommand) -> None:
         pipeline = self._pipeline(cmd.pipeline)
@@ -195,6 +302,9 @@ class Waves:
                 cmd.wave,
                 cmd.action == "hold",
             )
+        elif cmd.action == "result":
+            await self._result(pipeline, cmd)
+            return
         elif cmd.action == "approve":
             waiting = await pool.fetch(
                 "SELECT promotion_id FROM promotions WHERE pipeline = $1 AND wave = $2"

@@ -62,6 +62,8 @@ class StatusTracker:
     # -- git events ----------------------------------------------------------------------
 
     async def on_git_event(self, event: GitEvent) -> None:
+        repo = self.runtime.config.repos.get(event.repo)
+        on_auto = repo is not None and event.branch == repo.auto_branch
         async with self.runtime.pool.acquire() as conn, conn.transaction():
             for sha, waves in event.wave_apps.items():
                 await conn.execute(
@@ -71,7 +73,9 @@ class StatusTracker:
                     sha,
                     json.dumps(waves),
                 )
-            if event.outcome == "committed" and event.sha and event.branch != "":
+            # A promotion branch's commit (pull-request strategy) is judged on the forge,
+            # not here: only auto's commits are fast-forwarded or evicted.
+            if event.outcome == "committed" and event.sha and on_auto:
                 await conn.execute(
                     "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -97,8 +101,25 @@ class StatusTracker:
                     old,
                     new,
                 )
-        if event.outcome == "committed" and event.sha:
+        if event.outcome == "committed" and event.sha and on_auto:
             await self.evaluate_commit(event.repo, event.sha)
+        if event.wave_apps:
+            await self._revisit_waves(event.repo, list(event.wave_apps))
+
+    async def _revisit_waves(self, repo: str, shas: list[str]) -> None:
+        """Argo CD may report a revision before we learn what it holds (a merged pull
+        request): judge again the waves whose targets run one of ``shas``."""
+        targets = await self.runtime.pool.fetch(
+            "SELECT target FROM target_deploys WHERE revision = ANY($1::text[])", shas
+        )
+        waves = {
+            (pipeline, wave)
+            for r in targets
+            for pipeline, wave in self.runtime.config.pipelines_of_target(r["target"])
+            if self.runtime.config.pipelines[pipeline].repo == repo
+        }
+        for pipeline, wave in sorted(waves):
+            await self.evaluate_wave(pipeline, wave)
 
     # -- checks --------------------------------------------------------------------------
 

@@ -29,6 +29,10 @@ class IntroduceImages(_Command):
     wave: WaveName
     app_sha: AppSha
     images: dict[ServiceName, ImageRef] = Field(min_length=1)
+    branch: str | None = Field(
+        default=None,
+        description="pull-request strategy: push this branch, built on watched, not auto",
+    )
 
 
 class PromoteWave(_Command):
@@ -40,6 +44,10 @@ class PromoteWave(_Command):
     to_wave: WaveName
     app_sha: AppSha
     deployed_sha: Sha
+    branch: str | None = Field(
+        default=None,
+        description="pull-request strategy: push this branch, built on watched, not auto",
+    )
 
 
 class FastForward(_Command):
@@ -103,6 +111,12 @@ class GitEvent(Message):
     pipeline: str | None = None
     wave: str | None = None
     app_sha: str | None = None
+    values_before: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="the wave's layout values before the commit"
+    )
+    values_after: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="the wave's layout values the commit wrote"
+    )
     reason: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     at: datetime

@@ -1,10 +1,13 @@
-"""``waveline.operator``: approve, hold, release or roll back a wave."""
+"""``waveline.operator``: approve, hold, release or roll back a wave; or the result an
+external system reports for a webhook promotion."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
+
+from pydantic import Field, model_validator
 
 from waveline.shared.models.base import Message, PipelineName, WaveName
 
@@ -13,7 +16,17 @@ class OperatorCommand(Message):
     event_id: UUID
     pipeline: PipelineName
     wave: WaveName
-    action: Literal["approve", "hold", "release", "rollback"]
+    action: Literal["approve", "hold", "release", "rollback", "result"]
     to: str | None = None
     actor: str = "operator"
+    # action "result": which promotion, and how it ended
+    promotion_id: UUID | None = None
+    result: Literal["succeeded", "failed"] | None = None
+    detail: str | None = Field(default=None, max_length=2000)
     issued_at: datetime
+
+    @model_validator(mode="after")
+    def _result_complete(self) -> OperatorCommand:
+        if self.action == "result" and (self.promotion_id is None or self.result is None):
+            raise ValueError("a result names promotion_id and result")
+        return self

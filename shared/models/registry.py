@@ -19,6 +19,7 @@ from waveline.shared.models.git import (
 from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.pulls import PullRequestReported
 from waveline.shared.models.waves import WaveStatus
 
 TOPIC_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
@@ -37,5 +38,6 @@ TOPIC_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     "waveline.git.events": (GitEvent,),
     "waveline.waves": (WaveStatus,),
     "waveline.promotions": (PromotionEvent,),
+    "waveline.pulls": (PullRequestReported,),
     "waveline.dlq": (DeadLetter,),
 }

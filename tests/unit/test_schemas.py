@@ -35,6 +35,7 @@ from waveline.shared.models.git import (
 from waveline.shared.models.images import ImageRef, ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.pulls import PullRequestReported
 from waveline.shared.models.registry import TOPIC_MODELS
 from waveline.shared.models.waves import WaveStatus
 from waveline.shared.schemas import avro_schema, check_all, main, write_all
@@ -216,6 +217,44 @@ SAMPLES: list[BaseModel] = [
         app_sha=APP_SHA,
         status="requested",
         at=AT,
+    ),
+    PromotionEvent(
+        event_id=_id(40),
+        promotion_id=_id(41),
+        pipeline="app",
+        from_wave="internal",
+        to_wave="production",
+        app_sha=APP_SHA,
+        strategy="pull-request",
+        status="opened",
+        url="https://github.com/acme/cfg-app/pull/7",
+        detail="pull request #7",
+        at=AT,
+    ),
+    OperatorCommand(
+        event_id=_id(42),
+        pipeline="app",
+        wave="production",
+        action="result",
+        actor="pipeline",
+        promotion_id=_id(43),
+        result="succeeded",
+        detail="deployed by the external system",
+        issued_at=AT,
+    ),
+    PullRequestReported(
+        event_id=_id(44),
+        repo="cfg-app",
+        number=7,
+        action="closed",
+        state="closed",
+        merged=True,
+        head_ref="waveline/app/production",
+        head_sha=CFG_SHA,
+        base_ref="master",
+        merge_sha=CFG_SHA,
+        url="https://github.com/acme/cfg-app/pull/7",
+        reported_at=AT,
     ),
     DeadLetter(
         event_id=_id(22),

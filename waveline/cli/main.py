@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--from-offset", type=int)
     replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
 
+    trace = sub.add_parser("trace", help="one image set's journey, hop by hop, with times")
+    trace.add_argument("app_sha", metavar="app-sha")
+    trace.add_argument("--since", type=_timestamp, help="ISO 8601 time (default: 24h ago)")
+    trace.add_argument("--pipeline", help="only this pipeline's messages")
+    trace.add_argument("--json", action="store_true", help="machine-readable output")
+
     publish = sub.add_parser("publish", help="announce an image set (for CI)")
     publish.add_argument("--pipeline")
     publish.add_argument("--app-sha")
@@ -106,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             for partition, (first, end) in sorted(report.per_partition.items()):
                 print(f"  partition {partition}: offsets {first}..{end}")
             return 0
+        if args.command == "trace":
+            setup_logging("trace", settings.log_level)
+            from waveline.cli import trace
+
+            return trace.run(
+                settings, args.app_sha, since=args.since, pipeline=args.pipeline, as_json=args.json
+            )
         if args.command == "topics":
             setup_logging("topics", settings.log_level)
             from waveline.shared.kafka import ensure_topics
@@ -122,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(config.pipelines)} pipeline(s)"
             )
             return 0
-        secrets = Secrets.from_env(config.auth)
+        secrets = Secrets.from_env(config.auth, names=config.secret_env_names())
         names = (
             ["ingest", "git-writer", "status-tracker", "promoter", "notifier"]
             if args.service == "all"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 from typing import Protocol
@@ -74,7 +75,9 @@ async def serve(
     finally:
         close = getattr(consumer, "close", None)
         if close is not None:
-            close()
+            closing = close()
+            if inspect.isawaitable(closing):
+                await closing
         await runtime.stop()
 
 

@@ -1,0 +1,89 @@
+"""``POST /v1/pipelines/{p}/waves/{w}/promotions/{id}/result``: an external system reports
+how a webhook promotion ended.
+
+Accepted with the operator token or the pipeline's own result token. The promotion must
+exist, belong to that pipeline and wave, and travel by webhook; a second report for a
+promotion that already ended answers 409. The report goes to ``waveline.operator`` (action
+``result``), where the promoter completes or fails the promotion.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+from aiohttp import web
+
+from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.responses import ApiError
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.operator import OperatorCommand
+
+_FINAL = {"done", "failed", "cancelled", "superseded"}
+
+
+def _authorize(request: web.Request, ctx: IngestContext, token_env: str | None) -> str:
+    """Who reports: 'operator' or 'pipeline' (its result token)."""
+    own = ctx.runtime.secrets.get(token_env)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if (
+        own is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), own.get_secret_value().encode())
+    ):
+        return "pipeline"
+    require_bearer(request, ctx.runtime.secrets.operator_token, "operator or result token")
+    return "operator"
+
+
+async def promotion_result(request: web.Request) -> web.Response:
+    ctx = IngestContext.of(request)
+    name, wave = request.match_info["pipeline"], request.match_info["wave"]
+    pipeline = ctx.runtime.config.pipelines.get(name)
+    if pipeline is None:
+        raise ApiError(404, "unknown_pipeline", f"no pipeline named {name!r}")
+    actor = _authorize(request, ctx, pipeline.result_token_env)
+    if pipeline.wave(wave) is None:
+        raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
+    try:
+        pid = uuid.UUID(request.match_info["promotion"])
+    except ValueError as exc:
+        raise ApiError(404, "unknown_promotion", "promotion id is not a UUID") from exc
+    doc = await ctx.read_json_object(request)
+    result, detail = doc.get("status"), doc.get("detail")
+    if result not in {"succeeded", "failed"}:
+        raise ApiError(
+            422, "invalid_field", [{"field": "status", "reason": "'succeeded' or 'failed'"}]
+        )
+    if detail is not None and (not isinstance(detail, str) or len(detail) > 2000):
+        raise ApiError(
+            422, "invalid_field", [{"field": "detail", "reason": "a string of ≤ 2000 chars"}]
+        )
+    row = await ctx.runtime.pool.fetchrow(
+        "SELECT status, strategy FROM promotions"
+        " WHERE promotion_id = $1 AND pipeline = $2 AND wave = $3",
+        pid,
+        name,
+        wave,
+    )
+    if row is None:
+        raise ApiError(404, "unknown_promotion", f"no promotion {pid} into {name}/{wave}")
+    if row["strategy"] != "webhook":
+        raise ApiError(409, "conflict", f"promotion {pid} goes by {row['strategy']}, not webhook")
+    if row["status"] in _FINAL:
+        raise ApiError(409, "conflict", f"promotion {pid} already ended: {row['status']}")
+    command = OperatorCommand(
+        event_id=uuid.uuid5(pid, f"result/{result}"),
+        pipeline=name,
+        wave=wave,
+        action="result",
+        actor=actor,
+        promotion_id=pid,
+        result=result,
+        detail=detail,
+        issued_at=utcnow(),
+    )
+    await ctx.publish(command, ctx.runtime.topics.operator, key=name, route="result")
+    return web.json_response({"event_id": str(command.event_id)}, status=202)

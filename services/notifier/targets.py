@@ -1,0 +1,72 @@
+"""Resolving where each delivery goes, once at start: the webhook strategy of every
+pipeline or wave that uses it, and every configured notification.
+
+The non-secret part (``url``, ``headers``) comes from the config file; the secret named by
+``secret_env`` (a YAML map of address, proxy, token, headers, as seed 003 and Flux store
+it) completes or overrides it. A missing or invalid secret stops the notifier at start
+with the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from waveline.services.notifier.target import WebhookTarget
+from waveline.shared.config import NotificationConfig, Secrets, StrategyConfig, WavelineConfig
+from waveline.shared.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def strategy_key(pipeline: str, wave: str) -> str:
+    return f"{pipeline}/{wave}"
+
+
+def notification_key(name: str) -> str:
+    return f"notification:{name}"
+
+
+def _resolve(
+    what: str,
+    spec: StrategyConfig | NotificationConfig,
+    secrets: Secrets,
+    timeout_s: float,
+) -> WebhookTarget:
+    secret = secrets.get(spec.secret_env)
+    if spec.secret_env and secret is None:
+        raise ConfigError(f"{what}: environment variable {spec.secret_env} is not set")
+    # Without a secret the target is the file's url and headers alone (an unsigned
+    # receiver); the secret's own values win over the file's.
+    text = secret.get_secret_value() if secret is not None else f"address: {spec.url}"
+    try:
+        return WebhookTarget.from_secret(
+            text, timeout_s=timeout_s, address=spec.url, headers=spec.headers
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{what} ({spec.secret_env or 'url'}): {exc}") from None
+
+
+@dataclass
+class Targets:
+    by_key: dict[str, WebhookTarget] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, config: WavelineConfig, secrets: Secrets) -> Targets:
+        timeout_s = config.delivery.timeout.total_seconds()
+        found: dict[str, WebhookTarget] = {}
+        for name, pipeline in config.pipelines.items():
+            for wave in pipeline.waves:
+                strategy = pipeline.strategy_of(wave.name)
+                if strategy.kind == "webhook":
+                    found[strategy_key(name, wave.name)] = _resolve(
+                        f"pipelines.{name}.waves.{wave.name}.strategy", strategy, secrets, timeout_s
+                    )
+        for name, notification in config.notifications.items():
+            found[notification_key(name)] = _resolve(
+                f"notifications.{name}", notification, secrets, timeout_s
+            )
+        return cls(found)
+
+    def get(self, key: str) -> WebhookTarget | None:
+        return self.by_key.get(key)

@@ -1,0 +1,178 @@
+"""Sending what the store holds: due deliveries are attempted, each attempt recorded, and
+the follow-ups published from the outbox.
+
+One attempt per claim; the wait before the next comes from the ``RetryPolicy`` (growing,
+jittered, capped) and lives in Postgres as ``next_attempt_at``, so a restarted notifier
+resumes exactly where the dead one stopped. A delivery is marked delivered before anything
+else happens, so it is never sent again; the follow-up event (``delivered``/``failed``
+promotion status, dead letter) is published afterwards and marked announced, so a crash in
+between republishes it rather than losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+import aiohttp
+
+from waveline.services.notifier.http import Attempt, deliver_once
+from waveline.services.notifier.retry import RetryPolicy
+from waveline.services.notifier.store import DeliveryStore, Due
+from waveline.services.notifier.targets import Targets
+from waveline.shared.faults import failpoint
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.dlq import DeadLetter
+from waveline.shared.models.promotions import PromotionEvent, PromotionStatus
+from waveline.shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+IDLE_S = 0.2  # how often an idle worker looks for due deliveries
+BATCH = 16
+
+
+@dataclass
+class DeliveryWorker:
+    runtime: Runtime
+    store: DeliveryStore
+    targets: Targets
+    policy: RetryPolicy
+    _session: aiohttp.ClientSession | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """A delivery was queued: look now instead of at the next idle tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        # trust_env=False: a target's proxy is its own setting, not the process's.
+        self._session = aiohttp.ClientSession(trust_env=False)
+        try:
+            while True:
+                try:
+                    busy = await self.step()
+                except Exception:
+                    logger.exception("notifier: delivery step failed; trying again shortly")
+                    busy = False
+                if not busy:
+                    self._wake.clear()
+                    try:
+                        async with asyncio.timeout(IDLE_S):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._session.close()
+
+    async def step(self) -> bool:
+        """Announce what is recorded but unannounced, then attempt what is due; True when
+        there was work."""
+        pending = await self.store.unannounced()
+        for due in pending:
+            await self._announce(due)
+        lease = timedelta(seconds=self._longest_timeout() + 30)
+        due_now = await self.store.claim_due(BATCH, lease)
+        if due_now:
+            await asyncio.gather(*(self._attempt(d) for d in due_now))
+        return bool(pending or due_now)
+
+    def _longest_timeout(self) -> float:
+        return max((t.timeout_s for t in self.targets.by_key.values()), default=10.0)
+
+    async def _attempt(self, due: Due) -> None:
+        target = self.targets.get(due.target)
+        if target is None:
+            attempt = Attempt("give_up", None, 0.0, f"no target {due.target!r} is configured")
+        else:
+            assert self._session is not None
+            attempt = await deliver_once(self._session, target, due.body, due.content_type)
+        failpoint("notifier_after_send")
+        attempts = due.attempts + 1
+        wait = self.policy.next_delay(attempt, attempts)
+        if attempt.delivered:
+            state = "delivered"
+        elif wait is not None:
+            state = "pending"
+        else:
+            state = "failed"
+        await self.store.record(
+            due,
+            status_code=attempt.status,
+            latency_ms=round(attempt.latency_ms, 3),
+            outcome=attempt.outcome,
+            error=attempt.error,
+            state=state,
+            next_attempt_at=utcnow() + timedelta(seconds=wait) if wait is not None else None,
+        )
+        log = logger.info if state != "failed" else logger.warning
+        log(
+            "delivery %s (%s to %s): attempt %d %s%s",
+            due.delivery_id,
+            due.event_type,
+            due.target,
+            attempts,
+            attempt.outcome,
+            f" ({attempt.error})" if attempt.error else "",
+        )
+        failpoint("notifier_after_record")
+        if state != "pending":
+            await self._announce(
+                replace(due, state=state, attempts=attempts, last_error=attempt.error)
+            )
+
+    async def _announce(self, due: Due) -> None:
+        """Publish the follow-up of a delivery that ended, then mark it announced."""
+        if due.state == "failed":
+            await self.runtime.publish(
+                DeadLetter(
+                    event_id=uuid.uuid5(due.delivery_id, "dead-letter"),
+                    service=self.runtime.service,
+                    source_topic=due.source_topic,
+                    key=due.pipeline,
+                    payload=due.body.decode("utf-8", "replace"),
+                    error_code=(
+                        "promotion_delivery_failed"
+                        if due.kind == "promotion"
+                        else "notification_delivery_failed"
+                    ),
+                    reason=(
+                        f"{due.event_type} to {due.target}: gave up after {due.attempts}"
+                        f" attempt(s); last error: {due.last_error}"
+                    ),
+                    retriable=False,
+                    failed_at=utcnow(),
+                ),
+                self.runtime.topics.dlq,
+                key=due.pipeline or due.target,
+            )
+        if due.kind == "promotion" and due.promotion_id is not None:
+            await self._promotion_status(due)
+        await self.store.mark_announced(due.delivery_id)
+
+    async def _promotion_status(self, due: Due) -> None:
+        assert due.promotion_id is not None
+        data = json.loads(due.body)["data"]
+        status: PromotionStatus = "delivered" if due.state == "delivered" else "failed"
+        await self.runtime.publish(
+            PromotionEvent(
+                event_id=uuid.uuid5(due.promotion_id, status),
+                promotion_id=due.promotion_id,
+                pipeline=data["pipeline"],
+                from_wave=data["from_wave"],
+                to_wave=data["to_wave"],
+                app_sha=data["app_sha"],
+                images=data["images"],
+                cfg_sha=data["config_commit"],
+                strategy="webhook",
+                status=status,
+                detail=None if status == "delivered" else due.last_error,
+                at=utcnow(),
+            ),
+            self.runtime.topics.promotions,
+            key=data["pipeline"],
+        )
