@@ -136,6 +136,10 @@ class FakeGitHub:
         self.requests: list[Recorded] = []
         self.deliveries: list[Delivery] = []
 
+    def send_webhooks_to(self, url: str) -> None:
+        """Where to deliver ``pull_request`` webhooks (known only once the receiver runs)."""
+        self._webhook_url = url
+
     async def __aenter__(self) -> FakeGitHub:
         app = web.Application(middlewares=[self._middleware])
         pulls, one = "/repos/{owner}/{repo}/pulls", "/repos/{owner}/{repo}/pulls/{number:\\d+}"
@@ -172,6 +176,10 @@ class FakeGitHub:
         """Answer the next ``times`` matching requests with ``status`` (and ``headers``)
         before any other check, e.g. 502 or a rate limit's 403 with ``Retry-After``."""
         self._failures.append((status, path_contains, times, headers or {}))
+
+    def numbers(self, full_name: str) -> list[int]:
+        """Every pull request number of ``full_name``, open or not."""
+        return sorted(n for name, n in self._pulls if name == full_name)
 
     def pull(self, full_name: str, number: int) -> dict[str, Any]:
         """The pull request as GET would answer it (without refreshing the head)."""

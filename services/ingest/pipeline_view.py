@@ -3,7 +3,8 @@ dashboard page (DESIGN §3).
 
 Read-only SQL over the tables the status-tracker and the promoter own (``wave_status``,
 ``wave_gates``, ``promotions``, ``wave_runs``, ``approvals``, ``image_sets``,
-``auto_commits``, ``commit_checks``); ingest never writes them.
+``auto_commits``, ``commit_checks``) and the notifier (``deliveries``,
+``delivery_attempts``, ``pull_requests``); ingest never writes them.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ async def pipeline_snapshot(
     }
     promotions = await pool.fetch(
         "SELECT p.promotion_id, p.wave, p.from_wave, p.app_sha, p.status, p.cfg_sha, r.since,"
-        " a.promotion_id IS NOT NULL AS approved, i.images"
+        " a.promotion_id IS NOT NULL AS approved, i.images, p.strategy, p.url, p.detail"
         " FROM promotions p"
         " LEFT JOIN wave_runs r ON r.pipeline = p.pipeline AND r.wave = p.from_wave"
         "  AND r.app_sha = p.app_sha"
         " LEFT JOIN approvals a ON a.promotion_id = p.promotion_id"
         " LEFT JOIN image_sets i ON i.pipeline = p.pipeline AND i.app_sha = p.app_sha"
-        " WHERE p.pipeline = $1 AND p.status IN ('waiting', 'requested', 'blocked')"
+        " WHERE p.pipeline = $1"
+        " AND p.status IN ('waiting', 'requested', 'blocked', 'opened', 'delivered')"
         " ORDER BY p.created_at",
         name,
     )
@@ -69,6 +71,7 @@ async def pipeline_snapshot(
             {
                 "name": wave.name,
                 "targets": list(wave.targets),
+                "strategy": pipeline.strategy_of(wave.name).kind,
                 "state": row["state"] if row else "unknown",
                 "app_sha": row["app_sha"] if row else None,
                 "cfg_commit": row["cfg_sha"] if row else None,
@@ -80,6 +83,9 @@ async def pipeline_snapshot(
                         "from_wave": p["from_wave"],
                         "app_sha": p["app_sha"],
                         "status": p["status"],
+                        "strategy": p["strategy"],
+                        "url": p["url"],
+                        "detail": p["detail"],
                         "images": json.loads(p["images"]) if p["images"] else None,
                     }
                     for p in pending
@@ -108,4 +114,49 @@ async def pipeline_snapshot(
             }
             for c in commits
         ],
+        "pull_requests": [
+            {
+                "number": r["number"],
+                "url": r["url"],
+                "wave": r["wave"],
+                "app_sha": r["app_sha"],
+                "state": r["state"],
+                "promotion_id": str(r["promotion_id"]),
+            }
+            for r in await pool.fetch(
+                "SELECT number, url, wave, app_sha, state, promotion_id FROM pull_requests"
+                " WHERE pipeline = $1 ORDER BY updated_at DESC LIMIT 10",
+                name,
+            )
+        ],
+        "deliveries": await _deliveries(pool, name),
     }
+
+
+async def _deliveries(pool: asyncpg.Pool, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The notifier's latest outbound deliveries for the pipeline, every attempt included
+    (status code, latency, error)."""
+    rows = await pool.fetch(
+        "SELECT d.delivery_id, d.kind, d.target, d.event_type, d.state, d.attempts,"
+        " d.promotion_id, d.created_at, coalesce(json_agg(json_build_object("
+        " 'attempt', a.attempt, 'status_code', a.status_code, 'latency_ms', a.latency_ms,"
+        " 'outcome', a.outcome, 'error', a.error, 'at', a.at) ORDER BY a.attempt)"
+        " FILTER (WHERE a.attempt IS NOT NULL), '[]')::text AS tries"
+        " FROM deliveries d LEFT JOIN delivery_attempts a ON a.delivery_id = d.delivery_id"
+        " WHERE d.pipeline = $1 GROUP BY d.delivery_id ORDER BY d.created_at DESC LIMIT $2",
+        name,
+        limit,
+    )
+    return [
+        {
+            "delivery_id": str(r["delivery_id"]),
+            "kind": r["kind"],
+            "target": r["target"],
+            "event_type": r["event_type"],
+            "state": r["state"],
+            "promotion_id": str(r["promotion_id"]) if r["promotion_id"] else None,
+            "created_at": r["created_at"].isoformat(),
+            "attempts": json.loads(r["tries"]),
+        }
+        for r in rows
+    ]
