@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.infra import Infra, provide
+from tests.logscan import capture
 from tests.support import make_config
 from waveline.devstack.demo import seed_repo
 from waveline.services.ingest.app import create_app
@@ -25,6 +27,19 @@ CI_TOKEN = "ci-token-for-tests-0123456789"
 OPERATOR_TOKEN = "operator-token-for-tests-987654"
 GITHUB_SECRET = "github-webhook-secret-for-tests"
 ARGOCD_TOKEN = "argocd-token-for-tests-24680"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` (the log scan) run after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    handler = capture(tmp_path_factory.getbasetemp())
+    yield
+    logging.getLogger().removeHandler(handler)
+    handler.close()
 
 
 @pytest.fixture(scope="session")
