@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -96,6 +96,69 @@ class Boundary:
                 await self.dead_letter(msg, exc)
                 return
 
+    async def run_batch(
+        self,
+        items: Sequence[tuple[Any, bytes]],
+        parse: Callable[[bytes], T],
+        handle_many: Callable[[list[T]], Awaitable[None]],
+    ) -> None:
+        """``run`` for a batch of ``(record, body)``: invalid ones are dead-lettered alone,
+        the rest handled together (one round trip for all). When the batch still fails
+        after the retries, each message is handled on its own, so one bad message is
+        dead-lettered and the others go through."""
+        parsed: list[tuple[Any, bytes, T]] = []
+        for record, body in items:
+            try:
+                parsed.append((record, body, parse(body)))
+            except (ValidationError, ValueError, InvalidMessage) as exc:
+                logger.warning("%s: invalid message at %s: %s", self.service, _at(record), exc)
+                await self.dead_letter_record(record, body, exc)
+        if not parsed:
+            return
+        values = [value for _, _, value in parsed]
+        try:
+            await self._retrying(lambda: handle_many(values))
+            return
+        except Exception as exc:
+            if len(parsed) == 1:
+                record, body, _ = parsed[0]
+                logger.exception("%s: giving up on message from %s", self.service, _at(record))
+                await self.dead_letter_record(record, body, exc)
+                return
+            logger.warning(
+                "%s: batch of %d failed (%r); handling its messages one by one",
+                self.service,
+                len(parsed),
+                exc,
+            )
+        for record, body, value in parsed:
+            try:
+                await self._retrying(lambda v=value: handle_many([v]))  # type: ignore[misc]
+            except Exception as exc:
+                logger.exception("%s: giving up on message from %s", self.service, _at(record))
+                await self.dead_letter_record(record, body, exc)
+
+    async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
+        """``call()``, retried in place while it fails with a retriable error; the last
+        error propagates."""
+        attempt = 0
+        while True:
+            try:
+                await call()
+                return
+            except Exception as exc:
+                attempt += 1
+                if not is_retriable(exc) or attempt > self.retries:
+                    raise
+                logger.warning(
+                    "%s: retriable failure (attempt %d/%d): %r",
+                    self.service,
+                    attempt,
+                    self.retries,
+                    exc,
+                )
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+
     async def dead_letter(self, msg: KafkaMessage, exc: BaseException) -> None:
         await self.dead_letter_record(msg.raw_message, msg.body, exc)
 
@@ -122,7 +185,10 @@ class Boundary:
 
 
 def _where(msg: KafkaMessage) -> str:
-    record = msg.raw_message
+    return _at(msg.raw_message)
+
+
+def _at(record: Any) -> str:
     return (
         f"{getattr(record, 'topic', '?')}[{getattr(record, 'partition', '?')}]"
         f"@{getattr(record, 'offset', '?')}"

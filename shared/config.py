@@ -199,6 +199,16 @@ class DeliveryConfig(_Frozen):
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
 
+    @model_validator(mode="after")
+    def _bounds(self) -> DeliveryConfig:
+        if self.backoff <= timedelta(0) or self.timeout <= timedelta(0):
+            raise ValueError("backoff and timeout must be greater than zero")
+        if self.timeout > timedelta(minutes=5):
+            raise ValueError("timeout must be at most 5m")
+        if self.cap < self.backoff:
+            raise ValueError("cap must be at least backoff")
+        return self
+
 
 NotificationEvent = Literal["evicted", "failed", "degraded", "promotion_done", "dead_letter"]
 

@@ -44,8 +44,16 @@ class Runtime:
             raise RuntimeError(f"{self.service}: Postgres pool used before start()")
         return self._pool
 
-    def group(self, name: str) -> str:
-        return f"{self.settings.group_prefix}{name}"
+    def group(self, name: str, topic: str | None = None) -> str:
+        """The consumer group of service group ``name`` reading ``topic``.
+
+        One group per (service, topic): consumers of different topics in one group would
+        rebalance each other on every join, which made a six-topic service take ~16 s to
+        start."""
+        prefix = self.settings.group_prefix
+        if topic is None:
+            return f"{prefix}{name}"
+        return f"{prefix}{name}.{topic.removeprefix(self.settings.topic_prefix)}"
 
     def boundary(self) -> Boundary:
         return Boundary(
@@ -71,13 +79,44 @@ class Runtime:
 
         @self.broker.subscriber(
             topic,
-            group_id=self.group(group),
+            group_id=self.group(group, topic),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=title,
         )
         async def on_message(msg: KafkaMessage) -> None:
             await boundary.run(msg, parse, handle)
+
+    def consume_batch(
+        self,
+        topic: str,
+        group: str,
+        parse: Callable[[bytes], T],
+        handle_many: Callable[[list[T]], Awaitable[None]],
+        *,
+        title: str,
+        max_records: int = 200,
+    ) -> None:
+        """``consume`` for handlers that do one round trip for many messages: whatever
+        arrived together (up to ``max_records``) is handled in one call, through
+        ``Boundary.run_batch``; offsets are committed after it returned."""
+        boundary = self.boundary()
+
+        @self.broker.subscriber(
+            topic,
+            group_id=self.group(group, topic),
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=max_records,
+            # Only bounds an empty poll: records already fetched are returned at once.
+            batch_timeout_ms=10,
+            title=title,
+        )
+        async def on_batch(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            records = raw if isinstance(raw, tuple) else (raw,)
+            await boundary.run_batch([(r, r.value or b"") for r in records], parse, handle_many)
 
     async def publish(self, message: BaseModel, topic: str, *, key: str) -> None:
         """Publish and wait for Kafka's acknowledgement (``BrokerUnavailable`` otherwise)."""

@@ -215,6 +215,8 @@ class GitWriter:
         results: dict[uuid.UUID, Result] = {}
         failed: list[tuple[Pending, GitFailure]] = []
         for p in todo:
+            if p.cmd.command_id in results:
+                continue  # the same command twice in one batch: its first result stands
             try:
                 results[p.cmd.command_id] = applier.apply(p.cmd)
             except PreconditionFailed as exc:

@@ -113,7 +113,10 @@ def notification_deliveries(config: WavelineConfig, o: Occurrence) -> list[NewDe
         if n.pipelines and o.pipelines and not set(n.pipelines) & set(o.pipelines):
             continue
         if n.format == "slack":
-            body, content_type = slack_payload(f"[waveline] {o.text}"), SLACK_CONTENT_TYPE
+            body, content_type = (
+                slack_payload(f"[waveline] {_slack_escape(o.text)}"),
+                SLACK_CONTENT_TYPE,
+            )
         else:
             cloud = CloudEvent(
                 id=str(o.event_id),
@@ -138,3 +141,8 @@ def notification_deliveries(config: WavelineConfig, o: Occurrence) -> list[NewDe
             )
         )
     return out
+
+
+def _slack_escape(text: str) -> str:
+    """Slack reads ``<...>`` as links and mentions (``<!channel>``): send text as text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

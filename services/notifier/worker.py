@@ -12,6 +12,7 @@ between republishes it rather than losing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
@@ -33,7 +34,10 @@ from waveline.shared.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 IDLE_S = 0.2  # how often an idle worker looks for due deliveries
-BATCH = 16
+BATCH = 16  # attempts in flight at once
+# A claimed attempt that never got recorded (the process died) is due again after the
+# attempt's timeout plus this margin.
+LEASE_MARGIN_S = 5.0
 
 
 @dataclass
@@ -44,6 +48,7 @@ class DeliveryWorker:
     policy: RetryPolicy
     _session: aiohttp.ClientSession | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _inflight: dict[uuid.UUID, asyncio.Task[None]] = field(default_factory=dict)
 
     def wake(self) -> None:
         """A delivery was queued: look now instead of at the next idle tick."""
@@ -67,19 +72,37 @@ class DeliveryWorker:
                     except TimeoutError:
                         pass
         finally:
+            for task in self._inflight.values():
+                task.cancel()
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
             await self._session.close()
 
     async def step(self) -> bool:
-        """Announce what is recorded but unannounced, then attempt what is due; True when
+        """Announce what is recorded but unannounced, then start attempts on what is due
+        (at most ``BATCH`` in flight; a slow receiver holds only its own slot); True when
         there was work."""
-        pending = await self.store.unannounced()
+        pending = [d for d in await self.store.unannounced() if d.delivery_id not in self._inflight]
         for due in pending:
             await self._announce(due)
-        lease = timedelta(seconds=self._longest_timeout() + 30)
-        due_now = await self.store.claim_due(BATCH, lease)
-        if due_now:
-            await asyncio.gather(*(self._attempt(d) for d in due_now))
+        room = BATCH - len(self._inflight)
+        lease = timedelta(seconds=self._longest_timeout() + LEASE_MARGIN_S)
+        due_now = await self.store.claim_due(room, lease) if room > 0 else []
+        for due in due_now:
+            task = asyncio.create_task(self._attempt(due), name=f"delivery-{due.delivery_id}")
+            self._inflight[due.delivery_id] = task
+            task.add_done_callback(functools.partial(self._finished, due.delivery_id))
         return bool(pending or due_now)
+
+    def _finished(self, delivery_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(delivery_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Not recorded: the lease lapses and the delivery is attempted again.
+            logger.error(
+                "notifier: attempt of %s failed before it was recorded: %r",
+                delivery_id,
+                task.exception(),
+            )
+        self._wake.set()
 
     def _longest_timeout(self) -> float:
         return max((t.timeout_s for t in self.targets.by_key.values()), default=10.0)

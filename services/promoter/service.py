@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.waves import Waves
+from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import UnknownPipeline
 from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
@@ -34,11 +35,11 @@ class Promoter:
         rt = self.runtime
         self._waves = waves = Waves(rt)
         group = "waveline-promoter"
-        rt.consume(
+        rt.consume_batch(
             rt.topics.images,
             group,
             self._parse_images,
-            self.on_image_set,
+            self.on_image_sets,
             title="promoter image sets",
         )
         rt.consume(
@@ -87,53 +88,60 @@ class Promoter:
             announced = announced.model_copy(update={"event_id": content_event_id(body)})
         return announced
 
-    async def on_image_set(self, announced: ImageSetAnnounced) -> None:
-        """Record the set and introduce it into the first wave, exactly once per set."""
-        pipeline = self.runtime.config.pipelines.get(announced.pipeline)
-        if pipeline is None:
-            raise UnknownPipeline(f"unknown pipeline {announced.pipeline!r}")
-        first = pipeline.waves[0].name
-        pid = promotion_id(announced.pipeline, first, announced.app_sha, "introduce")
-        images_json = json.dumps(
-            {svc: ref.model_dump() for svc, ref in announced.images.items()}, sort_keys=True
-        )
-        strategy = pipeline.strategy_of(first).kind
-        # One statement, so one round trip, and atomic without an explicit transaction.
-        await self.runtime.pool.execute(
-            "WITH image_set AS ("
-            " INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
-            " VALUES ($1, $2, $3::jsonb, $4) ON CONFLICT DO NOTHING)"
-            " INSERT INTO promotions"
-            " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
-            " VALUES ($5, $1, $6, $2, 'introduce', 'requested', $7) ON CONFLICT DO NOTHING",
-            announced.pipeline,
-            announced.app_sha,
-            images_json,
-            announced.event_id,
-            pid,
-            first,
-            strategy,
-        )
-        # Dispatched on every delivery, not only the first: if we crashed after the insert
-        # and before this publish, the redelivery must still send it. The ids are
-        # deterministic, so git-writer and the notifier turn any repeat into a no-op.
-        await dispatch(
-            self.runtime,
-            pipeline,
-            Promotion(
-                promotion_id=pid,
+    async def on_image_sets(self, batch: list[ImageSetAnnounced]) -> None:
+        """Record each set and introduce it into its pipeline's first wave, exactly once per
+        set: one statement for the whole batch, then every dispatch sent together."""
+        todo: list[tuple[PipelineConfig, Promotion, str]] = []
+        for announced in batch:
+            pipeline = self.runtime.config.pipelines.get(announced.pipeline)
+            if pipeline is None:
+                raise UnknownPipeline(f"unknown pipeline {announced.pipeline!r}")
+            first = pipeline.waves[0].name
+            promotion = Promotion(
+                promotion_id=promotion_id(
+                    announced.pipeline, first, announced.app_sha, "introduce"
+                ),
                 pipeline=announced.pipeline,
                 from_wave=None,
                 to_wave=first,
                 app_sha=announced.app_sha,
                 images=announced.images,
                 deployed_sha=None,
-            ),
+            )
+            if all(promotion.promotion_id != p.promotion_id for _, p, _ in todo):
+                todo.append((pipeline, promotion, str(announced.event_id)))
+        # One statement, so one round trip, and atomic without an explicit transaction.
+        await self.runtime.pool.execute(
+            "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+            " $4::uuid[], $5::uuid[], $6::text[], $7::text[])"
+            " AS t (pipeline, app_sha, images, event_id, promotion_id, wave, strategy)),"
+            " image_set AS (INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
+            " SELECT pipeline, app_sha, images::jsonb, event_id FROM input"
+            " ON CONFLICT DO NOTHING)"
+            " INSERT INTO promotions"
+            " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
+            " SELECT promotion_id, pipeline, wave, app_sha, 'introduce', 'requested', strategy"
+            " FROM input ON CONFLICT DO NOTHING",
+            [p.pipeline for _, p, _ in todo],
+            [p.app_sha for _, p, _ in todo],
+            [
+                json.dumps({s: r.model_dump() for s, r in p.images.items()}, sort_keys=True)
+                for _, p, _ in todo
+            ],
+            [event_id for _, _, event_id in todo],
+            [p.promotion_id for _, p, _ in todo],
+            [p.to_wave for _, p, _ in todo],
+            [pipeline.strategy_of(p.to_wave).kind for pipeline, p, _ in todo],
         )
-        logger.info(
-            "pipeline %s: image set %s -> introduce into %s (%s)",
-            announced.pipeline,
-            announced.app_sha[:10],
-            first,
-            pid,
-        )
+        # Dispatched on every delivery, not only the first: if we crashed after the insert
+        # and before this publish, the redelivery must still send it. The ids are
+        # deterministic, so git-writer and the notifier turn any repeat into a no-op.
+        await asyncio.gather(*(dispatch(self.runtime, pl, p) for pl, p, _ in todo))
+        for _, p, _ in todo:
+            logger.info(
+                "pipeline %s: image set %s -> introduce into %s (%s)",
+                p.pipeline,
+                p.app_sha[:10],
+                p.to_wave,
+                p.promotion_id,
+            )

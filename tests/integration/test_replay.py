@@ -63,7 +63,7 @@ async def test_replay_is_idempotent_and_completes_missing_effects(
     # C arrives while the promoter is down, and its group is moved past it (a lost event).
     await produce(settings, [json.dumps(image_set(C_SHA)).encode()])
     topic = f"{settings.topic_prefix}waveline.images"
-    await skip_to_end(settings, f"{settings.group_prefix}waveline-promoter", topic)
+    await skip_to_end(settings, f"{settings.group_prefix}waveline-promoter.waveline.images", topic)
     dry = await replay(settings, "waveline.images", since=started, dry_run=True)
     assert dry.messages == 3
     async with running(["promoter", "git-writer"], settings, config, secrets):

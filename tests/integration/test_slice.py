@@ -73,7 +73,7 @@ async def test_direct_kafka_duplicates_and_bad_messages(
         events = await read_topic(
             settings.kafka_bootstrap,
             f"{settings.topic_prefix}waveline.git.events",
-            until=lambda m: len(m) >= 3,
+            until=lambda m: len(m) >= 2,
         )
     shas = [
         trailers.parse(c.message).get(trailers.APP_SHA) for c in branch_log(str(remote), "auto")
@@ -82,7 +82,8 @@ async def test_direct_kafka_duplicates_and_bad_messages(
     assert {letter["error_code"] for letter in letters} == {"invalid_message"}
     assert any("app_sha" in letter["reason"] for letter in letters)
     assert all(letter["service"] == "promoter" for letter in letters)
-    # The duplicate is answered with the very same event (same id), not a second commit.
+    # The duplicate makes no second commit: either the promoter absorbed it (both copies
+    # in one batch) or git-writer answered it with the very same event (same id).
     by_id = {e["event_id"]: e["outcome"] for e in events}
     assert sorted(by_id.values()) == ["committed", "committed"]
-    assert len(events) == 3
+    assert len(events) in {2, 3}
