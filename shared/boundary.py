@@ -1,6 +1,6 @@
 """The handler boundary: decides ack, retry or dead letter, and logs the exception once.
 
-Every consumer in every service goes through ``Boundary.run``. Validation failures and
+Every consumer in every service goes through ``Boundary.run_batch``. Validation failures and
 permanent errors go to the dead-letter topic with the reason, and the message is acked so
 the consumer carries on. Retriable errors are retried in place with backoff a bounded number
 of times, then dead-lettered. If even the dead-letter publish fails, the error propagates so
@@ -62,39 +62,6 @@ class Boundary:
     retries: int = 3
     backoff_s: float = 0.2
     publish_timeout_s: float = 5.0
-
-    async def run(
-        self,
-        msg: KafkaMessage,
-        parse: Callable[[bytes], T],
-        handle: Callable[[T], Awaitable[None]],
-    ) -> None:
-        try:
-            value = parse(msg.body)
-        except (ValidationError, ValueError, InvalidMessage) as exc:
-            logger.warning("%s: invalid message at %s: %s", self.service, _where(msg), exc)
-            await self.dead_letter(msg, exc)
-            return
-        attempt = 0
-        while True:
-            try:
-                await handle(value)
-                return
-            except Exception as exc:
-                attempt += 1
-                if is_retriable(exc) and attempt <= self.retries:
-                    logger.warning(
-                        "%s: retriable failure (attempt %d/%d): %r",
-                        self.service,
-                        attempt,
-                        self.retries,
-                        exc,
-                    )
-                    await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-                    continue
-                logger.exception("%s: giving up on message from %s", self.service, _where(msg))
-                await self.dead_letter(msg, exc)
-                return
 
     async def run_batch(
         self,
@@ -182,10 +149,6 @@ class Boundary:
         await publish(
             self.broker, letter, self.dlq_topic, key=letter.key, timeout_s=self.publish_timeout_s
         )
-
-
-def _where(msg: KafkaMessage) -> str:
-    return _at(msg.raw_message)
 
 
 def _at(record: Any) -> str:

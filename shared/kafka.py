@@ -55,7 +55,8 @@ async def publish(
 
 
 async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: float = 30.0) -> None:
-    """Create missing topics with the given partition counts; existing ones are left alone."""
+    """Create missing topics with the given partition counts (existing ones are left
+    alone) and wait until every partition of them has a leader."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     async with asyncio.timeout(timeout_s):
         await admin.start()
@@ -71,8 +72,24 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: fl
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(missing)
                 logger.info("created topics %s", [t.name for t in missing])
+            # A restarted broker answers before it has loaded every partition; until then
+            # produces fail with NotLeaderForPartition. Ready means every partition led.
+            while not await _all_led(admin, list(topics)):  # noqa: ASYNC110 (polls the broker)
+                await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def _all_led(admin: AIOKafkaAdminClient, topics: list[str]) -> bool:
+    described = await admin.describe_topics(topics)
+    return len(described) == len(topics) and all(
+        entry.get("error_code", 0) == 0
+        and entry.get("partitions")
+        and all(
+            p.get("leader", -1) >= 0 and p.get("error_code", 0) == 0 for p in entry["partitions"]
+        )
+        for entry in described
+    )
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:

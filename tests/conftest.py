@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.infra import Infra, provide
 from tests.logscan import capture
@@ -95,6 +96,14 @@ async def settings(infra: Infra, tmp_path: Path) -> AsyncIterator[Settings]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
     finally:
         await conn.close()
+    # A shared local broker would otherwise collect thousands of partitions, and a
+    # restarted broker loads them all before it leads any.
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(Topics(settings.topic_prefix).all()))
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
