@@ -92,7 +92,11 @@ def format_status(doc: dict[str, Any]) -> str:
         if gate.get("bake_remaining_s"):
             notes.append(f"bake {gate['bake_remaining_s']}s left")
         for p in wave.get("promotions", []):
-            notes.append(f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}")
+            via = f" by {p['strategy']}" if p.get("strategy", "commit") != "commit" else ""
+            url = f" {p['url']}" if p.get("url") else ""
+            notes.append(
+                f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}{via}{url}"
+            )
         lines.append(
             f"  {wave['name']:<12} {wave['state']:<9} app {app:<12} cfg {cfg:<12} "
             + "; ".join(notes)
@@ -100,4 +104,11 @@ def format_status(doc: dict[str, Any]) -> str:
     for commit in doc.get("pending_commits", []):
         checks = ", ".join(f"{k}={v}" for k, v in commit["checks"].items()) or "no checks yet"
         lines.append(f"  pending {commit['sha'][:12]} ({commit['wave']}): {checks}")
+    for d in doc.get("deliveries", [])[:5]:
+        last = d["attempts"][-1] if d["attempts"] else {}
+        lines.append(
+            f"  delivery {d['event_type']} to {d['target']}: {d['state']} after"
+            f" {len(d['attempts'])} attempt(s)"
+            + (f", last {last.get('status_code') or last.get('error')}" if last else "")
+        )
     return "\n".join(lines)
