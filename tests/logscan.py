@@ -21,6 +21,7 @@ _CREDENTIALS: dict[str, tuple[str, ...]] = {
     "tests.integration.test_forge_github": ("TOKEN", "HOOK_SECRET"),
     "tests.integration.test_webhook_delivery": ("TOKEN", "HEADER_SECRET"),
     "tests.integration.test_notifier": ("HOOK_TOKEN", "EVENTS_TOKEN"),
+    "tests.integration.test_auto_merge": ("FORGE_TOKEN",),
 }
 _LITERALS = ("pat-123456",)  # the Drone plugin test's access token
 
