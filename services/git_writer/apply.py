@@ -64,6 +64,7 @@ class Applier:
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
         self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
         self._fetched_at = float("-inf")
+        self._updates = 0  # branch updates since the clone was last compacted
 
     # -- state ---------------------------------------------------------------------------
 
@@ -101,7 +102,24 @@ class Applier:
             )
         return watched
 
+    def maintain(self, every: int = 5000) -> int:
+        """Pack the clone's loose objects once ``every`` branch updates have accumulated
+        (between batches, on the repo thread); returns how many objects were packed."""
+        if self._updates < every:
+            return 0
+        self._updates = 0
+        started = time.perf_counter()
+        packed = self.repo.compact()
+        logger.info(
+            "repo %s: packed %d loose objects in %.0f ms",
+            self.repo.name,
+            packed,
+            (time.perf_counter() - started) * 1000,
+        )
+        return packed
+
     def _set(self, branch: str, oid: pygit2.Oid) -> None:
+        self._updates += 1
         if oid == self.repo.remote_ref(branch):
             self._pending.pop(branch, None)
         else:

@@ -153,6 +153,7 @@ class GitWriter:
                 if p.cmd.command_id in events
             )
         )
+        await worker.run(applier.maintain)
         logger.info(
             "repo %s: batch of %d (%d new) in %.1f ms",
             repo,

@@ -217,6 +217,34 @@ class ConfigRepo:
         for branch, (_, new) in updates.items():
             self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
+    def compact(self, max_packs: int = 16) -> int:
+        """Move every loose object into one new pack and delete the loose files (what
+        ``git repack -d`` does for them); when more than ``max_packs`` packs pile up, pack
+        everything into one. libgit2 writes each new object as a file and never packs, so a
+        long-running writer's clone would otherwise hold one file per object ever made.
+        Returns how many objects were packed."""
+        objects = Path(self.repo.path) / "objects"
+        loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
+        packs = list((objects / "pack").glob("pack-*.pack"))
+        if len(packs) >= max_packs:
+            written = self.repo.pack()  # every object, loose or packed
+            for old in packs:
+                for suffix in (".idx", ".rev", ".pack"):
+                    old.with_suffix(suffix).unlink(missing_ok=True)
+        elif loose:
+            builder = pygit2.PackBuilder(self.repo)
+            for f in loose:
+                builder.add(pygit2.Oid(hex=f.parent.name + f.name))
+            builder.write()
+            written = builder.written_objects_count
+        else:
+            return 0
+        for f in loose:
+            f.unlink(missing_ok=True)
+        # Forget the cached pack list so the new pack is seen and deleted ones are not.
+        self._repo = None
+        return written
+
     def trailers_of(self, oid: pygit2.Oid) -> trailers.Trailers:
         return trailers.parse(self.commit(oid).message)
 

@@ -190,3 +190,32 @@ def test_diverged_auto_is_replayed_onto_master(remote: Path, tmp_path: Path) -> 
     assert json.loads(read(remote, f"{replayed.id}", "images/staging/tags.json"))[
         "Service1"
     ].endswith(OTHER_SHA)
+
+
+def test_compact_packs_loose_objects_and_keeps_every_commit(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path / "data")
+    shas = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(12)]
+    objects = Path(applier.repo.repo.path) / "objects"
+
+    def loose() -> int:
+        return sum(1 for d in objects.glob("[0-9a-f][0-9a-f]") for _ in d.iterdir())
+
+    assert loose() > 12
+    packs_before = len(list((objects / "pack").glob("*.pack")))
+    assert applier.repo.compact() >= 12
+    assert loose() == 0
+    assert len(list((objects / "pack").glob("*.pack"))) == packs_before + 1
+    # Still a working clone: every commit readable, and the next command commits and pushes.
+    for sha in shas:
+        assert sha is not None
+        assert applier.repo.commit(sha).message
+    after = push(applier, introduce("f" * 40))
+    assert after.outcome == "committed"
+    assert str(branch_log(str(remote), "auto")[0].id) == after.sha
+    assert applier.maintain(every=10_000) == 0  # not due yet
+    assert applier.maintain(every=1) > 0  # the writer's between-batch trigger
+    # Too many packs: everything is packed into one.
+    assert applier.repo.compact(max_packs=1) > 0
+    assert len(list((objects / "pack").glob("*.pack"))) == 1
+    assert loose() == 0
+    assert applier.repo.commit(after.sha or "").message
