@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.infra import Infra, provide
 from tests.logscan import capture
-from tests.support import make_config
+from tests.support import isolated_settings, make_config
 from waveline.devstack.demo import seed_repo
 from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.db import migrate
-from waveline.shared.kafka import ensure_topics
 from waveline.shared.runtime import bootstrap
-from waveline.shared.topics import Topics
 
 CI_TOKEN = "ci-token-for-tests-0123456789"
 OPERATOR_TOKEN = "operator-token-for-tests-987654"
@@ -77,33 +71,8 @@ def secrets() -> Secrets:
 @pytest.fixture
 async def settings(infra: Infra, tmp_path: Path) -> AsyncIterator[Settings]:
     """Settings with this test's own topics, consumer groups and database schema."""
-    tag = uuid.uuid4().hex[:12]
-    settings = Settings(
-        kafka_bootstrap=infra.bootstrap,
-        database_url=infra.database_url,
-        database_schema=f"t_{tag}",
-        topic_prefix=f"t{tag}.",
-        group_prefix=f"t{tag}.",
-        data_dir=tmp_path / "data",
-        http_port=0,
-        publish_timeout_s=10.0,
-    )
-    await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
-    await migrate(settings)
-    yield settings
-    conn = await asyncpg.connect(infra.database_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-    finally:
-        await conn.close()
-    # A shared local broker would otherwise collect thousands of partitions, and a
-    # restarted broker loads them all before it leads any.
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(Topics(settings.topic_prefix).all()))
-    finally:
-        await admin.close()
+    async with isolated_settings(infra.bootstrap, infra.database_url, tmp_path / "data") as s:
+        yield s
 
 
 @pytest.fixture

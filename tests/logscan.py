@@ -16,7 +16,7 @@ from pathlib import Path
 # Modules whose constants are credentials used by the suite, and the names to read.
 _CREDENTIALS: dict[str, tuple[str, ...]] = {
     "tests.conftest": ("CI_TOKEN", "OPERATOR_TOKEN", "GITHUB_SECRET", "ARGOCD_TOKEN"),
-    "tests.e2e.test_strategies": ("FORGE_TOKEN", "HOOK_TOKEN"),
+    "tests.e2e.test_strategies": ("FORGE_TOKEN", "HOOK_TOKEN", "RESULT_TOKEN"),
     "tests.integration.test_git_http": ("TOKEN",),
     "tests.integration.test_forge_github": ("TOKEN", "HOOK_SECRET"),
     "tests.integration.test_webhook_delivery": ("TOKEN", "HEADER_SECRET"),

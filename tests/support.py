@@ -5,16 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pygit2
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from waveline.cli.serve import serve
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.kafka import partitions_of
+from waveline.shared.db import migrate
+from waveline.shared.kafka import ensure_topics, partitions_of
 from waveline.shared.runtime import Runtime, bootstrap
+from waveline.shared.topics import Topics
 
 APP_SHA = "7d1043473d55bfa90e8530d35801d4e381bc69f0"
 DIGEST_1 = "sha256:6a9ca693f6fff83215c00b653bcf2106124705ad538dc509373523fdd6cefdb4"
@@ -147,3 +154,60 @@ async def wait_for(
                 await asyncio.sleep(0.1)
     except TimeoutError as exc:
         raise AssertionError(f"timed out waiting for {what}") from exc
+
+
+def service_env(settings: Settings, config: WavelineConfig, tmp_path: Path) -> dict[str, str]:
+    """The environment of a real service process on this test's topics, groups, schema
+    and data dir (config written under ``tmp_path``), with a failpoint file
+    ``tmp_path/fault`` it may be armed through."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config.model_dump(mode="json")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVELINE_")}
+    return env | {
+        "WAVELINE_CONFIG": str(config_path),
+        "WAVELINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "WAVELINE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "WAVELINE_DATABASE_SCHEMA": settings.database_schema,
+        "WAVELINE_TOPIC_PREFIX": settings.topic_prefix,
+        "WAVELINE_GROUP_PREFIX": settings.group_prefix,
+        "WAVELINE_DATA_DIR": str(settings.data_dir),
+        "WAVELINE_FAULT_FILE": str(tmp_path / "fault"),
+    }
+
+
+@contextlib.asynccontextmanager
+async def isolated_settings(
+    bootstrap: str, database_url: str, data_dir: Path
+) -> AsyncIterator[Settings]:
+    """Settings with their own topics, consumer groups and database schema on the shared
+    broker and database; all of them are removed afterwards (a shared local broker would
+    otherwise collect thousands of partitions, and a restarted broker loads them all before
+    it leads any)."""
+    tag = uuid.uuid4().hex[:12]
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        database_url=database_url,
+        database_schema=f"t_{tag}",
+        topic_prefix=f"t{tag}.",
+        group_prefix=f"t{tag}.",
+        data_dir=data_dir,
+        http_port=0,
+        publish_timeout_s=10.0,
+    )
+    topics = Topics(settings.topic_prefix).all()
+    await ensure_topics(settings.kafka_bootstrap, topics)
+    await migrate(settings)
+    try:
+        yield settings
+    finally:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
+        finally:
+            await conn.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(list(topics))
+        finally:
+            await admin.close()

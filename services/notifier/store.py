@@ -33,16 +33,9 @@ class NewDelivery:
 
 
 @dataclass(frozen=True)
-class Due:
-    delivery_id: uuid.UUID
-    kind: str
-    target: str
-    pipeline: str | None
-    promotion_id: uuid.UUID | None
-    event_type: str
-    source_topic: str
-    body: bytes
-    content_type: str
+class Due(NewDelivery):
+    """A queued delivery as claimed: what it is, and how far it got."""
+
     attempts: int
     state: str
     last_error: str | None

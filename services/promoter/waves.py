@@ -235,18 +235,7 @@ class Waves:
             event.detail,
         )
         if updated == "pull-request" and event.status == "done":
-            # The merge moved watched outside Waveline: have git-writer look now, so auto
-            # is re-aligned and the merged commit's waves become known.
-            pipeline = self._pipeline(event.pipeline)
-            await self.runtime.publish(
-                AlignAuto(
-                    command_id=uuid.uuid5(event.promotion_id, "align-after-merge"),
-                    repo=pipeline.repo,
-                    issued_at=utcnow(),
-                ),
-                self.runtime.topics.git_commands,
-                key=pipeline.repo,
-            )
+            await self._align(self._pipeline(event.pipeline), event.promotion_id)
 
     async def _result(self, pipeline: PipelineConfig, cmd: OperatorCommand) -> None:
         """An external system's report on a webhook promotion: done or failed."""
@@ -279,15 +268,21 @@ class Waves:
             detail=cmd.detail,
         )
         if status == "done":
-            await self.runtime.publish(
-                AlignAuto(
-                    command_id=uuid.uuid5(cmd.promotion_id, "align-after-result"),
-                    repo=pipeline.repo,
-                    issued_at=utcnow(),
-                ),
-                self.runtime.topics.git_commands,
-                key=pipeline.repo,
-            )
+            await self._align(pipeline, cmd.promotion_id)
+
+    async def _align(self, pipeline: PipelineConfig, promotion_id: uuid.UUID) -> None:
+        """A promotion finished outside Waveline (merged pull request, webhook receiver):
+        watched may have moved, so have git-writer look now, re-align auto on it and report
+        what the new commit holds."""
+        await self.runtime.publish(
+            AlignAuto(
+                command_id=uuid.uuid5(promotion_id, "align-after-promotion"),
+                repo=pipeline.repo,
+                issued_at=utcnow(),
+            ),
+            self.runtime.topics.git_commands,
+            key=pipeline.repo,
+        )
 
     async def on_operator(self, cmd: OperatorCommand) -> None:
         pipeline = self._pipeline(cmd.pipeline)

@@ -31,6 +31,7 @@ B_SHA = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 C_SHA = "cccccccccccccccccccccccccccccccccccccccc"
 FORGE_TOKEN = "forge-token-for-e2e-5b1f0c9d"
 HOOK_TOKEN = "hook-hmac-token-for-e2e-77a1c3"
+RESULT_TOKEN = "result-token-for-e2e-0d4e2a"
 NAMES = ["ingest", "git-writer", "status-tracker", "promoter", "notifier"]
 
 
@@ -252,6 +253,10 @@ async def test_result_endpoint_refuses_bad_reports(
     settings: Settings, secrets: Secrets, remote: Path
 ) -> None:
     config = strategy_config(remote, {"kind": "webhook", "url": "http://127.0.0.1:9/none"})
+    doc = config.model_dump(mode="json")
+    doc["pipelines"]["app"]["result_token_env"] = "APP_RESULT_TOKEN"
+    config = WavelineConfig.model_validate(doc)
+    secrets = secrets.model_copy(update={"named": {"APP_RESULT_TOKEN": SecretStr(RESULT_TOKEN)}})
     rt_names = ["ingest"]
     async with (
         running(rt_names, settings, config, secrets) as rts,
@@ -272,3 +277,12 @@ async def test_result_endpoint_refuses_bad_reports(
             "/v1/pipelines/nope/waves/production/promotions/x/result", json={}, headers=auth
         )
         assert resp.status == 404
+        # The pipeline's own result token is accepted (the promotion is unknown: 404, not
+        # 401/403); a wrong one is not.
+        own = {"Authorization": f"Bearer {RESULT_TOKEN}"}
+        resp = await client.post(path, json={"status": "failed"}, headers=own)
+        assert resp.status == 404, await resp.text()
+        resp = await client.post(
+            path, json={"status": "failed"}, headers={"Authorization": "Bearer nope-nope"}
+        )
+        assert resp.status == 403

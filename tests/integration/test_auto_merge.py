@@ -1,4 +1,5 @@
-"""The pull-request strategy's auto-merge, through the notifier on real Kafka and Postgres
+"""The pull-request strategy's forge side — auto-merge, and a pull request closed unmerged —
+through the notifier on real Kafka and Postgres
 against the fake GitHub: the pull request opened for a promotion branch is merged once every
 required check of the repo is green on its head — not before, and not on another sha."""
 
@@ -20,6 +21,7 @@ from waveline.shared.gitengine import trailers
 from waveline.shared.models.base import Message, utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.git import GitEvent
+from waveline.shared.models.pulls import PullRequestReported
 
 pytestmark = pytest.mark.timeout(90)
 FORGE_TOKEN = "forge-token-auto-merge-3c1d9e"
@@ -145,3 +147,64 @@ async def test_auto_merge_waits_for_every_required_check(
         ]
         assert len(merges) == 1
         assert merges[0].json["sha"] == head
+
+
+async def test_closed_unmerged_pull_request_cancels_the_promotion(
+    settings: Settings, secrets: Secrets, remote: Path
+) -> None:
+    head = promotion_branch(remote)
+    async with FakeGitHub({"remote/cfg-app": remote}, token=FORGE_TOKEN) as gh:
+        doc = make_config(remote.as_uri()).model_dump(mode="json")
+        doc["repos"]["cfg-app"]["forge"] = {"api_url": gh.url, "token_env": "GH_TOKEN"}
+        doc["pipelines"]["app"]["waves"][2]["strategy"] = {"kind": "pull-request"}
+        config = WavelineConfig.model_validate(doc)
+        secrets = secrets.model_copy(update={"named": {"GH_TOKEN": SecretStr(FORGE_TOKEN)}})
+        promotion = uuid.uuid4()
+        async with running(["notifier"], settings, config, secrets):
+            await produce(
+                settings,
+                "waveline.git.events",
+                "cfg-app",
+                GitEvent(
+                    event_id=uuid.uuid4(),
+                    command_id=promotion,
+                    command_kind="promote",
+                    repo="cfg-app",
+                    outcome="committed",
+                    branch=BRANCH,
+                    sha=head,
+                    pipeline="app",
+                    wave="production",
+                    app_sha=APP_SHA,
+                    at=utcnow(),
+                ),
+            )
+            await wait_for(lambda: bool(gh.numbers("remote/cfg-app")), what="pull request")
+            number = gh.numbers("remote/cfg-app")[0]
+            await gh.close("remote/cfg-app", number)
+            await produce(
+                settings,
+                "waveline.pulls",
+                "cfg-app",
+                PullRequestReported(
+                    event_id=uuid.uuid4(),
+                    repo="cfg-app",
+                    number=number,
+                    action="closed",
+                    state="closed",
+                    merged=False,
+                    head_ref=BRANCH,
+                    head_sha=head,
+                    base_ref="master",
+                    reported_at=utcnow(),
+                ),
+            )
+            events = await read_topic(
+                settings.kafka_bootstrap,
+                f"{settings.topic_prefix}waveline.promotions",
+                until=lambda ms: any(m["status"] == "cancelled" for m in ms),
+            )
+        cancelled = [m for m in events if m["status"] == "cancelled"]
+        assert cancelled[0]["promotion_id"] == str(promotion)
+        assert "closed unmerged" in cancelled[0]["detail"]
+        assert not any(m["status"] == "done" for m in events)

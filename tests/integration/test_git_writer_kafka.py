@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +14,15 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.support import branch_log, image_set, make_config, read_topic, running, wait_for
+from tests.support import (
+    branch_log,
+    image_set,
+    make_config,
+    read_topic,
+    running,
+    service_env,
+    wait_for,
+)
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.faults import EXIT_CODE
 from waveline.shared.gitengine import trailers
@@ -94,25 +101,6 @@ async def test_failing_repo_is_dead_lettered_and_the_writer_carries_on(
     assert json.loads(letters[0]["payload"])["repo"] == "broken"
 
 
-def _write_config(config: WavelineConfig, path: Path) -> Path:
-    path.write_text(json.dumps(config.model_dump(mode="json")))
-    return path
-
-
-def _env(settings: Settings, config_path: Path, fault: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAVELINE_")}
-    return env | {
-        "WAVELINE_CONFIG": str(config_path),
-        "WAVELINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "WAVELINE_DATABASE_URL": settings.database_url.get_secret_value(),
-        "WAVELINE_DATABASE_SCHEMA": settings.database_schema,
-        "WAVELINE_TOPIC_PREFIX": settings.topic_prefix,
-        "WAVELINE_GROUP_PREFIX": settings.group_prefix,
-        "WAVELINE_DATA_DIR": str(settings.data_dir),
-        "WAVELINE_FAULT_FILE": str(fault),
-    }
-
-
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("point", ["before_commit", "before_push", "after_push", "after_record"])
 async def test_killed_at_any_point_loses_and_duplicates_nothing(
@@ -122,7 +110,7 @@ async def test_killed_at_any_point_loses_and_duplicates_nothing(
     await produce(settings, commands)
     fault = tmp_path / "fault"
     fault.write_text(point)
-    env = _env(settings, _write_config(config, tmp_path / "config.json"), fault)
+    env = service_env(settings, config, tmp_path)
     argv = [sys.executable, "-m", "waveline", "run", "git-writer"]
     log = (tmp_path / "git-writer.log").open("wb")
     first = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log, stderr=log)

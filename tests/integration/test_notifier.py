@@ -39,14 +39,20 @@ from multidict import CIMultiDict
 from pydantic import SecretStr
 
 from tests.infra import Infra
-from tests.support import APP_SHA, image_set, make_config, read_topic, running, wait_for
+from tests.support import (
+    APP_SHA,
+    image_set,
+    isolated_settings,
+    make_config,
+    read_topic,
+    running,
+    wait_for,
+)
 from waveline.services.notifier.retry import RetryPolicy
 from waveline.services.notifier.service import policy_of
 from waveline.services.notifier.signing import sign, verify
 from waveline.services.notifier.worker import IDLE_S
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.db import migrate
-from waveline.shared.kafka import ensure_topics
 from waveline.shared.models.base import Message, utcnow
 from waveline.shared.models.dlq import DeadLetter
 from waveline.shared.models.git import GitEvent
@@ -364,34 +370,16 @@ class World:
 async def world(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     """One notifier on this module's own topics, groups and schema (as ``settings`` makes
     them per test), with the three receivers."""
-    tag = uuid.uuid4().hex[:12]
-    settings = Settings(
-        kafka_bootstrap=infra.bootstrap,
-        database_url=infra.database_url,
-        database_schema=f"t_{tag}",
-        topic_prefix=f"t{tag}.",
-        group_prefix=f"t{tag}.",
-        data_dir=tmp_path_factory.mktemp("notifier") / "data",
-        http_port=0,
-        publish_timeout_s=10.0,
-    )
-    await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
-    await migrate(settings)
-    try:
-        async with serve_receivers() as receivers:
-            # The notifier never touches the config repo: any URL does.
-            config = notifier_config("file:///nonexistent/cfg-app.git", receivers.base)
-            secrets = Secrets(
-                named={k: SecretStr(v) for k, v in secret_texts(receivers.base).items()}
-            )
-            async with running(["notifier"], settings, config, secrets):
-                yield World(settings, config, receivers)
-    finally:
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.database_schema}" CASCADE')
-        finally:
-            await conn.close()
+    data_dir = tmp_path_factory.mktemp("notifier") / "data"
+    async with (
+        isolated_settings(infra.bootstrap, infra.database_url, data_dir) as settings,
+        serve_receivers() as receivers,
+    ):
+        # The notifier never touches the config repo: any URL does.
+        config = notifier_config("file:///nonexistent/cfg-app.git", receivers.base)
+        secrets = Secrets(named={k: SecretStr(v) for k, v in secret_texts(receivers.base).items()})
+        async with running(["notifier"], settings, config, secrets):
+            yield World(settings, config, receivers)
 
 
 # -- the webhook promotion strategy ---------------------------------------------------------

@@ -11,8 +11,6 @@ secrets (from its environment) on both runs. Each run first joins its six consum
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -36,7 +34,7 @@ from tests.integration.test_notifier import (
     statuses_of,
     topic_messages,
 )
-from tests.support import wait_for
+from tests.support import service_env, wait_for
 from waveline.shared.config import Settings, WavelineConfig
 from waveline.shared.faults import EXIT_CODE
 
@@ -57,23 +55,7 @@ class Notifier:
     ) -> None:
         self.fault = tmp_path / "fault"
         self.log_path = tmp_path / "notifier.log"
-        config_path = tmp_path / "config.json"
-        config_path.write_text(json.dumps(config.model_dump(mode="json")))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WAVELINE_")}
-        self.env = (
-            env
-            | secret_texts(base)
-            | {
-                "WAVELINE_CONFIG": str(config_path),
-                "WAVELINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                "WAVELINE_DATABASE_URL": settings.database_url.get_secret_value(),
-                "WAVELINE_DATABASE_SCHEMA": settings.database_schema,
-                "WAVELINE_TOPIC_PREFIX": settings.topic_prefix,
-                "WAVELINE_GROUP_PREFIX": settings.group_prefix,
-                "WAVELINE_DATA_DIR": str(settings.data_dir),
-                "WAVELINE_FAULT_FILE": str(self.fault),
-            }
-        )
+        self.env = service_env(settings, config, tmp_path) | secret_texts(base)
         self.log: IO[bytes] = self.log_path.open("ab")
         self.procs: list[asyncio.subprocess.Process] = []
 
