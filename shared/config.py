@@ -178,8 +178,10 @@ class StrategyConfig(_Frozen):
         sample = branch.replace("{pipeline}", "p").replace("{wave}", "w")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", sample) or ".." in sample:
             raise ValueError(f"invalid branch template {branch!r}")
-        if "{wave}" not in branch:
-            raise ValueError("branch must contain {wave}: one promotion branch per wave")
+        if "{wave}" not in branch or "{pipeline}" not in branch:
+            raise ValueError(
+                "branch must contain {pipeline} and {wave}: one promotion branch per wave"
+            )
         return branch
 
     def branch_for(self, pipeline: str, wave: str) -> str:

@@ -19,7 +19,7 @@ import asyncpg
 
 from waveline.shared.config import PipelineConfig, Secrets, WavelineConfig
 from waveline.shared.errors import ConfigError
-from waveline.shared.forge import Forge, GitHubForge
+from waveline.shared.forge import Forge, GitHubForge, HeadChanged, PullRequestNotMergeable
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.git import GitEvent
@@ -89,6 +89,14 @@ class PullRequests:
         if pipeline is None:
             return
         assert event.pipeline and event.wave and event.sha and event.branch and event.app_sha
+        if await self._stale(pipeline.repo, event):
+            logger.info(
+                "pipeline %s: promotion %s to %s is settled or superseded; pull request left",
+                event.pipeline,
+                event.command_id,
+                event.wave,
+            )
+            return
         repo = self.runtime.config.repos[pipeline.repo]
         strategy = pipeline.strategy_of(event.wave)
         base = strategy.base or repo.watched_branch
@@ -99,6 +107,7 @@ class PullRequests:
             title=f"Promote {event.app_sha[:10]} to {event.wave} ({event.pipeline})",
             body=pull_request_body(event),
         )
+        await self._settle_others(pipeline.repo, event.branch, pr.number)
         async with self.pool.acquire() as conn, conn.transaction():
             older = await conn.fetch(
                 "SELECT promotion_id, app_sha FROM pull_requests WHERE repo = $1 AND"
@@ -109,10 +118,11 @@ class PullRequests:
             )
             await conn.execute(
                 "INSERT INTO pull_requests (repo, number, branch, base, pipeline, wave,"
-                " promotion_id, app_sha, head_sha, url, state)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open')"
+                " promotion_id, app_sha, head_sha, url, state, event_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11)"
                 " ON CONFLICT (repo, number) DO UPDATE SET promotion_id = EXCLUDED.promotion_id,"
-                " app_sha = EXCLUDED.app_sha, head_sha = EXCLUDED.head_sha, updated_at = now()",
+                " app_sha = EXCLUDED.app_sha, head_sha = EXCLUDED.head_sha,"
+                " event_at = EXCLUDED.event_at, updated_at = now()",
                 pipeline.repo,
                 pr.number,
                 event.branch,
@@ -123,6 +133,7 @@ class PullRequests:
                 event.app_sha,
                 event.sha,
                 pr.url,
+                event.at,
             )
         for row in older:
             await self._status(
@@ -148,31 +159,60 @@ class PullRequests:
         if strategy.auto_merge:
             await self.try_merge(pipeline.repo, event.sha)
 
+    async def _stale(self, repo: str, event: GitEvent) -> bool:
+        """True for a redelivered promotion whose pull request already ended, or that a
+        newer promotion on the same branch replaced."""
+        return bool(
+            await self.pool.fetchval(
+                "SELECT true FROM pull_requests WHERE repo = $1 AND branch = $2 AND"
+                " ((promotion_id = $3 AND state <> 'open')"
+                "  OR (promotion_id <> $3 AND event_at > $4)) LIMIT 1",
+                repo,
+                event.branch,
+                event.command_id,
+                event.at,
+            )
+        )
+
+    async def _settle_others(self, repo_name: str, branch: str, number: int) -> None:
+        """Pull requests we still think open on ``branch`` besides ``number`` (their close
+        webhook never came): ask the forge how they ended, so their promotions end too and
+        the branch holds one open pull request."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM pull_requests WHERE repo = $1 AND branch = $2 AND state = 'open'"
+            " AND number <> $3",
+            repo_name,
+            branch,
+            number,
+        )
+        full_name = self.runtime.config.repos[repo_name].full_name()
+        for row in rows:
+            pr = await self.forges[repo_name].get_pull_request(full_name, row["number"])
+            await self._closed(row, merged=pr.merged, merge_sha=pr.merge_commit_sha)
+
     async def on_pull_request(self, report: PullRequestReported) -> None:
+        """Closed → the promotion ends (merged: done, else cancelled). Heads come from our
+        own git events, not from here: webhooks and git events are not ordered."""
+        if report.state != "closed":
+            return
         row = await self.pool.fetchrow(
             "SELECT * FROM pull_requests WHERE repo = $1 AND number = $2",
             report.repo,
             report.number,
         )
-        if row is None or row["state"] != "open":
-            return  # not ours, or already settled
-        if report.state == "closed":
-            await self._closed(row, merged=report.merged, merge_sha=report.merge_sha)
-        elif report.head_sha != row["head_sha"]:
-            # Someone pushed to the promotion branch: checks now concern the new head.
-            await self.pool.execute(
-                "UPDATE pull_requests SET head_sha = $3, updated_at = now()"
-                " WHERE repo = $1 AND number = $2",
-                report.repo,
-                report.number,
-                report.head_sha,
-            )
+        if row is None:
+            return  # not one of ours
+        await self._closed(row, merged=report.merged, merge_sha=report.merge_sha)
 
     async def _closed(self, row: asyncpg.Record, *, merged: bool, merge_sha: str | None) -> None:
         state = "merged" if merged else "closed"
+        # A row already in that state answers too: the redelivery after a failed publish.
         updated = await self.pool.fetchval(
-            "UPDATE pull_requests SET state = $3, merge_sha = $4, updated_at = now()"
-            " WHERE repo = $1 AND number = $2 AND state = 'open' RETURNING true",
+            "WITH moved AS (UPDATE pull_requests SET state = $3, merge_sha = $4,"
+            " updated_at = now() WHERE repo = $1 AND number = $2 AND state = 'open'"
+            " RETURNING true)"
+            " SELECT true FROM moved UNION ALL"
+            " SELECT true FROM pull_requests WHERE repo = $1 AND number = $2 AND state = $3",
             row["repo"],
             row["number"],
             state,
@@ -192,16 +232,18 @@ class PullRequests:
         )
         logger.info("pull request #%d of %s %s", row["number"], row["repo"], state)
 
-    async def on_check(self, check: CheckReported) -> None:
-        """Auto-merge: a check on an open promotion pull request's head."""
-        if check.repo not in self.forges:
-            return
-        known = await self.pool.fetchval(
-            "SELECT true FROM pull_requests WHERE repo = $1 AND head_sha = $2 AND state = 'open'",
-            check.repo,
-            check.sha,
+    def _auto_merges(self, repo: str) -> bool:
+        return any(
+            p.repo == repo and p.strategy_of(w.name).auto_merge
+            for p in self.runtime.config.pipelines.values()
+            for w in p.waves
         )
-        if not known:
+
+    async def on_check(self, check: CheckReported) -> None:
+        """Auto-merge: remember checks of every commit of a repo that auto-merges (a check
+        may come before the pull request is recorded), then merge if they make a promotion
+        pull request's head green."""
+        if check.repo not in self.forges or not self._auto_merges(check.repo):
             return
         await self.pool.execute(
             "INSERT INTO pull_request_checks (repo, sha, context, state, reported_at)"
@@ -241,9 +283,18 @@ class PullRequests:
         }
         if any(checks.get(c) != "success" for c in repo.required_checks):
             return
-        merge_sha = await self.forges[repo_name].merge_pull_request(
-            repo.full_name(), row["number"], sha=head_sha, method=strategy.merge_method
-        )
+        forge = self.forges[repo_name]
+        try:
+            merge_sha = await forge.merge_pull_request(
+                repo.full_name(), row["number"], sha=head_sha, method=strategy.merge_method
+            )
+        except (PullRequestNotMergeable, HeadChanged):
+            # Maybe merged meanwhile (another check's handler, a human): that is success.
+            pr = await forge.get_pull_request(repo.full_name(), row["number"])
+            if pr.state != "closed":
+                raise
+            await self._closed(row, merged=pr.merged, merge_sha=pr.merge_commit_sha)
+            return
         await self._closed(row, merged=True, merge_sha=merge_sha)
 
     async def _status(

@@ -93,14 +93,31 @@ class DeliveryStore:
         error: str | None,
         state: str,
         next_attempt_at: datetime | None,
-    ) -> None:
-        """Record attempt ``due.attempts + 1`` and the delivery's new state, atomically."""
+    ) -> bool:
+        """Record attempt ``due.attempts + 1`` and the delivery's new state, atomically;
+        False when the delivery moved on meanwhile (nothing recorded)."""
         attempt = due.attempts + 1
         async with self.pool.acquire() as conn, conn.transaction():
+            # Only from the state this attempt was claimed in: an attempt that outlived its
+            # lease (and was made again meanwhile) must not undo a newer outcome.
+            moved = await conn.fetchval(
+                "UPDATE deliveries SET attempts = $2, state = $3,"
+                " next_attempt_at = coalesce($4, next_attempt_at), last_error = $5,"
+                " updated_at = now()"
+                " WHERE delivery_id = $1 AND state = 'pending' AND attempts = $6 RETURNING true",
+                due.delivery_id,
+                attempt,
+                state,
+                next_attempt_at,
+                error,
+                due.attempts,
+            )
+            if not moved:
+                return False
             await conn.execute(
                 "INSERT INTO delivery_attempts"
                 " (delivery_id, attempt, status_code, latency_ms, outcome, error)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 due.delivery_id,
                 attempt,
                 status_code,
@@ -108,16 +125,7 @@ class DeliveryStore:
                 outcome,
                 error,
             )
-            await conn.execute(
-                "UPDATE deliveries SET attempts = $2, state = $3,"
-                " next_attempt_at = coalesce($4, next_attempt_at), last_error = $5,"
-                " updated_at = now() WHERE delivery_id = $1",
-                due.delivery_id,
-                attempt,
-                state,
-                next_attempt_at,
-                error,
-            )
+            return True
 
     async def unannounced(self, limit: int = 50) -> list[Due]:
         rows = await self.pool.fetch(

@@ -123,7 +123,7 @@ class DeliveryWorker:
             state = "pending"
         else:
             state = "failed"
-        await self.store.record(
+        recorded = await self.store.record(
             due,
             status_code=attempt.status,
             latency_ms=round(attempt.latency_ms, 3),
@@ -132,6 +132,13 @@ class DeliveryWorker:
             state=state,
             next_attempt_at=utcnow() + timedelta(seconds=wait) if wait is not None else None,
         )
+        if not recorded:
+            logger.warning(
+                "delivery %s: attempt %d finished after the delivery moved on; not recorded",
+                due.delivery_id,
+                due.attempts + 1,
+            )
+            return
         log = logger.info if state != "failed" else logger.warning
         log(
             "delivery %s (%s to %s): attempt %d %s%s",

@@ -87,11 +87,16 @@ class Waves:
     async def _arrived(self, status: WaveStatus) -> None:
         """The wave runs the set: every promotion that brought it there is done."""
         assert status.app_sha is not None
+        # Those already done are announced again too: if a publish failed after the update
+        # (or the process died), this redelivery is what sends it (same event id).
         rows = await self.runtime.pool.fetch(
-            "UPDATE promotions SET status = 'done', updated_at = now()"
+            "WITH moved AS (UPDATE promotions SET status = 'done', updated_at = now()"
             " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3"
             " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded', 'waiting',"
-            " 'blocked') RETURNING promotion_id, from_wave, strategy",
+            " 'blocked') RETURNING promotion_id, strategy)"
+            " SELECT promotion_id, strategy FROM moved UNION ALL"
+            " SELECT promotion_id, strategy FROM promotions"
+            " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3 AND status = 'done'",
             status.pipeline,
             status.wave,
             status.app_sha,
@@ -144,8 +149,8 @@ class Waves:
         )
         await conn.execute(
             "INSERT INTO promotions"
-            " (promotion_id, pipeline, wave, from_wave, app_sha, kind, status, cfg_sha)"
-            " VALUES ($1, $2, $3, $4, $5, 'promote', 'waiting', $6)"
+            " (promotion_id, pipeline, wave, from_wave, app_sha, kind, status, cfg_sha, strategy)"
+            " VALUES ($1, $2, $3, $4, $5, 'promote', 'waiting', $6, $7)"
             " ON CONFLICT DO NOTHING",
             pid,
             status.pipeline,
@@ -153,6 +158,7 @@ class Waves:
             status.wave,
             status.app_sha,
             status.cfg_sha,
+            self._pipeline(status.pipeline).strategy_of(target).kind,
         )
         # Recovered from failing with the same set: promotion may continue.
         await conn.execute(
@@ -223,12 +229,16 @@ class Waves:
         """Mirror what the notifier (pull requests, webhooks) learnt about a promotion."""
         if event.status in {"requested", "committed"}:
             return  # ours, or nothing new for the table
+        # Also when the row already has that status: a redelivery after a failed publish of
+        # the align must send it.
         updated = await self.runtime.pool.fetchval(
-            "UPDATE promotions SET status = $2, url = coalesce($3, url),"
+            "WITH moved AS (UPDATE promotions SET status = $2, url = coalesce($3, url),"
             " detail = coalesce($4, detail), updated_at = now()"
             " WHERE promotion_id = $1"
             " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')"
-            " RETURNING strategy",
+            " RETURNING strategy)"
+            " SELECT strategy FROM moved UNION ALL"
+            " SELECT strategy FROM promotions WHERE promotion_id = $1 AND status = $2",
             event.promotion_id,
             event.status,
             event.url,
@@ -241,11 +251,15 @@ class Waves:
         """An external system's report on a webhook promotion: done or failed."""
         assert cmd.promotion_id is not None
         status: PromotionStatus = "done" if cmd.result == "succeeded" else "failed"
+        # A row already in that status answers too: the redelivery after a failed publish.
         row = await self.runtime.pool.fetchrow(
-            "UPDATE promotions SET status = $4, detail = $5, updated_at = now()"
+            "WITH moved AS (UPDATE promotions SET status = $4, detail = $5, updated_at = now()"
             " WHERE promotion_id = $1 AND pipeline = $2 AND wave = $3"
             " AND status NOT IN ('done', 'failed', 'cancelled', 'superseded')"
-            " RETURNING strategy",
+            " RETURNING strategy)"
+            " SELECT strategy FROM moved UNION ALL"
+            " SELECT strategy FROM promotions WHERE promotion_id = $1 AND pipeline = $2"
+            " AND wave = $3 AND status = $4",
             cmd.promotion_id,
             cmd.pipeline,
             cmd.wave,
@@ -253,7 +267,7 @@ class Waves:
             cmd.detail,
         )
         if row is None:
-            # Unknown, or already final: a repeated report changes nothing.
+            # Unknown, or ended otherwise: the report changes nothing.
             logger.warning(
                 "pipeline %s: result for promotion %s ignored (unknown or already final)",
                 cmd.pipeline,

@@ -5,6 +5,7 @@ required check of the repo is green on its head — not before, and not on anoth
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ FORGE_TOKEN = "forge-token-auto-merge-3c1d9e"
 BRANCH = "waveline/app/production"
 
 
-def promotion_branch(remote: Path) -> str:
-    """A promotion commit on ``BRANCH``, built on master, as git-writer would push it."""
+def promotion_branch(remote: Path, tag: str = "x") -> str:
+    """A promotion commit on ``BRANCH``, built on master, as git-writer would (force-)push
+    it."""
     repo = pygit2.Repository(str(remote))
     master = repo.references["refs/heads/master"].peel(pygit2.Commit)
-    blob = repo.create_blob(b'{"Service1": "docker.example.com/service1:x"}\n')
+    blob = repo.create_blob(f'{{"Service1": "docker.example.com/service1:{tag}"}}\n'.encode())
     builder = repo.TreeBuilder(master.tree)
     images = repo.TreeBuilder()
     images.insert("tags.json", blob, pygit2.enums.FileMode.BLOB)
@@ -43,9 +45,8 @@ def promotion_branch(remote: Path) -> str:
     message = trailers.format_message(
         "chore(app): promote", "", {trailers.PIPELINE: "app", trailers.APP_SHA: APP_SHA}
     )
-    sha = repo.create_commit(
-        f"refs/heads/{BRANCH}", who, who, message, builder.write(), [master.id]
-    )
+    sha = repo.create_commit(None, who, who, message, builder.write(), [master.id])
+    repo.references.create(f"refs/heads/{BRANCH}", sha, force=True)
     return str(sha)
 
 
@@ -208,3 +209,87 @@ async def test_closed_unmerged_pull_request_cancels_the_promotion(
         assert cancelled[0]["promotion_id"] == str(promotion)
         assert "closed unmerged" in cancelled[0]["detail"]
         assert not any(m["status"] == "done" for m in events)
+
+
+async def test_late_redelivery_of_an_older_promotion_changes_nothing(
+    settings: Settings, secrets: Secrets, remote: Path
+) -> None:
+    """A promotes, B replaces it on the same branch, then A's git event comes again (a crash
+    before the offset commit): the pull request stays B's, B is not superseded, and the
+    merge completes B."""
+    head_a = promotion_branch(remote)
+    async with FakeGitHub({"remote/cfg-app": remote}, token=FORGE_TOKEN) as gh:
+        doc = make_config(remote.as_uri()).model_dump(mode="json")
+        doc["repos"]["cfg-app"]["forge"] = {"api_url": gh.url, "token_env": "GH_TOKEN"}
+        doc["pipelines"]["app"]["waves"][2]["strategy"] = {"kind": "pull-request"}
+        config = WavelineConfig.model_validate(doc)
+        secrets = secrets.model_copy(update={"named": {"GH_TOKEN": SecretStr(FORGE_TOKEN)}})
+        a, b = uuid.uuid4(), uuid.uuid4()
+        b_sha = "b" * 40
+
+        def event(promotion: uuid.UUID, sha: str, app_sha: str, at: Any) -> GitEvent:
+            return GitEvent(
+                event_id=uuid.uuid4(),
+                command_id=promotion,
+                command_kind="promote",
+                repo="cfg-app",
+                outcome="committed",
+                branch=BRANCH,
+                sha=sha,
+                pipeline="app",
+                wave="production",
+                app_sha=app_sha,
+                at=at,
+            )
+
+        first = event(a, head_a, APP_SHA, utcnow())
+        async with running(["notifier"], settings, config, secrets):
+            await produce(settings, "waveline.git.events", "cfg-app", first)
+            await wait_for(lambda: bool(gh.numbers("remote/cfg-app")), what="pull request")
+            number = gh.numbers("remote/cfg-app")[0]
+            head_b = promotion_branch(remote, "b")  # git-writer force-pushed B's commit
+            await produce(
+                settings, "waveline.git.events", "cfg-app", event(b, head_b, b_sha, utcnow())
+            )
+            await wait_for(
+                lambda: b_sha in gh.pull("remote/cfg-app", number)["body"], what="B's body"
+            )
+            await produce(settings, "waveline.git.events", "cfg-app", first)  # late copy
+            events = await read_topic(
+                settings.kafka_bootstrap,
+                f"{settings.topic_prefix}waveline.promotions",
+                until=lambda ms: any(
+                    m["status"] == "superseded" and m["promotion_id"] == str(a) for m in ms
+                ),
+            )
+            await asyncio.sleep(2.0)  # let the late copy be handled (it must change nothing)
+            assert b_sha in gh.pull("remote/cfg-app", number)["body"]
+            await gh.close("remote/cfg-app", number)  # as merged below, by the webhook
+            await produce(
+                settings,
+                "waveline.pulls",
+                "cfg-app",
+                PullRequestReported(
+                    event_id=uuid.uuid4(),
+                    repo="cfg-app",
+                    number=number,
+                    action="closed",
+                    state="closed",
+                    merged=True,
+                    head_ref=BRANCH,
+                    head_sha=head_b,
+                    base_ref="master",
+                    merge_sha=head_b,
+                    reported_at=utcnow(),
+                ),
+            )
+            events = await read_topic(
+                settings.kafka_bootstrap,
+                f"{settings.topic_prefix}waveline.promotions",
+                until=lambda ms: any(m["status"] == "done" for m in ms),
+            )
+        by_promotion = {(m["promotion_id"], m["status"]) for m in events}
+        assert (str(b), "done") in by_promotion
+        assert (str(b), "superseded") not in by_promotion
+        assert (str(a), "done") not in by_promotion
+        assert len(gh.numbers("remote/cfg-app")) == 1

@@ -142,14 +142,16 @@ def test_branch_template_default_and_custom() -> None:
     assert StrategyConfig().branch_for("app", "production") == "waveline/app/production"
     custom = StrategyConfig(kind="pull-request", branch="promote/{pipeline}-{wave}")
     assert custom.branch_for("app", "internal") == "promote/app-internal"
-    assert StrategyConfig(branch="release-{wave}").branch_for("x", "prod") == "release-prod"
+    assert StrategyConfig(branch="{pipeline}-{wave}").branch_for("x", "prod") == "x-prod"
 
 
 @pytest.mark.parametrize(
     ("branch", "why"),
     [
-        ("waveline/{pipeline}", "must contain {wave}"),
-        ("promote", "must contain {wave}"),
+        ("waveline/{pipeline}", "must contain {pipeline} and {wave}"),
+        ("promote", "must contain {pipeline} and {wave}"),
+        # Two pipelines with a wave of that name would share (and fight over) one branch.
+        ("release-{wave}", "must contain {pipeline} and {wave}"),
         ("bad..{wave}", "invalid branch template"),
         ("-{wave}", "invalid branch template"),
         ("with space/{wave}", "invalid branch template"),
