@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tests.support import APP_SHA, make_config
-from waveline.cli.trace import (
+from waveline.cli.timeline import (
     Observed,
     build_timeline,
     format_delta,
