@@ -10,6 +10,7 @@ the message is *not* acked and Kafka redelivers it: nothing is lost silently.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka.errors import KafkaError
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from waveline.shared.errors import InvalidMessage, WavelineError
@@ -82,25 +83,21 @@ class Boundary:
                 await self.dead_letter_record(record, body, exc)
         if not parsed:
             return
-        values = [value for _, _, value in parsed]
-        try:
-            await self._retrying(lambda: handle_many(values))
-            return
-        except Exception as exc:
-            if len(parsed) == 1:
-                record, body, _ = parsed[0]
-                logger.exception("%s: giving up on message from %s", self.service, _at(record))
-                await self.dead_letter_record(record, body, exc)
+        if len(parsed) > 1:
+            values = [value for _, _, value in parsed]
+            try:
+                await self._retrying(functools.partial(handle_many, values))
                 return
-            logger.warning(
-                "%s: batch of %d failed (%r); handling its messages one by one",
-                self.service,
-                len(parsed),
-                exc,
-            )
+            except Exception as exc:
+                logger.warning(
+                    "%s: batch of %d failed (%r); handling its messages one by one",
+                    self.service,
+                    len(parsed),
+                    exc,
+                )
         for record, body, value in parsed:
             try:
-                await self._retrying(lambda v=value: handle_many([v]))  # type: ignore[misc]
+                await self._retrying(functools.partial(handle_many, [value]))
             except Exception as exc:
                 logger.exception("%s: giving up on message from %s", self.service, _at(record))
                 await self.dead_letter_record(record, body, exc)
@@ -125,9 +122,6 @@ class Boundary:
                     exc,
                 )
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-
-    async def dead_letter(self, msg: KafkaMessage, exc: BaseException) -> None:
-        await self.dead_letter_record(msg.raw_message, msg.body, exc)
 
     async def dead_letter_record(self, record: Any, body: bytes, exc: BaseException) -> None:
         """Publish ``body`` (from Kafka ``record``) to the dead-letter topic with the reason.

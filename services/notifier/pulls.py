@@ -68,6 +68,15 @@ class PullRequests:
     runtime: Runtime
     forges: Mapping[str, Forge]
 
+    def __post_init__(self) -> None:
+        # Repos with a forge where some wave auto-merges: only their checks are kept.
+        self._auto_merging = {
+            p.repo
+            for p in self.runtime.config.pipelines.values()
+            for w in p.waves
+            if p.repo in self.forges and p.strategy_of(w.name).auto_merge
+        }
+
     @property
     def pool(self) -> asyncpg.Pool:
         return self.runtime.pool
@@ -232,18 +241,11 @@ class PullRequests:
         )
         logger.info("pull request #%d of %s %s", row["number"], row["repo"], state)
 
-    def _auto_merges(self, repo: str) -> bool:
-        return any(
-            p.repo == repo and p.strategy_of(w.name).auto_merge
-            for p in self.runtime.config.pipelines.values()
-            for w in p.waves
-        )
-
     async def on_check(self, check: CheckReported) -> None:
         """Auto-merge: remember checks of every commit of a repo that auto-merges (a check
         may come before the pull request is recorded), then merge if they make a promotion
         pull request's head green."""
-        if check.repo not in self.forges or not self._auto_merges(check.repo):
+        if check.repo not in self._auto_merging:
             return
         await self.pool.execute(
             "INSERT INTO pull_request_checks (repo, sha, context, state, reported_at)"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from waveline.services.notifier.target import WebhookTarget
 from waveline.shared.config import NotificationConfig, Secrets, StrategyConfig, WavelineConfig
 from waveline.shared.errors import ConfigError
@@ -36,15 +38,20 @@ def _resolve(
     secret = secrets.get(spec.secret_env)
     if spec.secret_env and secret is None:
         raise ConfigError(f"{what}: environment variable {spec.secret_env} is not set")
-    # Without a secret the target is the file's url and headers alone (an unsigned
-    # receiver); the secret's own values win over the file's.
-    text = secret.get_secret_value() if secret is not None else f"address: {spec.url}"
     try:
+        if secret is None:
+            # No secret: the file's url and headers alone (an unsigned receiver).
+            return WebhookTarget.model_validate(
+                {"address": spec.url, "headers": spec.headers, "timeout_s": timeout_s}
+            )
+        # The secret's own values win over the file's.
         return WebhookTarget.from_secret(
-            text, timeout_s=timeout_s, address=spec.url, headers=spec.headers
+            secret.get_secret_value(), timeout_s=timeout_s, address=spec.url, headers=spec.headers
         )
     except ConfigError as exc:
-        raise ConfigError(f"{what} ({spec.secret_env or 'url'}): {exc}") from None
+        raise ConfigError(f"{what} ({spec.secret_env}): {exc}") from None
+    except ValidationError:
+        raise ConfigError(f"{what}: url or headers are not a valid webhook target") from None
 
 
 @dataclass

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from uuid import UUID
 
 from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
@@ -91,7 +92,7 @@ class Promoter:
     async def on_image_sets(self, batch: list[ImageSetAnnounced]) -> None:
         """Record each set and introduce it into its pipeline's first wave, exactly once per
         set: one statement for the whole batch, then every dispatch sent together."""
-        todo: list[tuple[PipelineConfig, Promotion, str]] = []
+        by_id: dict[UUID, tuple[PipelineConfig, Promotion, str]] = {}
         for announced in batch:
             pipeline = self.runtime.config.pipelines.get(announced.pipeline)
             if pipeline is None:
@@ -108,8 +109,9 @@ class Promoter:
                 images=announced.images,
                 deployed_sha=None,
             )
-            if all(promotion.promotion_id != p.promotion_id for _, p, _ in todo):
-                todo.append((pipeline, promotion, str(announced.event_id)))
+            # The same set twice in one batch is introduced once.
+            by_id.setdefault(promotion.promotion_id, (pipeline, promotion, str(announced.event_id)))
+        todo = list(by_id.values())
         # One statement, so one round trip, and atomic without an explicit transaction.
         await self.runtime.pool.execute(
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"

@@ -103,12 +103,14 @@ class StatusTracker:
                 )
         if event.outcome == "committed" and event.sha and on_auto:
             await self.evaluate_commit(event.repo, event.sha)
-        if event.wave_apps:
+        if event.command_kind == "align" and event.wave_apps:
             await self._revisit_waves(event.repo, list(event.wave_apps))
 
     async def _revisit_waves(self, repo: str, shas: list[str]) -> None:
-        """Argo CD may report a revision before we learn what it holds (a merged pull
-        request): judge again the waves whose targets run one of ``shas``."""
+        """Argo CD may deploy a commit Waveline did not make (a merged pull request)
+        before the alignment that follows tells us what it holds: judge again the waves
+        whose targets run one of ``shas``. Waveline's own commits are known before they
+        can be deployed, so only alignments need this."""
         targets = await self.runtime.pool.fetch(
             "SELECT target FROM target_deploys WHERE revision = ANY($1::text[])", shas
         )
