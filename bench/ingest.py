@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import pct
+from bench.common import mean, pct
 
 
 def token() -> str:
@@ -121,34 +121,61 @@ async def paced(
 async def commit_latency(
     bootstrap: str, sent_at: dict[str, float], timeout_s: float
 ) -> dict[str, float]:
+    """Announce-to-commit per set, and where the time went: request sent → accepted by
+    ingest (``received_at``) → git command issued by the promoter (``issued_at``) → pushed
+    (the GitEvent's ``at``), with the git-writer's batch size for the set."""
     consumer = AIOKafkaConsumer(
+        "waveline.images",
+        "waveline.git.commands",
         "waveline.git.events",
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
+    received: dict[str, float] = {}
+    issued: dict[str, float] = {}
     found: dict[str, float] = {}
+    batch_of: dict[str, float] = {}
     try:
         async with asyncio.timeout(timeout_s):
             while len(found) < len(sent_at):
                 batch = await consumer.getmany(timeout_ms=200)
-                for records in batch.values():
+                for tp, records in batch.items():
                     for r in records:
-                        event = json.loads(r.value)
-                        sha = event.get("app_sha")
-                        if sha in sent_at and event["outcome"] == "committed":
-                            found[sha] = (
-                                datetime.fromisoformat(event["at"]).timestamp() - sent_at[sha]
-                            )
+                        doc = json.loads(r.value)
+                        sha = doc.get("app_sha")
+                        if sha not in sent_at:
+                            continue
+                        if tp.topic == "waveline.images" and doc.get("received_at"):
+                            received[sha] = _ts(doc["received_at"])
+                        elif tp.topic == "waveline.git.commands":
+                            issued[sha] = _ts(doc["issued_at"])
+                        elif tp.topic == "waveline.git.events" and doc["outcome"] == "committed":
+                            found[sha] = _ts(doc["at"])
+                            batch_of[sha] = doc.get("timings_ms", {}).get("batch_size", 0.0)
     finally:
         await consumer.stop()
-    values = list(found.values())
-    return {
-        "p50_ms": pct(values, 50) * 1000,
-        "p99_ms": pct(values, 99) * 1000,
-        "n": float(len(values)),
+    total = [found[s] - sent_at[s] for s in found]
+    hops = {
+        "accept": [received[s] - sent_at[s] for s in found if s in received],
+        "promoter": [issued[s] - received[s] for s in found if s in issued and s in received],
+        "git_writer": [found[s] - issued[s] for s in found if s in issued],
     }
+    out = {
+        "p50_ms": pct(total, 50) * 1000,
+        "p99_ms": pct(total, 99) * 1000,
+        "n": float(len(total)),
+        "mean_batch": mean(list(batch_of.values())),
+    }
+    for hop, values in hops.items():
+        out[f"{hop}_p50_ms"] = pct(values, 50) * 1000
+        out[f"{hop}_p99_ms"] = pct(values, 99) * 1000
+    return out
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 async def main() -> None:
@@ -156,6 +183,10 @@ async def main() -> None:
     parser.add_argument("--total", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="the end-to-end phase's rate")
+    parser.add_argument(
+        "--e2e-only", action="store_true", help="only the end-to-end phase (for iterating)"
+    )
     args = parser.parse_args()
     base = os.environ.get("WAVELINE_URL", "http://127.0.0.1:8080")
     bootstrap = os.environ.get("WAVELINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -165,9 +196,12 @@ async def main() -> None:
     _, warm = await paced(url, headers, 1, 0.5)
     await commit_latency(bootstrap, warm, 120)
     # End to end first, while the git-writer has no backlog from the phases below.
-    at100, sent = await paced(url, headers, 100, args.seconds)
+    at100, sent = await paced(url, headers, args.rate, args.seconds)
     e2e = await commit_latency(bootstrap, sent, 120)
-    print(f"100/s accept latency: {at100}; announce-to-commit: {e2e}", flush=True)
+    print(f"{args.rate:.0f}/s accept latency: {at100}", flush=True)
+    print(f"announce-to-commit: {e2e}", flush=True)
+    if args.e2e_only:
+        return
     at200, _ = await paced(url, headers, 200, args.seconds)
     print(f"200/s accept latency: {at200}", flush=True)
     top = await burst(url, headers, args.total, args.concurrency)

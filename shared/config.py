@@ -408,6 +408,12 @@ class Settings(BaseSettings):
     http_max_body: int = 256 * 1024
     data_dir: Path = Path(".run/data")
     publish_timeout_s: float = 5.0
+    # Consumers commit the offsets of handled messages at most this often (see
+    # shared/offsets.py); 0 commits after every batch. A crash redelivers at most this much.
+    commit_interval_s: float = Field(default=0.5, ge=0)
+    # How long consumers off the announce-to-commit path let messages gather per fetch
+    # (Runtime.consume's ``batched``).
+    batched_fetch_wait_ms: int = Field(default=200, ge=0, le=5000)
     # git-writer fetches before a batch when its last fetch is older than this (leases make
     # skipping safe; see Applier.refresh_if_stale). 0 fetches before every batch.
     git_fetch_interval_s: float = 1.0

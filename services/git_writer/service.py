@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from faststream.kafka import KafkaMessage
@@ -24,6 +25,7 @@ from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.faults import failpoint
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
+from waveline.shared.kafka import RawMessage
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent
 from waveline.shared.runtime import Runtime
@@ -32,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 _EVENT_NS = uuid.UUID("5b0e6f1c-8a4e-4c39-9d0c-2f1f3c7d9a11")
 MAX_BATCH = 200
+# A batch whose oldest command waited longer than this was queued behind the previous
+# batch; the commands that came meanwhile are one fetch away and join it (see _top_up).
+TOP_UP_AFTER_MS = 30
+TOP_UP_WAIT_MS = 10
 
 
 @dataclass
@@ -62,11 +68,12 @@ class GitWriter:
             title="git-writer commands",
             description="Serialized git commands, keyed by config repo.",
         )
-        async def on_commands(msg: KafkaMessage) -> None:
+        async def on_commands(msg: RawMessage) -> None:
             await self.on_batch(msg)
 
     async def on_batch(self, msg: KafkaMessage) -> None:
         records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        records = await self._top_up(msg, records)
         boundary = self.runtime.boundary()
         by_repo: dict[str, list[Pending]] = {}
         for record in records:
@@ -91,6 +98,27 @@ class GitWriter:
                 for pending in batch:
                     await boundary.dead_letter_record(pending.record, pending.body, exc)
 
+    @staticmethod
+    async def _top_up(msg: KafkaMessage, records: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Take the backlog into this batch when the batch was queued behind the previous one.
+
+        While a batch is applied, the consumer's prefetch returns the first command or two
+        that arrive and then waits for them to be consumed; everything produced after that
+        stays on the broker. Without this, those one or two commands would pay a whole batch
+        (a push, three Postgres round trips, an offset commit) while the backlog grows
+        behind them, and the writer would alternate tiny and huge batches. The offsets of
+        the extra records are committed with the batch's (the consumer's position)."""
+        consumer = getattr(msg, "consumer", None)
+        if consumer is None or not records or len(records) >= MAX_BATCH:
+            return records
+        waited_ms = time.time() * 1000 - min(r.timestamp for r in records)
+        if waited_ms < TOP_UP_AFTER_MS:
+            return records
+        more = await consumer.getmany(
+            timeout_ms=TOP_UP_WAIT_MS, max_records=MAX_BATCH - len(records)
+        )
+        return records + tuple(chain.from_iterable(more.values()))
+
     async def _applier(self, repo_name: str) -> tuple[RepoWorker, Applier]:
         if repo_name not in self._repos:
             config = self.runtime.config.repos[repo_name]
@@ -107,6 +135,9 @@ class GitWriter:
         """Apply, push once, record, publish. Raises (so the batch is not acked) only when
         the outcome could not be made durable."""
         started = time.perf_counter()
+        # Kafka record timestamps are the producers' wall clocks: how long the oldest
+        # command of the batch waited to be picked up (consumer lag, in time).
+        waited_ms = time.time() * 1000 - min(p.record.timestamp for p in batch)
         pool = self.runtime.pool
         worker, applier = await self._applier(repo)
         rows = await pool.fetch(
@@ -155,11 +186,12 @@ class GitWriter:
         )
         await worker.run(applier.maintain)
         logger.info(
-            "repo %s: batch of %d (%d new) in %.1f ms",
+            "repo %s: batch of %d (%d new) in %.1f ms; its oldest command waited %.0f ms",
             repo,
             len(batch),
             len(todo),
             (time.perf_counter() - started) * 1000,
+            waited_ms,
         )
 
     async def _apply(

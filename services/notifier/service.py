@@ -69,6 +69,7 @@ class Notifier:
             PromotionEvent.model_validate_json,
             self.on_promotion,
             title="notifier promotions",
+            batched=True,
         )
         rt.consume(
             rt.topics.git_events,
@@ -76,6 +77,7 @@ class Notifier:
             GitEvent.model_validate_json,
             self.on_git_event,
             title="notifier git events",
+            batched=True,
         )
         rt.consume(
             rt.topics.waves,
@@ -83,6 +85,7 @@ class Notifier:
             WaveStatus.model_validate_json,
             self.on_wave_status,
             title="notifier wave states",
+            batched=True,
         )
         rt.consume(
             rt.topics.pulls,
@@ -90,6 +93,7 @@ class Notifier:
             PullRequestReported.model_validate_json,
             self._pulls.on_pull_request,
             title="notifier pull requests",
+            batched=True,
         )
         rt.consume(
             rt.topics.checks,
@@ -97,6 +101,7 @@ class Notifier:
             CheckReported.model_validate_json,
             self._pulls.on_check,
             title="notifier checks on pull requests",
+            batched=True,
         )
         rt.consume(
             rt.topics.dlq,
@@ -104,6 +109,7 @@ class Notifier:
             DeadLetter.model_validate_json,
             self.on_dead_letter,
             title="notifier dead letters",
+            batched=True,
         )
 
     async def on_started(self) -> None:

@@ -63,6 +63,7 @@ class Promoter:
             PromotionEvent.model_validate_json,
             waves.on_promotion_event,
             title="promoter promotion outcomes",
+            batched=True,
         )
 
     async def on_started(self) -> None:

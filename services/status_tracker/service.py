@@ -57,6 +57,7 @@ class StatusTracker:
             GitEvent.model_validate_json,
             self.on_git_event,
             title="status-tracker git events",
+            batched=True,
         )
 
     # -- git events ----------------------------------------------------------------------

@@ -11,11 +11,14 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
 
 from waveline.devstack import demo, kafka, postgres, procs
 from waveline.devstack.paths import StackPaths
 
 SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+# Not a Waveline service: stands in for a git server's own housekeeping (see remote_gc).
+REMOTE_GC = "demo-remote-gc"
 
 
 def service_env(paths: StackPaths) -> dict[str, str]:
@@ -31,13 +34,17 @@ def service_env(paths: StackPaths) -> dict[str, str]:
     return env
 
 
+def demo_remote(paths: StackPaths) -> Path:
+    return paths.run / "demo" / "cfg-app.git"
+
+
 def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
     from waveline.shared.config import Settings
     from waveline.shared.db import migrate
     from waveline.shared.kafka import ensure_topics
     from waveline.shared.topics import Topics
 
-    bare = paths.run / "demo" / "cfg-app.git"
+    bare = demo_remote(paths)
     if demo.seed_repo(bare):
         print(f"seeded demo config repo {bare}")
     default_config = paths.run / "demo" / "waveline.yaml"
@@ -77,6 +84,15 @@ def up(paths: StackPaths) -> int:
             cwd=paths.root,
         )
         print(f"{name}: started")
+    gc_pidfile = paths.pids / f"{REMOTE_GC}.pid"
+    if procs.pid_of(gc_pidfile) is None:
+        procs.start(
+            [sys.executable, "-m", "waveline.devstack.remote_gc", str(demo_remote(paths))],
+            pidfile=gc_pidfile,
+            logfile=paths.logs / f"{REMOTE_GC}.log",
+            env=env,
+            cwd=paths.root,
+        )
     procs.wait_port(int(env["WAVELINE_HTTP_PORT"]), 60, "ingest", paths.logs / "ingest.log")
     time.sleep(1.0)
     dead = [n for n in SERVICES if procs.pid_of(paths.pids / f"{n}.pid") is None]
@@ -92,6 +108,7 @@ def up(paths: StackPaths) -> int:
 
 
 def down(paths: StackPaths) -> int:
+    procs.stop(paths.pids / f"{REMOTE_GC}.pid")
     for name in SERVICES:
         if procs.stop(paths.pids / f"{name}.pid"):
             print(f"{name}: stopped")
