@@ -94,6 +94,19 @@ class LazyCommitter:
         await self.flush()
 
 
+def rewind(consumer: Any, records: Iterable[Any]) -> None:
+    """Seek every partition of ``records`` back to its first record there, so the next poll
+    delivers them again (what a failed batch needs: none of it was handled)."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    assigned = consumer.assignment()
+    for tp, offset in first.items():
+        if tp in assigned:
+            consumer.seek(tp, offset)
+
+
 class CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Commit what was handled before a rebalance hands the partitions to someone else."""
 

@@ -21,7 +21,7 @@ from waveline.shared.boundary import Boundary
 from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config, load_settings
 from waveline.shared.db import create_pool
 from waveline.shared.kafka import RawMessage, hold_prefetch, make_broker, publish
-from waveline.shared.offsets import CommitOnRevoke, LazyCommitter
+from waveline.shared.offsets import CommitOnRevoke, LazyCommitter, rewind
 from waveline.shared.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -117,8 +117,7 @@ class Runtime:
         min_bytes, max_wait_ms = (
             (1 << 20, self.settings.batched_fetch_wait_ms) if batched else (1, 500)
         )
-        committer = LazyCommitter(f"{self.service} {topic}", self.settings.commit_interval_s)
-        self._committers.append(committer)
+        committer = self.committer(topic)
 
         @self.broker.subscriber(
             topic,
@@ -138,14 +137,21 @@ class Runtime:
         async def on_batch(msg: RawMessage) -> None:
             raw = msg.raw_message
             records = raw if isinstance(raw, tuple) else (raw,)
+            consumer = getattr(msg, "consumer", None)
             try:
                 await boundary.run_batch([(r, r.value or b"") for r in records], parse, handle_many)
             except BaseException:
                 # Back to the batch's first offsets: the next poll delivers it again.
-                await msg.nack()
+                rewind(consumer, records)
                 raise
-            committer.handled(getattr(msg, "consumer", None), records)
+            committer.handled(consumer, records)
             await committer.after_batch()
+
+    def committer(self, topic: str) -> LazyCommitter:
+        """A lazy committer for one consumer of ``topic``, flushed when the runtime stops."""
+        committer = LazyCommitter(f"{self.service} {topic}", self.settings.commit_interval_s)
+        self._committers.append(committer)
+        return committer
 
     async def publish(self, message: BaseModel, topic: str, *, key: str) -> None:
         """Publish and wait for Kafka's acknowledgement (``BrokerUnavailable`` otherwise)."""

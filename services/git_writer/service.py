@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from faststream.kafka import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
@@ -28,6 +27,7 @@ from waveline.shared.gitengine.worker import RepoWorker
 from waveline.shared.kafka import RawMessage
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent
+from waveline.shared.offsets import CommitOnRevoke, rewind
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -56,12 +56,16 @@ class GitWriter:
 
     def register(self) -> None:
         rt = self.runtime
+        committer = rt.committer(rt.topics.git_commands)
 
         @rt.broker.subscriber(
             rt.topics.git_commands,
             group_id=rt.group("waveline-git-writer"),
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Offsets of handled batches are committed lazily; a redelivered command finds
+            # its recorded result (or its Event-Id on the branches) and is a no-op.
+            ack_policy=AckPolicy.MANUAL,
+            listener=CommitOnRevoke(committer),
             batch=True,
             max_records=MAX_BATCH,
             batch_timeout_ms=20,
@@ -69,11 +73,19 @@ class GitWriter:
             description="Serialized git commands, keyed by config repo.",
         )
         async def on_commands(msg: RawMessage) -> None:
-            await self.on_batch(msg)
+            raw = msg.raw_message
+            consumer = getattr(msg, "consumer", None)
+            records = await self._top_up(consumer, raw if isinstance(raw, tuple) else (raw,))
+            try:
+                await self.on_batch(records)
+            except BaseException:
+                # Nothing of it is acknowledged: the next poll delivers it all again.
+                rewind(consumer, records)
+                raise
+            committer.handled(consumer, records)
+            await committer.after_batch()
 
-    async def on_batch(self, msg: KafkaMessage) -> None:
-        records = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-        records = await self._top_up(msg, records)
+    async def on_batch(self, records: tuple[Any, ...]) -> None:
         boundary = self.runtime.boundary()
         by_repo: dict[str, list[Pending]] = {}
         for record in records:
@@ -99,16 +111,14 @@ class GitWriter:
                     await boundary.dead_letter_record(pending.record, pending.body, exc)
 
     @staticmethod
-    async def _top_up(msg: KafkaMessage, records: tuple[Any, ...]) -> tuple[Any, ...]:
+    async def _top_up(consumer: Any, records: tuple[Any, ...]) -> tuple[Any, ...]:
         """Take the backlog into this batch when the batch was queued behind the previous one.
 
         While a batch is applied, the consumer's prefetch returns the first command or two
         that arrive and then waits for them to be consumed; everything produced after that
         stays on the broker. Without this, those one or two commands would pay a whole batch
         (a push, three Postgres round trips, an offset commit) while the backlog grows
-        behind them, and the writer would alternate tiny and huge batches. The offsets of
-        the extra records are committed with the batch's (the consumer's position)."""
-        consumer = getattr(msg, "consumer", None)
+        behind them, and the writer would alternate tiny and huge batches."""
         if consumer is None or not records or len(records) >= MAX_BATCH:
             return records
         waited_ms = time.time() * 1000 - min(r.timestamp for r in records)
@@ -158,6 +168,7 @@ class GitWriter:
         todo = [p for p in batch if p.cmd.command_id not in known]
         events: dict[uuid.UUID, GitEvent] = {cid: ev for cid, (_, ev) in known.items()}
         failed: list[tuple[Pending, GitFailure]] = []
+        pushed: list[uuid.UUID] = []
         if todo:
             failpoint("before_commit")
             results, failed, timings = await self._apply(worker, applier, repo, todo)
@@ -166,23 +177,26 @@ class GitWriter:
                     events[p.cmd.command_id] = self._event(
                         p.cmd, results[p.cmd.command_id], timings
                     )
-            await pool.executemany(
-                "UPDATE git_command_results SET state = 'done' WHERE command_id = $1",
-                [(cid,) for cid in results],
-            )
+            pushed = list(results)
         failpoint("after_record")
         boundary = self.runtime.boundary()
         for pending, exc in failed:
             await boundary.dead_letter_record(pending.record, pending.body, exc)
-        # Sent together (one partition, so still in order) and all awaited before the ack.
+        # The events are sent together (one partition, so still in order), and with them the
+        # 'done' marks (a crash before those only costs a look at the remote on redelivery,
+        # see _settle); all awaited before the batch counts as handled.
         await asyncio.gather(
+            pool.execute(
+                "UPDATE git_command_results SET state = 'done' WHERE command_id = ANY($1::uuid[])",
+                pushed,
+            ),
             *(
                 self.runtime.publish(
                     events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
                 )
                 for p in batch
                 if p.cmd.command_id in events
-            )
+            ),
         )
         await worker.run(applier.maintain)
         logger.info(
