@@ -65,6 +65,7 @@ class Applier:
         self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
         self._fetched_at = float("-inf")
         self._updates = 0  # branch updates since the clone was last compacted
+        self._compacted = False
 
     # -- state ---------------------------------------------------------------------------
 
@@ -102,21 +103,15 @@ class Applier:
             )
         return watched
 
-    def maintain(self, every: int = 5000) -> int:
-        """Pack the clone's loose objects once ``every`` branch updates have accumulated
-        (between batches, on the repo thread); returns how many objects were packed."""
-        if self._updates < every:
-            return 0
+    def compaction_due(self, every: int = 2000) -> bool:
+        """True (and the count starts over) once ``every`` branch updates were made since the
+        last time it said so; the first call after start says so, for what earlier runs
+        left loose."""
+        if self._updates < every and self._compacted:
+            return False
         self._updates = 0
-        started = time.perf_counter()
-        packed = self.repo.compact()
-        logger.info(
-            "repo %s: packed %d loose objects in %.0f ms",
-            self.repo.name,
-            packed,
-            (time.perf_counter() - started) * 1000,
-        )
-        return packed
+        self._compacted = True
+        return True
 
     def _set(self, branch: str, oid: pygit2.Oid) -> None:
         self._updates += 1

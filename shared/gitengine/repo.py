@@ -198,10 +198,9 @@ class ConfigRepo:
         specs: list[str] = []
         leases: dict[str, pygit2.Oid] = {}
         for branch, (expected, new) in updates.items():
-            local = f"refs/waveline/push/{branch}"
-            self.repo.references.create(local, new, force=True)
+            # The commit itself as the source: no local ref to write per push.
             forced = expected is not None and not self.is_ancestor(expected, new)
-            specs.append(f"{'+' if forced else ''}{local}:refs/heads/{branch}")
+            specs.append(f"{'+' if forced else ''}{new}:refs/heads/{branch}")
             leases[f"refs/heads/{branch}"] = expected if expected is not None else ZERO
         callbacks = _Callbacks(self.creds, leases)
         try:
@@ -215,16 +214,29 @@ class ConfigRepo:
         if callbacks.rejected:
             raise PushRejected(f"remote rejected {callbacks.rejected}")
         for branch, (_, new) in updates.items():
-            self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
+            # libgit2's push moves the remote-tracking ref itself; write it only if not.
+            if self.remote_ref(branch) != new:
+                self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
     def compact(self, max_packs: int = 16) -> int:
         """Move every loose object into one new pack and delete the loose files (what
         ``git repack -d`` does for them); when more than ``max_packs`` packs pile up, pack
         everything into one. libgit2 writes each new object as a file and never packs, so a
         long-running writer's clone would otherwise hold one file per object ever made.
-        Returns how many objects were packed."""
+        Returns how many objects were packed.
+
+        Safe beside a writer using another ``ConfigRepo`` on the same path (the git-writer
+        runs this on its own thread): only the loose files listed at the start are deleted,
+        after the pack holding them is in place, and a reader that misses an object it
+        expected loose re-reads the pack list and finds it there."""
         objects = Path(self.repo.path) / "objects"
-        loose = [f for d in objects.glob("[0-9a-f][0-9a-f]") for f in d.iterdir()]
+        # Names only: a writer's half-written object is a tmp_* file in the same folders.
+        loose = [
+            f
+            for d in objects.glob("[0-9a-f][0-9a-f]")
+            for f in d.iterdir()
+            if len(f.name) == 38 and all(c in "0123456789abcdef" for c in f.name)
+        ]
         packs = list((objects / "pack").glob("pack-*.pack"))
         if len(packs) >= max_packs:
             written = self.repo.pack()  # every object, loose or packed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,10 +213,31 @@ def test_compact_packs_loose_objects_and_keeps_every_commit(remote: Path, tmp_pa
     after = push(applier, introduce("f" * 40))
     assert after.outcome == "committed"
     assert str(branch_log(str(remote), "auto")[0].id) == after.sha
-    assert applier.maintain(every=10_000) == 0  # not due yet
-    assert applier.maintain(every=1) > 0  # the writer's between-batch trigger
+    assert applier.compaction_due(every=10_000)  # the first ask after start: yes
+    assert not applier.compaction_due(every=10_000)  # then not before 10,000 updates
+    push(applier, introduce("d" * 40))
+    assert applier.compaction_due(every=1)  # one update since: due at every=1
     # Too many packs: everything is packed into one.
     assert applier.repo.compact(max_packs=1) > 0
     assert len(list((objects / "pack").glob("*.pack"))) == 1
     assert loose() == 0
     assert applier.repo.commit(after.sha or "").message
+
+
+def test_compaction_beside_the_writer_loses_no_object(remote: Path, tmp_path: Path) -> None:
+    """The git-writer packs its clone on a second thread with its own repository object
+    while the repo thread keeps committing: every object stays readable from both."""
+    applier = applier_for(remote, tmp_path / "data")
+    first = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(100)]
+    beside = ConfigRepo(name="cfg-app", config=applier.repo.config, path=applier.repo.path)
+    packed: list[int] = []
+    compactor = threading.Thread(target=lambda: packed.append(beside.compact()))
+    compactor.start()
+    more = [push(applier, introduce(f"{n + 100:040x}")).sha for n in range(30)]
+    compactor.join(timeout=60)
+    assert packed and packed[0] >= 100 * 4  # blobs, trees and commits of the first 100
+    for sha in [*first, *more]:
+        assert sha is not None
+        assert applier.repo.commit(sha).message
+        assert beside.commit(sha).message
+    assert push(applier, introduce("e" * 40)).outcome == "committed"
