@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.faults import failpoint
+from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
 from waveline.shared.kafka import RawMessage
@@ -54,8 +55,9 @@ class Pending:
 class GitWriter:
     runtime: Runtime
     _repos: dict[str, tuple[RepoWorker, Applier]] = field(default_factory=dict)
-    # Per repo: packing the clone's loose objects, on a thread and clone object of its own
-    # so a batch never waits for it (packing 100k objects took 30 s on the repo thread).
+    # Per repo: packing the objects the writer keeps in memory (and any loose ones), on a
+    # thread and clone object of its own so a batch never waits for it (packing 100k loose
+    # objects on the repo thread stalled batches for 30 s).
     _compactors: dict[str, tuple[RepoWorker, ConfigRepo]] = field(default_factory=dict)
     _compacting: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -144,7 +146,9 @@ class GitWriter:
             clone = applier.repo
             self._compactors[repo_name] = (
                 RepoWorker(f"{repo_name}-compact"),
-                ConfigRepo(name=clone.name, config=clone.config, path=clone.path),
+                ConfigRepo(
+                    name=clone.name, config=clone.config, path=clone.path, memory=clone.memory
+                ),
             )
         worker, clone = self._compactors[repo_name]
         self._compacting[repo_name] = asyncio.create_task(
@@ -162,7 +166,7 @@ class GitWriter:
             return
         if packed:
             logger.info(
-                "repo %s: packed %d loose objects in %.0f ms (beside the writer)",
+                "repo %s: packed %d objects in %.0f ms (beside the writer)",
                 clone.name,
                 packed,
                 (time.perf_counter() - started) * 1000,
@@ -176,6 +180,7 @@ class GitWriter:
                 config=config,
                 path=self.runtime.settings.data_dir / "repos" / f"{repo_name}.git",
                 creds=credentials_from_env(config),
+                memory=MemoryObjects(),
             )
             self._repos[repo_name] = (RepoWorker(repo_name), Applier(repo, self.runtime.config))
         return self._repos[repo_name]

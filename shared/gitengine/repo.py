@@ -20,6 +20,7 @@ from pygit2.enums import FileMode, ObjectType
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine import trailers
+from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class ConfigRepo:
     config: RepoConfig
     path: Path
     creds: Credentials = field(default_factory=Credentials)
+    # When set, new objects are kept in memory until compact() packs them (see memory.py).
+    memory: MemoryObjects | None = None
     _repo: pygit2.Repository | None = None
 
     # -- opening and fetching ------------------------------------------------------------
@@ -95,16 +98,32 @@ class ConfigRepo:
         return self._repo
 
     def _open(self) -> pygit2.Repository:
-        if (self.path / "HEAD").exists():
-            repo = pygit2.Repository(str(self.path))
-        else:
+        if not (self.path / "HEAD").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            repo = pygit2.init_repository(str(self.path), bare=True)
+            pygit2.init_repository(str(self.path), bare=True)
+        if self.memory is not None:
+            repo = open_with_memory(self.path, self.memory)
+            self._drop_dangling(repo)
+        else:
+            repo = pygit2.Repository(str(self.path))
         if REMOTE not in repo.remotes.names():
             repo.remotes.create(REMOTE, self.config.url, f"+refs/heads/*:refs/remotes/{REMOTE}/*")
         elif repo.remotes[REMOTE].url != self.config.url:
             repo.remotes.set_url(REMOTE, self.config.url)
         return repo
+
+    def _drop_dangling(self, repo: pygit2.Repository) -> None:
+        """Remote-tracking refs whose commit was only in a previous process's memory go;
+        the next fetch brings them back from the remote."""
+        for name in list(repo.references):
+            if not name.startswith(f"refs/remotes/{REMOTE}/"):
+                continue
+            target = repo.references[name].target
+            if isinstance(target, pygit2.Oid) and repo.get(target) is None:
+                logger.info(
+                    "repo %s: %s pointed at an unpacked object; refetching", self.name, name
+                )
+                repo.references.delete(name)
 
     def fetch(self) -> None:
         try:
@@ -219,16 +238,15 @@ class ConfigRepo:
                 self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
     def compact(self, max_packs: int = 16) -> int:
-        """Move every loose object into one new pack and delete the loose files (what
-        ``git repack -d`` does for them); when more than ``max_packs`` packs pile up, pack
-        everything into one. libgit2 writes each new object as a file and never packs, so a
-        long-running writer's clone would otherwise hold one file per object ever made.
-        Returns how many objects were packed.
+        """Move every loose object and every object held in memory into one new pack, then
+        delete the loose files and forget the memory copies (what ``git repack -d`` does for
+        loose objects); when more than ``max_packs`` packs pile up, every object goes into
+        one pack and the old packs are deleted. Returns how many objects were packed.
 
-        Safe beside a writer using another ``ConfigRepo`` on the same path (the git-writer
-        runs this on its own thread): only the loose files listed at the start are deleted,
-        after the pack holding them is in place, and a reader that misses an object it
-        expected loose re-reads the pack list and finds it there."""
+        Safe beside a writer using another ``ConfigRepo`` on the same path and memory (the
+        git-writer runs this on its own thread): only the loose files and memory objects
+        listed at the start are removed, after the pack holding them is in place, and a
+        reader that misses an object re-reads the pack list and finds it there."""
         objects = Path(self.repo.path) / "objects"
         # Names only: a writer's half-written object is a tmp_* file in the same folders.
         loose = [
@@ -237,22 +255,31 @@ class ConfigRepo:
             for f in d.iterdir()
             if len(f.name) == 38 and all(c in "0123456789abcdef" for c in f.name)
         ]
+        held = self.memory.snapshot() if self.memory is not None else []
         packs = list((objects / "pack").glob("pack-*.pack"))
-        if len(packs) >= max_packs:
-            written = self.repo.pack()  # every object, loose or packed
-            for old in packs:
+        merge = len(packs) >= max_packs
+        if not (merge or loose or held):
+            return 0
+        builder = pygit2.PackBuilder(self.repo)
+        if merge:
+            for oid in pygit2.OdbBackendPack(str(objects)):
+                builder.add(oid)
+        for f in loose:
+            builder.add(pygit2.Oid(hex=f.parent.name + f.name))
+        for oid in held:
+            builder.add(oid)
+        builder.write()
+        written: int = builder.written_objects_count
+        if merge:
+            new = {p.name for p in (objects / "pack").glob("pack-*.pack")} - {p.name for p in packs}
+            # No new name: the pack equals one already there, so nothing may be deleted.
+            for old in packs if new else []:
                 for suffix in (".idx", ".rev", ".pack"):
                     old.with_suffix(suffix).unlink(missing_ok=True)
-        elif loose:
-            builder = pygit2.PackBuilder(self.repo)
-            for f in loose:
-                builder.add(pygit2.Oid(hex=f.parent.name + f.name))
-            builder.write()
-            written = builder.written_objects_count
-        else:
-            return 0
         for f in loose:
             f.unlink(missing_ok=True)
+        if self.memory is not None:
+            self.memory.drop(held)
         # Forget the cached pack list so the new pack is seen and deleted ones are not.
         self._repo = None
         return written

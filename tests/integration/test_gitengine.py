@@ -17,6 +17,7 @@ from waveline.devstack.demo import seed_repo
 from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared.errors import PushRejected
 from waveline.shared.gitengine import trailers
+from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
@@ -44,9 +45,16 @@ def push(applier: Applier, cmd: Command) -> Result:
     return result
 
 
-def applier_for(remote: Path, data: Path) -> Applier:
+def applier_for(remote: Path, data: Path, *, memory: bool = True) -> Applier:
+    """An applier like the git-writer's: new objects in memory until packed (or, with
+    ``memory=False``, libgit2's loose files)."""
     config = make_config(remote.as_uri())
-    repo = ConfigRepo("cfg-app", config.repos["cfg-app"], data / "cfg-app.git")
+    repo = ConfigRepo(
+        "cfg-app",
+        config.repos["cfg-app"],
+        data / "cfg-app.git",
+        memory=MemoryObjects() if memory else None,
+    )
     applier = Applier(repo, config)
     applier.refresh()
     return applier
@@ -194,7 +202,7 @@ def test_diverged_auto_is_replayed_onto_master(remote: Path, tmp_path: Path) -> 
 
 
 def test_compact_packs_loose_objects_and_keeps_every_commit(remote: Path, tmp_path: Path) -> None:
-    applier = applier_for(remote, tmp_path / "data")
+    applier = applier_for(remote, tmp_path / "data", memory=False)
     shas = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(12)]
     objects = Path(applier.repo.repo.path) / "objects"
 
@@ -229,7 +237,12 @@ def test_compaction_beside_the_writer_loses_no_object(remote: Path, tmp_path: Pa
     while the repo thread keeps committing: every object stays readable from both."""
     applier = applier_for(remote, tmp_path / "data")
     first = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(100)]
-    beside = ConfigRepo(name="cfg-app", config=applier.repo.config, path=applier.repo.path)
+    beside = ConfigRepo(
+        name="cfg-app",
+        config=applier.repo.config,
+        path=applier.repo.path,
+        memory=applier.repo.memory,
+    )
     packed: list[int] = []
     compactor = threading.Thread(target=lambda: packed.append(beside.compact()))
     compactor.start()
@@ -241,3 +254,44 @@ def test_compaction_beside_the_writer_loses_no_object(remote: Path, tmp_path: Pa
         assert applier.repo.commit(sha).message
         assert beside.commit(sha).message
     assert push(applier, introduce("e" * 40)).outcome == "committed"
+
+
+def loose_files(applier: Applier) -> int:
+    objects = Path(applier.repo.repo.path) / "objects"
+    return sum(1 for d in objects.glob("[0-9a-f][0-9a-f]") for _ in d.iterdir())
+
+
+def test_new_objects_stay_in_memory_until_packed(remote: Path, tmp_path: Path) -> None:
+    applier = applier_for(remote, tmp_path / "data")
+    memory = applier.repo.memory
+    assert memory is not None
+    shas = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(10)]
+    assert loose_files(applier) == 0
+    assert len(memory) >= 10 * 4  # blobs, trees and a commit per image set
+    # The remote got every object: its own repository reads the pushed tip's files.
+    tip = branch_log(str(remote), "auto")[0]
+    assert str(tip.id) == shas[-1]
+    assert applier.repo.compact() >= 40
+    assert len(memory) == 0
+    assert loose_files(applier) == 0
+    for sha in shas:
+        assert applier.repo.commit(sha or "").message
+    assert push(applier, introduce("c" * 40)).outcome == "committed"
+
+
+def test_a_restart_fetches_back_what_only_memory_held(remote: Path, tmp_path: Path) -> None:
+    """Objects never packed are gone with the process; the ones that were pushed come back
+    with the next fetch, and nothing points at the lost ones meanwhile."""
+    first = applier_for(remote, tmp_path / "data")
+    commands = [introduce(f"{n + 1:040x}") for n in range(5)]
+    shas = [push(first, c).sha for c in commands]
+    # A second process on the same clone, with empty memory (the first one died).
+    again = applier_for(remote, tmp_path / "data")
+    assert again.repo.remote_ref("auto") == pygit2.Oid(hex=shas[-1] or "")
+    for sha in shas:
+        assert again.repo.commit(sha or "").message
+    # Event-Ids are known again from the fetched history: a redelivery is a no-op.
+    assert push(again, commands[2]).outcome == "noop"
+    result = push(again, introduce("b" * 40))
+    assert result.outcome == "committed"
+    assert branch_log(str(remote), "auto")[1].id == pygit2.Oid(hex=shas[-1] or "")
