@@ -182,8 +182,9 @@ async def ours(  # noqa: PLR0915 (one linear measurement script)
     finally:
         await producer.stop()
         await events.stop()
+        await runtime.stop_consuming()
+        await writer.after_consuming()
         await runtime.stop()
-        writer.close()
 
 
 def peers(bare: Path, work: Path, events: int) -> dict[str, float]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import mean, pct
 
@@ -174,6 +175,37 @@ async def commit_latency(
     return out
 
 
+async def quiet(bootstrap: str, *, timeout_s: float, settle_s: float = 3.0) -> float:
+    """Wait until no consumer group of the stack lags behind its topics (committed offset
+    = end offset on every partition), then ``settle_s`` more for work that follows the last
+    message (packing, offset commits). Returns the seconds waited."""
+    started = time.perf_counter()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await probe.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                lag = 0
+                for group, _ in await admin.list_consumer_groups():
+                    if not group.startswith("waveline-"):
+                        continue
+                    committed = await admin.list_consumer_group_offsets(group)
+                    if not committed:
+                        continue
+                    ends = await probe.end_offsets(list(committed))
+                    lag += sum(ends[tp] - meta.offset for tp, meta in committed.items())
+                if lag == 0:
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()
+        await admin.close()
+    await asyncio.sleep(settle_s)
+    return time.perf_counter() - started
+
+
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -192,9 +224,13 @@ async def main() -> None:
     bootstrap = os.environ.get("WAVELINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     headers = {"Authorization": f"Bearer {token()}"}
     url = f"{base}/v1/images"
-    # Warm up: one set all the way to a commit, so consumer groups have settled.
-    _, warm = await paced(url, headers, 1, 0.5)
+    # Warm up: a few seconds of the end-to-end rate (JIT of the broker, connection pools),
+    # then wait until every consumer group of the stack has caught up, so the end-to-end
+    # phase does not share the machine with a previous run's backlog.
+    _, warm = await paced(url, headers, args.rate, 3.0)
     await commit_latency(bootstrap, warm, 120)
+    idle = await quiet(bootstrap, timeout_s=180)
+    print(f"stack idle after {idle:.1f} s", flush=True)
     # End to end first, while the git-writer has no backlog from the phases below.
     at100, sent = await paced(url, headers, args.rate, args.seconds)
     e2e = await commit_latency(bootstrap, sent, 120)

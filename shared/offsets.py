@@ -36,6 +36,7 @@ class LazyCommitter:
         self._last = float("-inf")  # the first handled batch is committed at once
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        self._closing = False  # stopping: a batch that still ends commits at once
         self.commits = 0  # commit requests sent (for tests and metrics)
 
     def handled(self, consumer: Any, records: Iterable[Any]) -> None:
@@ -54,7 +55,11 @@ class LazyCommitter:
         """Commit now when the interval has passed, else make sure a timer will."""
         if not self._pending:
             return
-        if self.interval_s <= 0 or time.monotonic() - self._last >= self.interval_s:
+        if (
+            self._closing
+            or self.interval_s <= 0
+            or time.monotonic() - self._last >= self.interval_s
+        ):
             await self.flush()
         elif self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._later(), name=f"commit-{self.name}")
@@ -79,6 +84,11 @@ class LazyCommitter:
             try:
                 await self._consumer.commit(offsets)
                 self.commits += 1
+            except asyncio.CancelledError:
+                # Not sent: keep them for the next flush (close() flushes after cancelling).
+                for tp, offset in offsets.items():
+                    self._pending[tp] = max(offset, self._pending.get(tp, -1))
+                raise
             except KafkaError as exc:
                 logger.warning(
                     "%s: offset commit failed (%r); those messages may be redelivered",
@@ -87,6 +97,9 @@ class LazyCommitter:
                 )
 
     async def close(self) -> None:
+        """Commit what was handled; from now on every handled batch is committed at once
+        (the batch being handled while the service stops ends after this)."""
+        self._closing = True
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -39,6 +39,7 @@ class Runtime:
     topics: Topics
     _pool: asyncpg.Pool | None = field(default=None, repr=False)
     _committers: list[LazyCommitter] = field(default_factory=list, repr=False)
+    _consuming_stopped: bool = field(default=False, repr=False)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -165,11 +166,18 @@ class Runtime:
         await self.broker.start()
         hold_prefetch(self.broker)
 
-    async def stop(self) -> None:
-        # Handled messages' offsets first (a batch still being handled is not among them).
+    async def stop_consuming(self) -> None:
+        """Commit what was handled and stop the broker (waiting for batches in flight, which
+        commit as they end); the Postgres pool stays open. Safe to call twice."""
+        if self._consuming_stopped:
+            return
+        self._consuming_stopped = True
         for committer in self._committers:
             await committer.close()
         await self.broker.stop()
+
+    async def stop(self) -> None:
+        await self.stop_consuming()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

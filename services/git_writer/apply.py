@@ -64,6 +64,7 @@ class Applier:
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
         self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
         self._fetched_at = float("-inf")
+        self._fresh = False  # the state was fetched for the batch being built
         self._updates = 0  # branch updates since the clone was last compacted
         self._compacted = False
 
@@ -75,6 +76,7 @@ class Applier:
         self._pending.clear()
         self.repo.fetch()
         self._fetched_at = time.monotonic()
+        self._fresh = True
         self.index.update(self.repo, self._tips())
 
     def refresh_if_stale(self, max_age_s: float) -> None:
@@ -88,6 +90,8 @@ class Applier:
         self._pending.clear()
         if time.monotonic() - self._fetched_at >= max_age_s:
             self.refresh()
+        else:
+            self._fresh = False
 
     def tip(self, branch: str) -> pygit2.Oid | None:
         return self._pending.get(branch) or self.repo.remote_ref(branch)
@@ -148,6 +152,10 @@ class Applier:
             raise PreconditionFailed(f"{what} {sha!r} is not a sha") from exc
         obj = self.repo.repo.get(oid)
         if not isinstance(obj, pygit2.Commit):
+            if self._fresh:
+                # Fetched for this very batch and still unknown: no branch of the remote
+                # has it (an evicted commit after a restart, a typo): reject, not retry.
+                raise PreconditionFailed(f"{what} {sha} is on no branch of {self.repo.name}")
             # Maybe pushed after our last fetch: retriable, and the retry fetches first.
             raise GitFailure(f"{what} {sha} is not in {self.repo.name} (yet)", retriable=True)
         return obj

@@ -82,8 +82,9 @@ class GitWriter:
         async def on_commands(msg: RawMessage) -> None:
             raw = msg.raw_message
             consumer = getattr(msg, "consumer", None)
-            records = await self._top_up(consumer, raw if isinstance(raw, tuple) else (raw,))
+            records = raw if isinstance(raw, tuple) else (raw,)
             try:
+                records = await self._top_up(consumer, records)
                 await self.on_batch(records)
             except BaseException:
                 # Nothing of it is acknowledged: the next poll delivers it all again.
@@ -155,8 +156,7 @@ class GitWriter:
             self._compact(worker, clone), name=f"compact-{repo_name}"
         )
 
-    @staticmethod
-    async def _compact(worker: RepoWorker, clone: ConfigRepo) -> None:
+    async def _compact(self, worker: RepoWorker, clone: ConfigRepo) -> None:
         started = time.perf_counter()
         try:
             packed = await worker.run(clone.compact)
@@ -164,6 +164,9 @@ class GitWriter:
             # A cache's housekeeping: the clone still works, and the next round retries.
             logger.exception("repo %s: packing loose objects failed", clone.name)
             return
+        # The writer's repository object still holds packs that were merged and deleted.
+        writer, applier = self._repos[clone.name]
+        await writer.run(applier.repo.forget)
         if packed:
             logger.info(
                 "repo %s: packed %d objects in %.0f ms (beside the writer)",
@@ -407,9 +410,19 @@ class GitWriter:
             at=utcnow(),
         )
 
-    def close(self) -> None:
-        for task in self._compacting.values():
-            task.cancel()
+    async def after_consuming(self) -> None:
+        """After the last batch: pack what only memory holds (a restart would otherwise
+        fetch back what is on the remote and lose what no branch points at any more, such
+        as evicted commits), then release the threads."""
+        for name, (writer, applier) in self._repos.items():
+            running = self._compacting.get(name)
+            if running is not None:
+                await asyncio.gather(running, return_exceptions=True)
+            if applier.repo.memory:
+                try:
+                    await writer.run(applier.repo.compact)
+                except (pygit2.GitError, OSError):
+                    logger.exception("repo %s: packing on shutdown failed", name)
         for worker, _ in self._repos.values():
             worker.close()
         for worker, _ in self._compactors.values():

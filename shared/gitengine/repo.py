@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,21 +270,39 @@ class ConfigRepo:
             builder.add(pygit2.Oid(hex=f.parent.name + f.name))
         for oid in held:
             builder.add(oid)
-        builder.write()
-        written: int = builder.written_objects_count
+        # Written aside, then moved in (.pack before .idx: a reader goes by the .idx), so
+        # the new pack's name is known and no concurrently fetched pack is mistaken for it.
+        staging = objects / "pack" / f"tmp-compact-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            builder.write(str(staging))
+            written: int = builder.written_objects_count
+            made = {f.suffix: f for f in staging.iterdir()}
+            name = made[".pack"].stem
+            for suffix in (".pack", ".rev", ".idx"):
+                if suffix in made and not (objects / "pack" / made[suffix].name).exists():
+                    made[suffix].rename(objects / "pack" / made[suffix].name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         if merge:
-            new = {p.name for p in (objects / "pack").glob("pack-*.pack")} - {p.name for p in packs}
-            # No new name: the pack equals one already there, so nothing may be deleted.
-            for old in packs if new else []:
+            for old in packs:
+                if old.stem == name:
+                    continue  # the merged pack came out identical to this one: keep it
                 for suffix in (".idx", ".rev", ".pack"):
                     old.with_suffix(suffix).unlink(missing_ok=True)
         for f in loose:
             f.unlink(missing_ok=True)
         if self.memory is not None:
             self.memory.drop(held)
-        # Forget the cached pack list so the new pack is seen and deleted ones are not.
+        # Forget the cached pack list so the new pack is seen and deleted ones are not (the
+        # writer's own object does the same, see forget()).
         self._repo = None
         return written
+
+    def forget(self) -> None:
+        """Drop the open repository (it is reopened on next use): libgit2 adds packs it
+        finds but keeps deleted ones open, with their disk space, until then."""
+        self._repo = None
 
     def trailers_of(self, oid: pygit2.Oid) -> trailers.Trailers:
         return trailers.parse(self.commit(oid).message)

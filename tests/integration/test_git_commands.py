@@ -149,8 +149,16 @@ def test_preconditions_reject_without_pushing(remote: Path, tmp_path: Path) -> N
         w.apply(promote(master))  # staging is empty at master
     with pytest.raises(PreconditionFailed, match="already on master"):
         w.apply(evict(master))
-    with pytest.raises(GitFailure):
-        w.apply(ff("9" * 40))  # unknown commit: retriable, after a fetch
+    # An unknown commit: maybe pushed since the last fetch, so retriable (the retry
+    # fetches first) ...
+    w.refresh_if_stale(3600)
+    with pytest.raises(GitFailure) as unknown:
+        w.apply(ff("9" * 40))
+    assert unknown.value.retriable
+    # ... and rejected once a fetch made for this batch does not bring it either.
+    w.refresh()
+    with pytest.raises(PreconditionFailed, match="on no branch"):
+        w.apply(ff("9" * 40))
     assert push(w, ff(c2)).outcome == "fast_forwarded"
     with pytest.raises(PreconditionFailed, match="already on master"):
         w.apply(evict(c1))

@@ -7,10 +7,12 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import pygit2
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -26,7 +28,7 @@ from tests.support import (
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.faults import EXIT_CODE
 from waveline.shared.gitengine import trailers
-from waveline.shared.models.git import IntroduceImages
+from waveline.shared.models.git import Evict, IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
 
 
@@ -43,7 +45,7 @@ def command(n: int, repo: str = "cfg-app") -> IntroduceImages:
     )
 
 
-async def produce(settings: Settings, commands: list[IntroduceImages]) -> None:
+async def produce(settings: Settings, commands: Sequence[IntroduceImages | Evict]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -149,3 +151,30 @@ async def test_killed_at_any_point_loses_and_duplicates_nothing(
     by_command = {e["command_id"]: e for e in events}
     assert all(by_command[str(c.command_id)]["outcome"] == "committed" for c in commands)
     assert sorted((r["state"], r["outcome"]) for r in rows) == [("done", "committed")] * 3
+
+
+async def test_a_clean_stop_packs_what_only_memory_held(
+    settings: Settings, config: WavelineConfig, secrets: Secrets, remote: Path
+) -> None:
+    """New objects live in the writer's memory until packed; stopping packs them, so even
+    a commit no branch of the remote points at any more (evicted) stays in the clone."""
+    async with running(["git-writer"], settings, config, secrets):
+        await produce(settings, [command(1)])
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 2, what="1 commit")
+        # The first batch also packs what the clone held at start; what comes after stays
+        # in memory until the next packing, 2,000 updates away.
+        await produce(settings, [command(2), command(3)])
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 4, what="3 commits")
+        evicted = branch_log(str(remote), "auto")[1].id  # the second image set's commit
+        evict = Evict(
+            command_id=uuid.uuid4(), repo="cfg-app", issued_at=datetime.now(UTC), sha=str(evicted)
+        )
+        await produce(settings, [evict])
+        await wait_for(
+            lambda: evicted not in {c.id for c in branch_log(str(remote), "auto")},
+            what="the second commit evicted",
+        )
+    clone = pygit2.Repository(str(settings.data_dir / "repos" / "cfg-app.git"))
+    objects = Path(clone.path) / "objects"
+    assert not any(objects.glob("[0-9a-f][0-9a-f]/*"))  # nothing was written loose
+    assert isinstance(clone.get(evicted), pygit2.Commit)  # packed on the way out

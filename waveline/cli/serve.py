@@ -73,11 +73,17 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        # Background tasks stop while the broker can still take what they publish; what
+        # batches use is released once no batch runs (after_consuming).
         close = getattr(consumer, "close", None)
         if close is not None:
             closing = close()
             if inspect.isawaitable(closing):
                 await closing
+        await runtime.stop_consuming()
+        after = getattr(consumer, "after_consuming", None)
+        if after is not None:
+            await after()
         await runtime.stop()
 
 
