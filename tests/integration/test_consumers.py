@@ -13,7 +13,7 @@ from tests.support import wait_for
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.kafka import HOLD_PREFETCH_S
 from waveline.shared.offsets import LazyCommitter
-from waveline.shared.runtime import bootstrap
+from waveline.shared.runtime import Runtime, bootstrap
 
 
 async def produce(settings: Settings, topic: str, values: list[bytes]) -> None:
@@ -112,14 +112,19 @@ async def test_handled_but_uncommitted_messages_are_redelivered_after_a_crash(
     idempotent): at-least-once, never at-most-once."""
     topic = f"{settings.topic_prefix}waveline.images"
     lazy = settings.model_copy(update={"commit_interval_s": 3600.0})
+
+    async def collecting(into: list[bytes]) -> Runtime:
+        rt = bootstrap("test", lazy, config, secrets)
+
+        async def handle(value: bytes) -> None:
+            into.append(value)
+
+        rt.consume(topic, "crash", lambda b: b, handle, title="crash test")
+        await rt.start(with_db=False)
+        return rt
+
     first: list[bytes] = []
-    rt = bootstrap("test", lazy, config, secrets)
-
-    async def handle_first(value: bytes) -> None:
-        first.append(value)
-
-    rt.consume(topic, "crash", lambda b: b, handle_first, title="crash test")
-    await rt.start(with_db=False)
+    rt = await collecting(first)
     await produce(settings, topic, [b"a"])
     await wait_for(lambda: len(first) == 1, what="the first message handled")
     await produce(settings, topic, [b"b", b"c"])
@@ -127,13 +132,7 @@ async def test_handled_but_uncommitted_messages_are_redelivered_after_a_crash(
     # Die without the closing flush: only the first batch's commit (sent at once) survived.
     await rt.broker.stop()
     again: list[bytes] = []
-    rt2 = bootstrap("test", lazy, config, secrets)
-
-    async def handle_again(value: bytes) -> None:
-        again.append(value)
-
-    rt2.consume(topic, "crash", lambda b: b, handle_again, title="crash test")
-    await rt2.start(with_db=False)
+    rt2 = await collecting(again)
     try:
         await wait_for(lambda: set(again) >= {b"b", b"c"}, what="b and c redelivered")
         assert b"a" not in again
