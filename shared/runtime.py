@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -27,6 +27,14 @@ from waveline.shared.topics import Topics
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass
+class Polled:
+    """One poll's records, and the consumer they came from (for polling more)."""
+
+    consumer: Any
+    records: list[Any]
 
 
 @dataclass
@@ -80,10 +88,11 @@ class Runtime:
         boundary (parse, retry, dead letter). The offset is committed after ``handle``
         returned; an error that escapes the boundary leaves it uncommitted (redelivery).
 
-        Messages are polled in batches and handled one after the other in partition order,
-        with one offset commit per batch: per-message polling and commits cost more CPU (in
-        the service and in Kafka) than the handlers themselves. Handlers are idempotent, so
-        a batch redelivered after a failure is safe.
+        Messages are polled in batches and handled one after the other in partition order;
+        the offsets of handled batches are committed at most every
+        ``settings.commit_interval_s`` (shared/offsets.py): per-message polling and commits
+        cost more CPU (in the service and in Kafka) than the handlers themselves. Handlers
+        are idempotent, so a batch redelivered after a failure or a crash is safe.
 
         ``batched``: the topic is off the announce-to-commit path, so its fetches wait up
         to ``settings.batched_fetch_wait_ms`` for messages to gather: one request carries
@@ -112,6 +121,37 @@ class Runtime:
         arrived together (up to ``max_records``) is handled in one call, through
         ``Boundary.run_batch``; offsets are committed after it returned."""
         boundary = self.boundary()
+
+        async def handle(polled: Polled) -> None:
+            bodies = [(r, r.value or b"") for r in polled.records]
+            await boundary.run_batch(bodies, parse, handle_many)
+
+        self.subscribe_records(
+            topic,
+            self.group(group, topic),
+            handle,
+            title=title,
+            max_records=max_records,
+            batched=batched,
+        )
+
+    def subscribe_records(
+        self,
+        topic: str,
+        group_id: str,
+        handle: Callable[[Polled], Awaitable[None]],
+        *,
+        title: str,
+        description: str | None = None,
+        max_records: int = 200,
+        batch_timeout_ms: int = 10,
+        batched: bool = False,
+    ) -> None:
+        """Subscribe ``handle`` to the raw records of ``topic``, a poll at a time. When it
+        returns, the records of ``polled`` (which it may extend with more it polled itself)
+        count as handled and their offsets are committed lazily; when it raises, every
+        partition among them goes back to its first record, so the next poll delivers them
+        again."""
         # Batched: the broker answers when 1 MiB waits or the time is up, so under load a
         # fetch every batched_fetch_wait_ms whatever the message rate. Otherwise aiokafka's
         # defaults: answer as soon as one message is there, long-poll 500 ms when idle.
@@ -122,7 +162,7 @@ class Runtime:
 
         @self.broker.subscriber(
             topic,
-            group_id=self.group(group, topic),
+            group_id=group_id,
             auto_offset_reset="earliest",
             # Offsets are committed by the committer, only ever for handled messages.
             ack_policy=AckPolicy.MANUAL,
@@ -130,22 +170,23 @@ class Runtime:
             batch=True,
             max_records=max_records,
             # Only bounds an empty poll: records already fetched are returned at once.
-            batch_timeout_ms=10,
+            batch_timeout_ms=batch_timeout_ms,
             title=title,
+            description=description,
             fetch_min_bytes=min_bytes,
             fetch_max_wait_ms=max_wait_ms,
         )
-        async def on_batch(msg: RawMessage) -> None:
+        async def on_poll(msg: RawMessage) -> None:
             raw = msg.raw_message
-            records = raw if isinstance(raw, tuple) else (raw,)
-            consumer = getattr(msg, "consumer", None)
+            polled = Polled(
+                getattr(msg, "consumer", None), list(raw if isinstance(raw, tuple) else (raw,))
+            )
             try:
-                await boundary.run_batch([(r, r.value or b"") for r in records], parse, handle_many)
+                await handle(polled)
             except BaseException:
-                # Back to the batch's first offsets: the next poll delivers it again.
-                rewind(consumer, records)
+                rewind(polled.consumer, polled.records)
                 raise
-            committer.handled(consumer, records)
+            committer.handled(polled.consumer, polled.records)
             await committer.after_batch()
 
     def committer(self, topic: str) -> LazyCommitter:

@@ -17,7 +17,6 @@ from itertools import chain
 from typing import Any
 
 import pygit2
-from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from waveline.services.git_writer.apply import Applier, Command, Result
@@ -26,11 +25,9 @@ from waveline.shared.faults import failpoint
 from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.worker import RepoWorker
-from waveline.shared.kafka import RawMessage
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent
-from waveline.shared.offsets import CommitOnRevoke, rewind
-from waveline.shared.runtime import Runtime
+from waveline.shared.runtime import Polled, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -63,37 +60,23 @@ class GitWriter:
 
     def register(self) -> None:
         rt = self.runtime
-        committer = rt.committer(rt.topics.git_commands)
-
-        @rt.broker.subscriber(
+        # A redelivered command finds its recorded result (or its Event-Id on the branches)
+        # and is a no-op, so handled offsets may be committed lazily.
+        rt.subscribe_records(
             rt.topics.git_commands,
-            group_id=rt.group("waveline-git-writer"),
-            auto_offset_reset="earliest",
-            # Offsets of handled batches are committed lazily; a redelivered command finds
-            # its recorded result (or its Event-Id on the branches) and is a no-op.
-            ack_policy=AckPolicy.MANUAL,
-            listener=CommitOnRevoke(committer),
-            batch=True,
-            max_records=MAX_BATCH,
-            batch_timeout_ms=20,
+            rt.group("waveline-git-writer"),
+            self.on_poll,
             title="git-writer commands",
             description="Serialized git commands, keyed by config repo.",
+            max_records=MAX_BATCH,
+            batch_timeout_ms=20,
         )
-        async def on_commands(msg: RawMessage) -> None:
-            raw = msg.raw_message
-            consumer = getattr(msg, "consumer", None)
-            records = raw if isinstance(raw, tuple) else (raw,)
-            try:
-                records = await self._top_up(consumer, records)
-                await self.on_batch(records)
-            except BaseException:
-                # Nothing of it is acknowledged: the next poll delivers it all again.
-                rewind(consumer, records)
-                raise
-            committer.handled(consumer, records)
-            await committer.after_batch()
 
-    async def on_batch(self, records: tuple[Any, ...]) -> None:
+    async def on_poll(self, polled: Polled) -> None:
+        await self._top_up(polled)
+        await self.on_batch(polled.records)
+
+    async def on_batch(self, records: list[Any]) -> None:
         boundary = self.runtime.boundary()
         by_repo: dict[str, list[Pending]] = {}
         for record in records:
@@ -119,23 +102,24 @@ class GitWriter:
                     await boundary.dead_letter_record(pending.record, pending.body, exc)
 
     @staticmethod
-    async def _top_up(consumer: Any, records: tuple[Any, ...]) -> tuple[Any, ...]:
+    async def _top_up(polled: Polled) -> None:
         """Take the backlog into this batch when the batch was queued behind the previous one.
 
         While a batch is applied, the consumer's prefetch returns the first command or two
         that arrive and then waits for them to be consumed; everything produced after that
         stays on the broker. Without this, those one or two commands would pay a whole batch
-        (a push, three Postgres round trips, an offset commit) while the backlog grows
-        behind them, and the writer would alternate tiny and huge batches."""
-        if consumer is None or not records or len(records) >= MAX_BATCH:
-            return records
+        (a push and the Postgres round trips around it) while the backlog grows behind
+        them, and the writer would alternate tiny and huge batches."""
+        records = polled.records
+        if polled.consumer is None or not records or len(records) >= MAX_BATCH:
+            return
         waited_ms = time.time() * 1000 - min(r.timestamp for r in records)
         if waited_ms < TOP_UP_AFTER_MS:
-            return records
-        more = await consumer.getmany(
+            return
+        more = await polled.consumer.getmany(
             timeout_ms=TOP_UP_WAIT_MS, max_records=MAX_BATCH - len(records)
         )
-        return records + tuple(chain.from_iterable(more.values()))
+        records.extend(chain.from_iterable(more.values()))
 
     def _maybe_compact(self, repo_name: str, applier: Applier) -> None:
         running = self._compacting.get(repo_name)
@@ -162,7 +146,7 @@ class GitWriter:
             packed = await worker.run(clone.compact)
         except (pygit2.GitError, OSError):
             # A cache's housekeeping: the clone still works, and the next round retries.
-            logger.exception("repo %s: packing loose objects failed", clone.name)
+            logger.exception("repo %s: packing objects failed", clone.name)
             return
         # The writer's repository object still holds packs that were merged and deleted.
         writer, applier = self._repos[clone.name]
@@ -232,11 +216,19 @@ class GitWriter:
         # The events are sent together (one partition, so still in order), and with them the
         # 'done' marks (a crash before those only costs a look at the remote on redelivery,
         # see _settle); all awaited before the batch counts as handled.
+        marks = (
+            [
+                pool.execute(
+                    "UPDATE git_command_results SET state = 'done'"
+                    " WHERE command_id = ANY($1::uuid[])",
+                    pushed,
+                )
+            ]
+            if pushed
+            else []
+        )
         await asyncio.gather(
-            pool.execute(
-                "UPDATE git_command_results SET state = 'done' WHERE command_id = ANY($1::uuid[])",
-                pushed,
-            ),
+            *marks,
             *(
                 self.runtime.publish(
                     events[p.cmd.command_id], self.runtime.topics.git_events, key=repo

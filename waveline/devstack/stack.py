@@ -71,28 +71,22 @@ def up(paths: StackPaths) -> int:
     print("kafka:", "started" if kafka.start(paths) else "running", paths.bootstrap)
     print("postgres:", "started" if postgres.start(paths) else "running", f"port {paths.pg_port}")
     _prepare(paths, env)
-    for name in SERVICES:
+    commands = {name: [sys.executable, "-m", "waveline", "run", name] for name in SERVICES}
+    commands[REMOTE_GC] = [
+        sys.executable,
+        "-m",
+        "waveline.devstack.remote_gc",
+        str(demo_remote(paths)),
+    ]
+    for name, argv in commands.items():
         pidfile = paths.pids / f"{name}.pid"
         if procs.pid_of(pidfile) is not None:
             print(f"{name}: running")
             continue
         procs.start(
-            [sys.executable, "-m", "waveline", "run", name],
-            pidfile=pidfile,
-            logfile=paths.logs / f"{name}.log",
-            env=env,
-            cwd=paths.root,
+            argv, pidfile=pidfile, logfile=paths.logs / f"{name}.log", env=env, cwd=paths.root
         )
         print(f"{name}: started")
-    gc_pidfile = paths.pids / f"{REMOTE_GC}.pid"
-    if procs.pid_of(gc_pidfile) is None:
-        procs.start(
-            [sys.executable, "-m", "waveline.devstack.remote_gc", str(demo_remote(paths))],
-            pidfile=gc_pidfile,
-            logfile=paths.logs / f"{REMOTE_GC}.log",
-            env=env,
-            cwd=paths.root,
-        )
     procs.wait_port(int(env["WAVELINE_HTTP_PORT"]), 60, "ingest", paths.logs / "ingest.log")
     time.sleep(1.0)
     dead = [n for n in SERVICES if procs.pid_of(paths.pids / f"{n}.pid") is None]
@@ -108,8 +102,7 @@ def up(paths: StackPaths) -> int:
 
 
 def down(paths: StackPaths) -> int:
-    procs.stop(paths.pids / f"{REMOTE_GC}.pid")
-    for name in SERVICES:
+    for name in (REMOTE_GC, *SERVICES):
         if procs.stop(paths.pids / f"{name}.pid"):
             print(f"{name}: stopped")
     if kafka.stop(paths):
