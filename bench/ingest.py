@@ -216,7 +216,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="the end-to-end phase's rate")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of warm-up")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds of warm-up")
     parser.add_argument(
         "--e2e-only", action="store_true", help="only the end-to-end phase (for iterating)"
     )
@@ -225,8 +225,9 @@ async def main() -> None:
     bootstrap = os.environ.get("WAVELINE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     headers = {"Authorization": f"Bearer {token()}"}
     url = f"{base}/v1/images"
-    # Warm up at the end-to-end rate (the broker's JIT, connection pools, caches: a stack
-    # measured right after `make up` was ~15 ms slower at p50), then wait until every
+    # Warm up at the end-to-end rate (the broker's JIT, connection pools, caches: at 100
+    # sets/s the broker's CPU falls from ~65% of a core to ~20% only after ~50 s of load,
+    # and runs after a 15 s warm-up were 15-40 ms slower at p50), then wait until every
     # consumer group of the stack has caught up, so the end-to-end phase does not share the
     # machine with a backlog.
     _, warm = await paced(url, headers, args.rate, args.warmup)

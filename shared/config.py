@@ -417,6 +417,9 @@ class Settings(BaseSettings):
     # git-writer fetches before a batch when its last fetch is older than this (leases make
     # skipping safe; see Applier.refresh_if_stale). 0 fetches before every batch.
     git_fetch_interval_s: float = 1.0
+    # git-writer's interpreter switch interval: how long its repo thread may wait for the
+    # GIL on each callback into Python during a build or push (CPython's default is 5 ms).
+    gil_switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
     log_level: str = "INFO"
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")

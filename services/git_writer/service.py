@@ -2,16 +2,22 @@
 
 Commands that wait together are applied as successive commits and pushed once per repo per
 batch. Offsets are committed (the batch acked) only after the push succeeded and the results
-were recorded, so a crash at any point replays the batch; Event-Id trailers and the results
-table turn the replay into no-ops with the original events.
+were recorded and published, so a crash at any point replays the batch; Event-Id trailers and
+the results table turn the replay into no-ops with the original events.
+
+One poll is handled in rounds (``on_poll``): while a round's events are published, the next
+round's commands are looked up and built; its push waits for those publishes, so events keep
+the order of the pushes. A failure anywhere sends the whole poll back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -34,9 +40,24 @@ logger = logging.getLogger(__name__)
 _EVENT_NS = uuid.UUID("5b0e6f1c-8a4e-4c39-9d0c-2f1f3c7d9a11")
 MAX_BATCH = 200
 # A batch whose oldest command waited longer than this was queued behind the previous
-# batch; the commands that came meanwhile are one fetch away and join it (see _top_up).
-TOP_UP_AFTER_MS = 30
-TOP_UP_WAIT_MS = 10
+# round; the commands that came meanwhile are one fetch (about a millisecond) away and join
+# it (see _top_up). When none came, the wait costs the batch TOP_UP_WAIT_MS.
+TOP_UP_AFTER_MS = 5
+TOP_UP_WAIT_MS = 2
+Tail = asyncio.Task[None]
+# A built batch: results by command, commands that failed alone, timings.
+Built = tuple[dict[uuid.UUID, Result], list[tuple["Pending", GitFailure]], dict[str, float]]
+
+
+def _succeeded(task: Tail) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def _wait_all(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for every task, then raise the first one's failure."""
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 @dataclass
@@ -57,9 +78,18 @@ class GitWriter:
     # objects on the repo thread stalled batches for 30 s).
     _compactors: dict[str, tuple[RepoWorker, ConfigRepo]] = field(default_factory=dict)
     _compacting: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _closing: bool = False
+
+    def close(self) -> None:
+        """Stopping: the poll being handled ends after its current round."""
+        self._closing = True
 
     def register(self) -> None:
         rt = self.runtime
+        # The repo thread calls back into Python during every build and push (the objects
+        # held in memory are read through callbacks); each callback waits for the event
+        # loop's thread to hand over the GIL, up to the switch interval (5 ms by default).
+        sys.setswitchinterval(rt.settings.gil_switch_interval_ms / 1000)
         # A redelivered command finds its recorded result (or its Event-Id on the branches)
         # and is a no-op, so handled offsets may be committed lazily.
         rt.subscribe_records(
@@ -73,10 +103,37 @@ class GitWriter:
         )
 
     async def on_poll(self, polled: Polled) -> None:
-        await self._top_up(polled)
-        await self.on_batch(polled.records)
+        """Handle a poll, and what arrives meanwhile, in rounds (for at most
+        ``commit_interval_s``, so offsets still get committed under steady load). Every
+        round's records join ``polled.records``: they count as handled only when this
+        returns, after the last round's events were published, and all go back if it
+        raises."""
+        consumer = polled.consumer
+        records = polled.records
+        records += await self._top_up(consumer, records)
+        until = time.monotonic() + self.runtime.settings.commit_interval_s
+        tails: list[Tail] = []
+        try:
+            while True:
+                tails = await self.on_batch(records, after=tails)
+                if consumer is None or self._closing or time.monotonic() >= until:
+                    break
+                more = await consumer.getmany(timeout_ms=0, max_records=MAX_BATCH)
+                records = list(chain.from_iterable(more.values()))
+                if not records:
+                    break
+                records += await self._top_up(consumer, records)
+                polled.records += records
+        except BaseException:
+            # No publish of this poll outlives it: the poll goes back, and its redelivery
+            # must not race these.
+            await asyncio.gather(*tails, return_exceptions=True)
+            raise
+        await _wait_all(tails)
 
-    async def on_batch(self, records: list[Any]) -> None:
+    async def on_batch(self, records: list[Any], after: list[Tail] | None = None) -> list[Tail]:
+        """Handle one round; returns the tasks still publishing its events (a round's push
+        waits for ``after``, the previous round's)."""
         boundary = self.runtime.boundary()
         by_repo: dict[str, list[Pending]] = {}
         for record in records:
@@ -90,9 +147,10 @@ class GitWriter:
                 await boundary.dead_letter_record(record, body, exc)
                 continue
             by_repo.setdefault(cmd.repo, []).append(Pending(cmd, record, body))
+        tails: list[Tail] = []
         for repo, batch in by_repo.items():
             try:
-                await self.handle_batch(repo, batch)
+                tails.append(await self.handle_batch(repo, batch, after or []))
             except GitFailure as exc:
                 # Tried twice from fresh state: dead-letter this repo's commands with the
                 # reason and carry on. Anything else (Postgres, Kafka) propagates, so the
@@ -100,26 +158,29 @@ class GitWriter:
                 logger.exception("repo %s: batch of %d failed; dead-lettering", repo, len(batch))
                 for pending in batch:
                     await boundary.dead_letter_record(pending.record, pending.body, exc)
+        # A previous round's publishes this round did not wait for (no push) stay due.
+        return [t for t in after or [] if not _succeeded(t)] + tails
 
     @staticmethod
-    async def _top_up(polled: Polled) -> None:
-        """Take the backlog into this batch when the batch was queued behind the previous one.
+    async def _top_up(consumer: Any, records: list[Any]) -> list[Any]:
+        """The backlog to take into this batch when the batch was queued behind the
+        previous one.
 
-        While a batch is applied, the consumer's prefetch returns the first command or two
-        that arrive and then waits for them to be consumed; everything produced after that
-        stays on the broker. Without this, those one or two commands would pay a whole batch
-        (a push and the Postgres round trips around it) while the backlog grows behind
-        them, and the writer would alternate tiny and huge batches."""
-        records = polled.records
-        if polled.consumer is None or not records or len(records) >= MAX_BATCH:
-            return
+        While a round is applied, the consumer's prefetch returns the first command that
+        arrives and then waits for it to be consumed; everything produced after that stays
+        on the broker. Without this, that command would pay a whole round (a push and the
+        Postgres round trips around it) alone, and each one behind it a round more: at 100
+        commands a second they waited 24 ms (median) before their round began; taking them
+        along after 5 ms of waiting halved that."""
+        if consumer is None or not records or len(records) >= MAX_BATCH:
+            return []
         waited_ms = time.time() * 1000 - min(r.timestamp for r in records)
         if waited_ms < TOP_UP_AFTER_MS:
-            return
-        more = await polled.consumer.getmany(
+            return []
+        more = await consumer.getmany(
             timeout_ms=TOP_UP_WAIT_MS, max_records=MAX_BATCH - len(records)
         )
-        records.extend(chain.from_iterable(more.values()))
+        return list(chain.from_iterable(more.values()))
 
     def _maybe_compact(self, repo_name: str, applier: Applier) -> None:
         running = self._compacting.get(repo_name)
@@ -172,23 +233,40 @@ class GitWriter:
             self._repos[repo_name] = (RepoWorker(repo_name), Applier(repo, self.runtime.config))
         return self._repos[repo_name]
 
-    async def handle_batch(self, repo: str, batch: list[Pending]) -> None:
-        """Apply, push once, record, publish. Raises (so the batch is not acked) only when
-        the outcome could not be made durable."""
+    async def handle_batch(self, repo: str, batch: list[Pending], after: list[Tail]) -> Tail:
+        """Look up, apply, record, wait for ``after``, push once; returns the task that
+        publishes the events and marks the results done. Raises (so the batch is not acked)
+        only when the outcome could not be made durable."""
         started = time.perf_counter()
         # Kafka record timestamps are the producers' wall clocks: how long the oldest
         # command of the batch waited to be picked up (consumer lag, in time).
         waited_ms = time.time() * 1000 - min(p.record.timestamp for p in batch)
         pool = self.runtime.pool
         worker, applier = await self._applier(repo)
-        rows = await pool.fetch(
-            "SELECT command_id, state, event::text AS event FROM git_command_results"
-            " WHERE command_id = ANY($1::uuid[])",
-            [p.cmd.command_id for p in batch],
+        failpoint("before_commit")
+        # Built while the results are looked up: a command is nearly always new, and a
+        # build is only objects in memory, dropped (and redone without them) when some
+        # command turns out to have a result already.
+        speculative = asyncio.ensure_future(
+            worker.run(self._build, applier, batch, False, self._age)
         )
+        first: asyncio.Future[Built] | None = speculative
+        try:
+            rows = await pool.fetch(
+                "SELECT command_id, state, event::text AS event FROM git_command_results"
+                " WHERE command_id = ANY($1::uuid[])",
+                [p.cmd.command_id for p in batch],
+            )
+        except BaseException:
+            await asyncio.gather(speculative, return_exceptions=True)
+            raise
         known = {
             r["command_id"]: (r["state"], GitEvent.model_validate_json(r["event"])) for r in rows
         }
+        todo = [p for p in batch if p.cmd.command_id not in known]
+        if known:
+            await asyncio.gather(speculative, return_exceptions=True)
+            first = None
         if any(state == "pushing" for state, _ in known.values()):
             known = await worker.run(self._settle, applier, known)
             await pool.execute(
@@ -196,19 +274,48 @@ class GitWriter:
                 " WHERE command_id = ANY($1::uuid[]) AND state = 'pushing'",
                 list(known),
             )
-        todo = [p for p in batch if p.cmd.command_id not in known]
+            todo = [p for p in batch if p.cmd.command_id not in known]
         events: dict[uuid.UUID, GitEvent] = {cid: ev for cid, (_, ev) in known.items()}
         failed: list[tuple[Pending, GitFailure]] = []
         pushed: list[uuid.UUID] = []
         if todo:
-            failpoint("before_commit")
-            results, failed, timings = await self._apply(worker, applier, repo, todo)
+            results, failed, timings = await self._apply(
+                worker, applier, repo, todo, built_first=first, after=after
+            )
             for p in todo:
                 if p.cmd.command_id in results:
                     events[p.cmd.command_id] = self._event(
                         p.cmd, results[p.cmd.command_id], timings
                     )
             pushed = list(results)
+        else:
+            await _wait_all(after)
+        self._maybe_compact(repo, applier)
+        return asyncio.create_task(
+            self._finish(
+                repo,
+                batch,
+                events,
+                failed=failed,
+                pushed=pushed,
+                started=started,
+                waited_ms=waited_ms,
+            ),
+            name=f"git-events-{repo}",
+        )
+
+    async def _finish(
+        self,
+        repo: str,
+        batch: list[Pending],
+        events: dict[uuid.UUID, GitEvent],
+        *,
+        failed: list[tuple[Pending, GitFailure]],
+        pushed: list[uuid.UUID],
+        started: float,
+        waited_ms: float,
+    ) -> None:
+        """Dead letters, events and 'done' marks of a pushed batch."""
         failpoint("after_record")
         boundary = self.runtime.boundary()
         for pending, exc in failed:
@@ -218,7 +325,7 @@ class GitWriter:
         # see _settle); all awaited before the batch counts as handled.
         marks = (
             [
-                pool.execute(
+                self.runtime.pool.execute(
                     "UPDATE git_command_results SET state = 'done'"
                     " WHERE command_id = ANY($1::uuid[])",
                     pushed,
@@ -227,41 +334,54 @@ class GitWriter:
             if pushed
             else []
         )
-        await asyncio.gather(
-            *marks,
-            *(
-                self.runtime.publish(
-                    events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
+        await _wait_all(
+            [
+                asyncio.ensure_future(aw)
+                for aw in (
+                    *marks,
+                    *(
+                        self.runtime.publish(
+                            events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
+                        )
+                        for p in batch
+                        if p.cmd.command_id in events
+                    ),
                 )
-                for p in batch
-                if p.cmd.command_id in events
-            ),
+            ]
         )
-        self._maybe_compact(repo, applier)
         logger.info(
             "repo %s: batch of %d (%d new) in %.1f ms; its oldest command waited %.0f ms",
             repo,
             len(batch),
-            len(todo),
+            len(pushed),
             (time.perf_counter() - started) * 1000,
             waited_ms,
         )
 
+    @property
+    def _age(self) -> float:
+        return self.runtime.settings.git_fetch_interval_s
+
     async def _apply(
-        self, worker: RepoWorker, applier: Applier, repo: str, todo: list[Pending]
+        self,
+        worker: RepoWorker,
+        applier: Applier,
+        repo: str,
+        todo: list[Pending],
+        *,
+        built_first: asyncio.Future[Built] | None,
+        after: list[Tail],
     ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
-        """Build every command on fresh state and push once; on a git failure fetch and do
-        it all once more; after that, a command that still fails is dead-lettered alone, and
-        a push that still fails fails the batch (never a half-applied push)."""
+        """Build every command on fresh state (or take ``built_first``, built for exactly
+        ``todo``) and push once, after ``after``; on a git failure fetch and do it all once
+        more; after that, a command that still fails is dead-lettered alone, and a push that
+        still fails fails the batch (never a half-applied push)."""
         for attempt in (1, 2):
             try:
-                built = await worker.run(
-                    self._build,
-                    applier,
-                    todo,
-                    attempt == 2,
-                    self.runtime.settings.git_fetch_interval_s,
-                )
+                if attempt == 1 and built_first is not None:
+                    built = await built_first
+                else:
+                    built = await worker.run(self._build, applier, todo, attempt == 2, self._age)
             except GitFailure as exc:
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(f"repo {repo}: {exc}", retriable=False) from exc
@@ -269,6 +389,8 @@ class GitWriter:
                 continue
             results, failed, timings = built
             await self._record(repo, todo, results, "pushing")
+            # The previous round's events go out before this push's can.
+            await _wait_all(after)
             failpoint("before_push")
             push_started = time.perf_counter()
             try:
@@ -288,9 +410,7 @@ class GitWriter:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _build(
-        applier: Applier, todo: list[Pending], last_try: bool, max_age_s: float
-    ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
+    def _build(applier: Applier, todo: list[Pending], last_try: bool, max_age_s: float) -> Built:
         started = time.perf_counter()
         # An AlignAuto asks to look at the remote now (watched moved outside Waveline).
         if last_try or any(isinstance(p.cmd, AlignAuto) for p in todo):

@@ -15,6 +15,7 @@ import asyncpg
 import pygit2
 import pytest
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
 from tests.support import (
     branch_log,
@@ -26,6 +27,7 @@ from tests.support import (
     wait_for,
 )
 from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.errors import BrokerUnavailable
 from waveline.shared.faults import EXIT_CODE
 from waveline.shared.gitengine import trailers
 from waveline.shared.models.git import Evict, IntroduceImages
@@ -101,6 +103,67 @@ async def test_failing_repo_is_dead_lettered_and_the_writer_carries_on(
     assert "broken" in letters[0]["reason"]
     assert letters[0]["retriable"] is False
     assert json.loads(letters[0]["payload"])["repo"] == "broken"
+
+
+async def test_a_failed_publish_sends_the_poll_back_and_events_keep_push_order(
+    settings: Settings,
+    config: WavelineConfig,
+    secrets: Secrets,
+    remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A round's events are published while the next round is built, and that round's
+    push waits for them. When a publish fails, every record of the poll comes back: each
+    command still lands once, every one gets its event, and the first event of each
+    command appears in the order of the commits on auto."""
+    commands = [command(n + 1) for n in range(12)]
+    async with running(["git-writer"], settings, config, secrets) as runtimes:
+        runtime = runtimes["git-writer"]
+        original = runtime.publish
+        calls = 0
+
+        async def flaky(message: BaseModel, topic: str, *, key: str) -> None:
+            nonlocal calls
+            if topic.endswith("waveline.git.events"):
+                calls += 1
+                if calls == 3:
+                    raise BrokerUnavailable("injected: Kafka did not acknowledge")
+            await original(message, topic, key=key)
+
+        monkeypatch.setattr(runtime, "publish", flaky)
+        for cmd in commands:  # spread out, so that polls hold several rounds
+            await produce(settings, [cmd])
+            await asyncio.sleep(0.01)
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 13, what="12 commits")
+        events = await read_topic(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}waveline.git.events",
+            until=lambda m: {e["command_id"] for e in m} >= {str(c.command_id) for c in commands},
+        )
+        async with asyncio.timeout(30):  # every result marked done
+            while await _done(settings) != len(commands):  # noqa: ASYNC110 (polls Postgres)
+                await asyncio.sleep(0.1)
+    assert calls > len(commands)  # the failed poll was handled again
+    assert sorted(event_ids_on_auto(remote)) == sorted(str(c.command_id) for c in commands)
+    assert {e["outcome"] for e in events} == {"committed"}
+    first_seen: list[str] = []
+    for event in events:
+        if event["sha"] not in first_seen:
+            first_seen.append(event["sha"])
+    on_auto = [str(c.id) for c in reversed(branch_log(str(remote), "auto")[:-1])]
+    assert first_seen == on_auto
+
+
+async def _done(settings: Settings) -> int:
+    conn = await asyncpg.connect(
+        settings.database_url.get_secret_value(),
+        server_settings={"search_path": settings.database_schema},
+    )
+    try:
+        value = await conn.fetchval("SELECT count(*) FROM git_command_results WHERE state = 'done'")
+        return int(value)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.timeout(240)

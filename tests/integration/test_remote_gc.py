@@ -7,7 +7,7 @@ from pathlib import Path
 import pygit2
 
 from waveline.devstack.demo import seed_repo
-from waveline.devstack.remote_gc import packs, repack
+from waveline.devstack.remote_gc import MAX_PACKS, packs, repack, rollup
 
 
 def test_repack_merges_the_packs_that_file_pushes_leave(tmp_path: Path) -> None:
@@ -26,8 +26,9 @@ def test_repack_merges_the_packs_that_file_pushes_leave(tmp_path: Path) -> None:
         )
         client.remotes["origin"].push(["refs/heads/master:refs/heads/master"])
     assert packs(remote) >= 60
-    assert repack(remote)
-    assert packs(remote) <= 16
+    assert repack(remote) >= 60
+    assert packs(remote) <= MAX_PACKS
+    assert repack(remote) == 0  # nothing left to do
     repo = pygit2.Repository(str(remote))
     assert repo.references["refs/heads/master"].target == tip
     # Every pushed commit is still there, and the ref file was not packed away.
@@ -36,3 +37,13 @@ def test_repack_merges_the_packs_that_file_pushes_leave(tmp_path: Path) -> None:
     head = repo.get(tip)
     assert isinstance(head, pygit2.Commit)
     assert head.message == "push 59"
+
+
+def test_rollup_keeps_a_geometric_progression() -> None:
+    assert rollup([5, 5, 5, 5, 15000]) == 4  # the small ones merge, the history stays
+    assert rollup([1, 2, 4, 8, 16]) == 0  # each at least twice the one below: as is
+    assert rollup([3, 7, 20, 100]) == 0
+    # Merging the small ones makes 20 objects, more than half the next: it joins them.
+    assert rollup([5, 5, 5, 5, 30, 1000]) == 5
+    assert rollup([]) == 0
+    assert rollup([7]) == 0
