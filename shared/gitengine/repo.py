@@ -23,6 +23,7 @@ from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
+from waveline.shared.gitengine.packwrite import write_pack
 
 logger = logging.getLogger(__name__)
 
@@ -240,16 +241,17 @@ class ConfigRepo:
                 self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
     def compact(self, max_packs: int = 16) -> int:
-        """Move every loose object and every object held in memory into one new pack, then
-        delete the loose files and forget the memory copies (what ``git repack -d`` does for
-        loose objects); when more than ``max_packs`` packs pile up, every object goes into
-        one pack and the old packs are deleted. Returns how many objects were packed.
+        """Write the objects held in memory as one new pack (as they are held, see
+        packwrite) and forget their memory copies; pack the loose objects into another and
+        delete their files (what ``git repack -d`` does for loose objects); when more than
+        ``max_packs`` packs pile up, every object on disk goes into one pack and the old
+        packs are deleted. Returns how many objects were packed.
 
         Safe beside a writer using another ``ConfigRepo`` on the same path and memory (the
         git-writer runs this on its own thread): only the loose files and memory objects
         listed at the start are removed, after the pack holding them is in place, and a
         reader that misses an object re-reads the pack list and finds it there."""
-        objects = Path(self.repo.path) / "objects"
+        objects = self.path / "objects"
         # Names only: a writer's half-written object is a tmp_* file in the same folders.
         loose = [
             f
@@ -262,14 +264,32 @@ class ConfigRepo:
         merge = len(packs) >= max_packs
         if not (merge or loose or held):
             return 0
-        builder = pygit2.PackBuilder(self.repo)
-        if merge:
+        written = 0
+        if held:
+            assert self.memory is not None
+            store = self.memory.objects
+            write_pack(((oid, *store[oid]) for oid in held), objects / "pack")
+            written += len(held)
+        if merge or loose:
+            written += self._pack_from_disk(objects, loose, packs if merge else [])
+        if self.memory is not None:
+            self.memory.drop(held)
+        # Forget the cached pack list so the new pack is seen and deleted ones are not (the
+        # writer's own object does the same, see forget()).
+        self._repo = None
+        return written
+
+    def _pack_from_disk(self, objects: Path, loose: list[Path], packs: list[Path]) -> int:
+        """Pack ``loose`` objects and every object of ``packs`` into one new pack, then delete
+        them. Reads through a repository without the memory backend: libgit2 finds them on
+        disk without a callback into Python per object."""
+        disk = pygit2.Repository(str(self.path))
+        builder = pygit2.PackBuilder(disk)
+        if packs:
             for oid in pygit2.OdbBackendPack(str(objects)):
                 builder.add(oid)
         for f in loose:
             builder.add(pygit2.Oid(hex=f.parent.name + f.name))
-        for oid in held:
-            builder.add(oid)
         # Written aside, then moved in (.pack before .idx: a reader goes by the .idx), so
         # the new pack's name is known and no concurrently fetched pack is mistaken for it.
         staging = objects / "pack" / f"tmp-compact-{uuid.uuid4().hex}"
@@ -284,19 +304,13 @@ class ConfigRepo:
                     made[suffix].rename(objects / "pack" / made[suffix].name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        if merge:
-            for old in packs:
-                if old.stem == name:
-                    continue  # the merged pack came out identical to this one: keep it
-                for suffix in (".idx", ".rev", ".pack"):
-                    old.with_suffix(suffix).unlink(missing_ok=True)
+        for old in packs:
+            if old.stem == name:
+                continue  # the merged pack came out identical to this one: keep it
+            for suffix in (".idx", ".rev", ".pack"):
+                old.with_suffix(suffix).unlink(missing_ok=True)
         for f in loose:
             f.unlink(missing_ok=True)
-        if self.memory is not None:
-            self.memory.drop(held)
-        # Forget the cached pack list so the new pack is seen and deleted ones are not (the
-        # writer's own object does the same, see forget()).
-        self._repo = None
         return written
 
     def forget(self) -> None:

@@ -1,0 +1,96 @@
+"""Writing a pack (and its version-2 index) straight from raw objects.
+
+The git-writer keeps its new objects in memory (see memory.py) and packs them every few
+thousand updates. Packing them through libgit2's pack builder read every object back
+through the Python object backend, one callback (and one wait for the GIL) per object:
+12,000 objects took 1-3.5 s at 100 image sets a second, slowing the writer's own threads.
+Here the objects are written as they are held, zlib-compressed and without deltas (they are
+small, and the next merge of packs, done by libgit2 from disk, may delta them); the format
+is git's pack format version 2 (gitformat-pack(5)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import pygit2
+
+# libgit2's object type numbers are the pack's: commit 1, tree 2, blob 3, tag 4.
+_PACK_TYPES = {1, 2, 3, 4}
+
+
+def _entry_header(kind: int, size: int) -> bytes:
+    out = bytearray()
+    byte = (kind << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
+
+
+def write_pack(objects: Iterable[tuple[pygit2.Oid, int, bytes]], pack_dir: Path) -> str:
+    """Write ``objects`` (id, type, raw data) as one pack with its index into ``pack_dir``
+    and return the pack's name (``pack-<sha>``). The files appear complete or not at all:
+    written under temporary names, the ``.pack`` moved in before the ``.idx`` (readers go
+    by the index). Raises ``ValueError`` for an object type a pack cannot hold."""
+    entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32
+    tmp = pack_dir / f"tmp-pack-{uuid.uuid4().hex}"
+    tmp_idx = pack_dir / f"tmp-idx-{uuid.uuid4().hex}"
+    digest = hashlib.sha1()  # noqa: S324 (git's pack checksum is SHA-1)
+    items = list(objects)
+    try:
+        with tmp.open("wb") as out:
+            head = b"PACK" + struct.pack(">II", 2, len(items))
+            out.write(head)
+            digest.update(head)
+            offset = len(head)
+            for oid, kind, data in items:
+                if kind not in _PACK_TYPES:
+                    raise ValueError(f"object {oid} has type {kind}, not one a pack holds")
+                record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
+                out.write(record)
+                digest.update(record)
+                entries.append((oid.raw, offset, zlib.crc32(record)))
+                offset += len(record)
+            pack_sum = digest.digest()
+            out.write(pack_sum)
+        name = f"pack-{pack_sum.hex()}"
+        tmp_idx.write_bytes(_index(entries, pack_sum))
+        tmp.rename(pack_dir / f"{name}.pack")
+        tmp_idx.rename(pack_dir / f"{name}.idx")
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
+    return name
+
+
+def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
+    entries.sort()
+    if entries and entries[-1][1] >= 1 << 31:
+        raise ValueError("pack too large for 32-bit index offsets")
+    fanout = [0] * 256
+    for raw, _, _ in entries:
+        fanout[raw[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        fanout[i] = total
+    body = b"".join(
+        (
+            b"\377tOc" + struct.pack(">I", 2),
+            struct.pack(">256I", *fanout),
+            b"".join(raw for raw, _, _ in entries),
+            b"".join(struct.pack(">I", crc) for _, _, crc in entries),
+            b"".join(struct.pack(">I", off) for _, off, _ in entries),
+            pack_sum,
+        )
+    )
+    return body + hashlib.sha1(body).digest()  # noqa: S324 (git's index checksum)
