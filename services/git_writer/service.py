@@ -170,8 +170,9 @@ class GitWriter:
         arrives and then waits for it to be consumed; everything produced after that stays
         on the broker. Without this, that command would pay a whole round (a push and the
         Postgres round trips around it) alone, and each one behind it a round more: at 100
-        commands a second they waited 24 ms (median) before their round began; taking them
-        along after 5 ms of waiting halved that."""
+        commands a second they waited 24 ms (median) before their round began, 12 ms once
+        they were taken along after 5 ms of waiting (measured together with the shorter GIL
+        switch interval)."""
         if consumer is None or not records or len(records) >= MAX_BATCH:
             return []
         waited_ms = time.time() * 1000 - min(r.timestamp for r in records)
