@@ -321,35 +321,31 @@ class GitWriter:
         boundary = self.runtime.boundary()
         for pending, exc in failed:
             await boundary.dead_letter_record(pending.record, pending.body, exc)
-        # The events are sent together (one partition, so still in order), and with them the
-        # 'done' marks (a crash before those only costs a look at the remote on redelivery,
-        # see _settle); all awaited before the batch counts as handled.
-        marks = (
-            [
-                self.runtime.pool.execute(
-                    "UPDATE git_command_results SET state = 'done'"
-                    " WHERE command_id = ANY($1::uuid[])",
-                    pushed,
+
+        # The events go one after the other, each acknowledged before the next is sent: when
+        # one fails, none after it is out, and the redelivered poll sends them again in
+        # order (sent together, a later one could land before the failed one's resend).
+        # Beside them the 'done' marks (a crash before those only costs a look at the remote
+        # on redelivery, see _settle); all awaited before the batch counts as handled.
+        async def publish_in_order() -> None:
+            for p in batch:
+                if p.cmd.command_id in events:
+                    await self.runtime.publish(
+                        events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
+                    )
+
+        steps: list[asyncio.Future[Any]] = [asyncio.ensure_future(publish_in_order())]
+        if pushed:
+            steps.append(
+                asyncio.ensure_future(
+                    self.runtime.pool.execute(
+                        "UPDATE git_command_results SET state = 'done'"
+                        " WHERE command_id = ANY($1::uuid[])",
+                        pushed,
+                    )
                 )
-            ]
-            if pushed
-            else []
-        )
-        await _wait_all(
-            [
-                asyncio.ensure_future(aw)
-                for aw in (
-                    *marks,
-                    *(
-                        self.runtime.publish(
-                            events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
-                        )
-                        for p in batch
-                        if p.cmd.command_id in events
-                    ),
-                )
-            ]
-        )
+            )
+        await _wait_all(steps)
         logger.info(
             "repo %s: batch of %d (%d new) in %.1f ms; its oldest command waited %.0f ms",
             repo,

@@ -32,6 +32,7 @@ from waveline.shared.faults import EXIT_CODE
 from waveline.shared.gitengine import trailers
 from waveline.shared.models.git import Evict, IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.runtime import Runtime
 
 
 def command(n: int, repo: str = "cfg-app") -> IntroduceImages:
@@ -115,23 +116,24 @@ async def test_a_failed_publish_sends_the_poll_back_and_events_keep_push_order(
     """A round's events are published while the next round is built, and that round's
     push waits for them. When a publish fails, every record of the poll comes back: each
     command still lands once, every one gets its event, and the first event of each
-    command appears in the order of the commits on auto."""
+    command appears in the order of the commits on auto (the third event of a six-command
+    batch fails, so events sent beside it would overtake its resend)."""
     commands = [command(n + 1) for n in range(12)]
-    async with running(["git-writer"], settings, config, secrets) as runtimes:
-        runtime = runtimes["git-writer"]
-        original = runtime.publish
-        calls = 0
+    original = Runtime.publish
+    calls = 0
 
-        async def flaky(message: BaseModel, topic: str, *, key: str) -> None:
-            nonlocal calls
-            if topic.endswith("waveline.git.events"):
-                calls += 1
-                if calls == 3:
-                    raise BrokerUnavailable("injected: Kafka did not acknowledge")
-            await original(message, topic, key=key)
+    async def flaky(self: Runtime, message: BaseModel, topic: str, *, key: str) -> None:
+        nonlocal calls
+        if topic.endswith("waveline.git.events"):
+            calls += 1
+            if calls == 3:
+                raise BrokerUnavailable("injected: Kafka did not acknowledge")
+        await original(self, message, topic, key=key)
 
-        monkeypatch.setattr(runtime, "publish", flaky)
-        for cmd in commands:  # spread out, so that polls hold several rounds
+    monkeypatch.setattr(Runtime, "publish", flaky)
+    await produce(settings, commands[:6])  # waiting before the writer starts: one batch
+    async with running(["git-writer"], settings, config, secrets):
+        for cmd in commands[6:]:  # then spread out, so that polls hold several rounds
             await produce(settings, [cmd])
             await asyncio.sleep(0.01)
         await wait_for(lambda: len(branch_log(str(remote), "auto")) == 13, what="12 commits")
