@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
-from waveline.shared.gitengine.packwrite import write_pack
+from waveline.shared.gitengine.packfiles import remove_packs, write_pack, write_staged
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +240,7 @@ class ConfigRepo:
 
     def compact(self, max_packs: int = 16) -> int:
         """Write the objects held in memory as one new pack (as they are held, see
-        packwrite) and forget their memory copies; pack the loose objects into another and
+        packfiles) and forget their memory copies; pack the loose objects into another and
         delete their files (what ``git repack -d`` does for loose objects); when more than
         ``max_packs`` packs pile up, every object on disk goes into one pack and the old
         packs are deleted. Returns how many objects were packed.
@@ -290,25 +288,11 @@ class ConfigRepo:
                 builder.add(oid)
         for f in loose:
             builder.add(pygit2.Oid(hex=f.parent.name + f.name))
-        # Written aside, then moved in (.pack before .idx: a reader goes by the .idx), so
-        # the new pack's name is known and no concurrently fetched pack is mistaken for it.
-        staging = objects / "pack" / f"tmp-compact-{uuid.uuid4().hex}"
-        staging.mkdir()
-        try:
-            builder.write(str(staging))
-            written: int = builder.written_objects_count
-            made = {f.suffix: f for f in staging.iterdir()}
-            name = made[".pack"].stem
-            for suffix in (".pack", ".rev", ".idx"):
-                if suffix in made and not (objects / "pack" / made[suffix].name).exists():
-                    made[suffix].rename(objects / "pack" / made[suffix].name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        for old in packs:
-            if old.stem == name:
-                continue  # the merged pack came out identical to this one: keep it
-            for suffix in (".idx", ".rev", ".pack"):
-                old.with_suffix(suffix).unlink(missing_ok=True)
+        # Written aside, then moved in, so the new pack's name is known and no concurrently
+        # fetched pack is mistaken for it.
+        name = write_staged(objects / "pack", lambda staging: builder.write(str(staging)))
+        written: int = builder.written_objects_count
+        remove_packs(packs, keep=name)
         for f in loose:
             f.unlink(missing_ok=True)
         return written

@@ -27,41 +27,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import struct
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
-import pygit2
+from waveline.shared.gitengine.packfiles import index_count, index_ids, remove_packs, write_staged
 
 logger = logging.getLogger(__name__)
 
 
 MAX_PACKS = 8
 FACTOR = 2
-_IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 
 
 def packs(bare: Path) -> int:
     return len(list((bare / "objects" / "pack").glob("pack-*.pack")))
-
-
-def idx_oids(idx: Path) -> list[pygit2.Oid]:
-    """The object ids a version-2 pack index lists."""
-    data = idx.read_bytes()
-    if data[:8] != _IDX_V2:
-        raise ValueError(f"{idx} is not a version 2 pack index")
-    (count,) = struct.unpack_from(">I", data, 8 + 255 * 4)
-    start = 8 + 256 * 4
-    return [pygit2.Oid(raw=data[start + 20 * i : start + 20 * (i + 1)]) for i in range(count)]
-
-
-def _count(idx: Path) -> int:
-    with idx.open("rb") as f:
-        head = f.read(8 + 256 * 4)
-    return int(struct.unpack_from(">I", head, 8 + 255 * 4)[0]) if head[:8] == _IDX_V2 else 0
 
 
 def rollup(counts: list[int], factor: int = FACTOR) -> int:
@@ -91,15 +71,14 @@ def repack(bare: Path, max_packs: int = MAX_PACKS) -> int:
     indexed = [i for i in pack_dir.glob("pack-*.idx") if i.with_suffix(".pack").exists()]
     if len(indexed) <= max_packs:
         return 0
-    sized = sorted(((_count(i), i) for i in indexed), key=lambda ci: ci[0])
+    sized = sorted(((index_count(i), i) for i in indexed), key=lambda ci: ci[0])
     merge = rollup([c for c, _ in sized])
     if merge < 2:
         return 0
     victims = [i for _, i in sized[:merge]]
-    ids = "".join(f"{oid}\n" for idx in victims for oid in idx_oids(idx))
-    staging = pack_dir / f"tmp-gc-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
+    ids = "".join(f"{oid}\n" for idx in victims for oid in index_ids(idx))
+
+    def pack_objects(staging: Path) -> None:
         # The ids themselves, no --revs: no history walk, and the objects' compressed data
         # and deltas are copied as they are.
         done = subprocess.run(
@@ -111,19 +90,8 @@ def repack(bare: Path, max_packs: int = MAX_PACKS) -> int:
         )
         if done.returncode != 0:
             raise OSError(f"git pack-objects failed: {done.stderr.strip()}")
-        made = {f.suffix: f for f in staging.iterdir()}
-        # .pack before .idx: readers go by the index.
-        for suffix in (".pack", ".rev", ".idx"):
-            if suffix in made:
-                made[suffix].rename(pack_dir / made[suffix].name)
-        merged = made[".idx"].name
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for idx in victims:
-        if idx.name == merged:
-            continue
-        for suffix in (".idx", ".rev", ".pack"):
-            idx.with_suffix(suffix).unlink(missing_ok=True)
+
+    remove_packs(victims, keep=write_staged(pack_dir, pack_objects))
     return len(victims)
 
 

@@ -1,4 +1,5 @@
-"""Writing a pack (and its version-2 index) straight from raw objects.
+"""Pack files on disk: writing a pack (and its version-2 index) straight from raw objects,
+reading the ids an index lists, and swapping packs in and out of ``objects/pack``.
 
 The git-writer keeps its new objects in memory (see memory.py) and packs them every few
 thousand updates. Packing them through libgit2's pack builder read every object back
@@ -12,16 +13,19 @@ is git's pack format version 2 (gitformat-pack(5)).
 from __future__ import annotations
 
 import hashlib
+import shutil
 import struct
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pygit2
 
 # libgit2's object type numbers are the pack's: commit 1, tree 2, blob 3, tag 4.
 _PACK_TYPES = {1, 2, 3, 4}
+_IDX_V2 = b"\377tOc" + struct.pack(">I", 2)
+_FANOUT_END = len(_IDX_V2) + 256 * 4  # where the sorted ids start
 
 
 def _entry_header(kind: int, size: int) -> bytes:
@@ -85,7 +89,7 @@ def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
         fanout[i] = total
     body = b"".join(
         (
-            b"\377tOc" + struct.pack(">I", 2),
+            _IDX_V2,
             struct.pack(">256I", *fanout),
             b"".join(raw for raw, _, _ in entries),
             b"".join(struct.pack(">I", crc) for _, _, crc in entries),
@@ -94,3 +98,53 @@ def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
         )
     )
     return body + hashlib.sha1(body).digest()  # noqa: S324 (git's index checksum)
+
+
+def index_count(idx: Path) -> int:
+    """How many objects a version-2 pack index lists (0 for anything else)."""
+    with idx.open("rb") as f:
+        head = f.read(_FANOUT_END)
+    if head[: len(_IDX_V2)] != _IDX_V2 or len(head) < _FANOUT_END:
+        return 0
+    return int(struct.unpack_from(">I", head, _FANOUT_END - 4)[0])
+
+
+def index_ids(idx: Path) -> list[pygit2.Oid]:
+    """The object ids a version-2 pack index lists; ``ValueError`` for another file."""
+    data = idx.read_bytes()
+    if data[: len(_IDX_V2)] != _IDX_V2:
+        raise ValueError(f"{idx} is not a version 2 pack index")
+    (count,) = struct.unpack_from(">I", data, _FANOUT_END - 4)
+    return [
+        pygit2.Oid(raw=data[_FANOUT_END + 20 * i : _FANOUT_END + 20 * (i + 1)])
+        for i in range(count)
+    ]
+
+
+def write_staged(pack_dir: Path, write: Callable[[Path], object]) -> str:
+    """Have ``write`` put one pack (and its index) into a fresh directory of its own, so no
+    reader takes a half-written pack for one, then move it into ``pack_dir``, ``.pack``
+    before ``.idx`` (readers go by the index); returns the pack's name (``pack-<sha>``). A
+    file already there (the same pack, written before) is kept; the staging directory is
+    removed whatever happens."""
+    staging = pack_dir / f"tmp-staged-{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        write(staging)
+        made = {f.suffix: f for f in staging.iterdir()}
+        for suffix in (".pack", ".rev", ".idx"):
+            if suffix in made and not (pack_dir / made[suffix].name).exists():
+                made[suffix].rename(pack_dir / made[suffix].name)
+        return made[".idx"].stem
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_packs(packs: Iterable[Path], keep: str) -> None:
+    """Delete the packs (any of their files named) that a merge replaced, index first, all
+    but ``keep`` (the merge's own name: it may come out identical to one of them)."""
+    for pack in packs:
+        if pack.stem == keep:
+            continue
+        for suffix in (".idx", ".rev", ".pack"):
+            pack.with_suffix(suffix).unlink(missing_ok=True)

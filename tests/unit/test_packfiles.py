@@ -9,7 +9,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from waveline.shared.gitengine.packwrite import write_pack
+from waveline.shared.gitengine.packfiles import index_count, index_ids, write_pack
 
 
 def _objects(repo: pygit2.Repository) -> list[tuple[pygit2.Oid, int, bytes]]:
@@ -35,6 +35,9 @@ def test_a_written_pack_holds_every_object(tmp_path: Path) -> None:
         f"{name}.idx",
         f"{name}.pack",
     ]
+    idx = target / "objects" / "pack" / f"{name}.idx"
+    assert index_count(idx) == len(objects)
+    assert sorted(index_ids(idx)) == sorted(oid for oid, _, _ in objects)
     repo = pygit2.Repository(str(target))
     for oid, kind, data in objects:
         assert repo.odb.read(oid)[:2] == (kind, data)
