@@ -65,8 +65,12 @@ class LazyCommitter:
             self._timer = asyncio.create_task(self._later(), name=f"commit-{self.name}")
 
     async def _later(self) -> None:
-        await asyncio.sleep(self.interval_s)
-        await self.flush()
+        # Batches handled while this timer's commit is in flight set no timer of their own
+        # (this one still runs): commit them too, or an idle consumer keeps them pending
+        # (and shows that lag) until another message comes.
+        while self._pending:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
 
     async def flush(self) -> None:
         """Commit what was handled. A failed commit (a rebalance took the partitions, the
