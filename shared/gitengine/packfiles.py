@@ -140,6 +140,25 @@ def write_staged(pack_dir: Path, write: Callable[[Path], object]) -> str:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def rollup(counts: list[int], factor: int = 2) -> int:
+    """How many of the packs (object counts, ascending) to merge so that each remaining
+    pack holds at least ``factor`` times the objects of all smaller ones: git's
+    ``repack --geometric`` split. The big packs of the history are left alone, so a merge
+    costs what the recent packs hold, not what the repository does."""
+    split = 0
+    for i in range(len(counts) - 1, 0, -1):
+        if counts[i] < factor * counts[i - 1]:
+            split = i + 1  # the larger of the pair is out of progression too
+            break
+    if split == 0:
+        return 0
+    total = sum(counts[:split])
+    while split < len(counts) and counts[split] < factor * total:
+        total += counts[split]
+        split += 1
+    return split
+
+
 def remove_packs(packs: Iterable[Path], keep: str) -> None:
     """Delete the packs (any of their files named) that a merge replaced, index first, all
     but ``keep`` (the merge's own name: it may come out identical to one of them)."""

@@ -225,11 +225,43 @@ def test_compact_packs_loose_objects_and_keeps_every_commit(remote: Path, tmp_pa
     assert not applier.compaction_due(every=10_000)  # then not before 10,000 updates
     push(applier, introduce("d" * 40))
     assert applier.compaction_due(every=1)  # one update since: due at every=1
-    # Too many packs: everything is packed into one.
+    # Too many packs: they are merged, at least the two smallest.
+    packs_before = len(list((objects / "pack").glob("*.pack")))
+    assert packs_before >= 2
     assert applier.repo.compact(max_packs=1) > 0
-    assert len(list((objects / "pack").glob("*.pack"))) == 1
+    assert len(list((objects / "pack").glob("*.pack"))) < packs_before
     assert loose() == 0
     assert applier.repo.commit(after.sha or "").message
+
+
+def test_compaction_merges_the_small_packs_and_leaves_the_history_pack(
+    remote: Path, tmp_path: Path
+) -> None:
+    """Past ``max_packs``, only packs out of geometric progression are merged: the cost of
+    a merge is what recent packs hold, however long the history."""
+    applier = applier_for(remote, tmp_path / "data")
+    pack_dir = Path(applier.repo.repo.path) / "objects" / "pack"
+    for n in range(60):
+        push(applier, introduce(f"{n + 1:040x}"))
+    applier.repo.compact(max_packs=100)
+    applier.repo.compact(max_packs=1)  # with the fetched one: the two smallest, merged
+    history = {p.name for p in pack_dir.glob("*.pack")}
+    assert len(history) == 1
+    shas = []
+    for round_ in range(4):  # four small packs of one image set each
+        shas.append(push(applier, introduce(f"{round_ + 100:040x}")).sha)
+        applier.repo.compact(max_packs=100)
+    small = {p.name for p in pack_dir.glob("*.pack")} - history
+    assert len(small) == 4
+    merged = applier.repo.compact(max_packs=5)
+    after = {p.name for p in pack_dir.glob("*.pack")}
+    assert 0 < merged < 60  # the small packs' objects, not the history's
+    assert history <= after  # the big pack of the history is still there, untouched
+    assert not small & after
+    assert len(after) == len(history) + 1
+    for sha in shas:
+        assert applier.repo.commit(sha or "").message
+    assert push(applier, introduce("9" * 40)).outcome == "committed"
 
 
 def test_compaction_beside_the_writer_loses_no_object(remote: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pygit2
 
 from waveline.devstack.demo import seed_repo
-from waveline.devstack.remote_gc import MAX_PACKS, packs, repack, rollup
+from waveline.devstack.remote_gc import MAX_PACKS, packs, repack
 
 
 def test_repack_merges_the_packs_that_file_pushes_leave(tmp_path: Path) -> None:
@@ -37,13 +37,3 @@ def test_repack_merges_the_packs_that_file_pushes_leave(tmp_path: Path) -> None:
     head = repo.get(tip)
     assert isinstance(head, pygit2.Commit)
     assert head.message == "push 59"
-
-
-def test_rollup_keeps_a_geometric_progression() -> None:
-    assert rollup([5, 5, 5, 5, 15000]) == 4  # the small ones merge, the history stays
-    assert rollup([1, 2, 4, 8, 16]) == 0  # each at least twice the one below: as is
-    assert rollup([3, 7, 20, 100]) == 0
-    # Merging the small ones makes 20 objects, more than half the next: it joins them.
-    assert rollup([5, 5, 5, 5, 30, 1000]) == 5
-    assert rollup([]) == 0
-    assert rollup([7]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from waveline.shared.gitengine.packfiles import index_count, index_ids, write_pack
+from waveline.shared.gitengine.packfiles import index_count, index_ids, rollup, write_pack
 
 
 def _objects(repo: pygit2.Repository) -> list[tuple[pygit2.Oid, int, bytes]]:
@@ -58,3 +58,13 @@ def test_an_object_type_a_pack_cannot_hold_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="type 6"):
         write_pack([(pygit2.Oid(hex="1" * 40), 6, b"")], pack_dir)
     assert not list(pack_dir.iterdir())  # nothing left behind
+
+
+def test_rollup_keeps_a_geometric_progression() -> None:
+    assert rollup([5, 5, 5, 5, 15000]) == 4  # the small ones merge, the history stays
+    assert rollup([1, 2, 4, 8, 16]) == 0  # each at least twice the one below: as is
+    assert rollup([3, 7, 20, 100]) == 0
+    # Merging the small ones makes 20 objects, more than half the next: it joins them.
+    assert rollup([5, 5, 5, 5, 30, 1000]) == 5
+    assert rollup([]) == 0
+    assert rollup([7]) == 0

@@ -31,35 +31,22 @@ import subprocess
 import time
 from pathlib import Path
 
-from waveline.shared.gitengine.packfiles import index_count, index_ids, remove_packs, write_staged
+from waveline.shared.gitengine.packfiles import (
+    index_count,
+    index_ids,
+    remove_packs,
+    rollup,
+    write_staged,
+)
 
 logger = logging.getLogger(__name__)
 
 
 MAX_PACKS = 8
-FACTOR = 2
 
 
 def packs(bare: Path) -> int:
     return len(list((bare / "objects" / "pack").glob("pack-*.pack")))
-
-
-def rollup(counts: list[int], factor: int = FACTOR) -> int:
-    """How many of the packs (object counts, ascending) to merge so that each remaining
-    pack holds at least ``factor`` times the objects of all smaller ones: git's
-    ``--geometric`` split."""
-    split = 0
-    for i in range(len(counts) - 1, 0, -1):
-        if counts[i] < factor * counts[i - 1]:
-            split = i + 1  # the larger of the pair is out of progression too
-            break
-    if split == 0:
-        return 0
-    total = sum(counts[:split])
-    while split < len(counts) and counts[split] < factor * total:
-        total += counts[split]
-        split += 1
-    return split
 
 
 def repack(bare: Path, max_packs: int = MAX_PACKS) -> int:
