@@ -243,6 +243,10 @@ async def main() -> None:
         return
     at200, _ = await paced(url, headers, 200, args.seconds)
     print(f"200/s accept latency: {at200}", flush=True)
+    # The 200/s phase leaves the promoter and git-writer a backlog of 2,000 sets for a few
+    # seconds; the burst measures what ingest accepts, not what it accepts beside that.
+    idle = await quiet(bootstrap, timeout_s=180)
+    print(f"stack idle after {idle:.1f} s", flush=True)
     top = await burst(url, headers, args.total, args.concurrency)
     print(f"burst {args.total} x{args.concurrency}: {top}", flush=True)
 
