@@ -16,6 +16,19 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_402_145_031
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pool connection gets on release besides asyncpg's own cleanup (which rolls
+    back a transaction left open and drops listeners): nothing.
+
+    By default asyncpg also sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release, and ``pool.execute``/``fetch`` await that before they
+    return: two round trips per statement. Waveline's pooled code keeps no session state
+    (no advisory lock, cursor outside a transaction, LISTEN or SET; the schema is a
+    connection parameter), so there is nothing to reset. Code that adds such state must
+    use a connection of its own, as ``migrate`` does."""
+    del conn
+
+
 async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url.get_secret_value(),
@@ -23,6 +36,7 @@ async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 
         max_size=max_size,
         server_settings={"search_path": settings.database_schema},
         command_timeout=30,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
