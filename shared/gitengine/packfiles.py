@@ -159,6 +159,19 @@ def rollup(counts: list[int], factor: int = 2) -> int:
     return split
 
 
+def packs_to_merge(pack_dir: Path, over: int, *, at_least: int = 0) -> list[Path]:
+    """The indexes (``.idx``) of the packs to merge once more than ``over`` complete packs
+    sit in ``pack_dir``: those out of geometric progression (``rollup``), and at least the
+    ``at_least`` smallest; none when that makes fewer than two. Only packs whose index is
+    there count: a pack still being written (a push, a fetch) has none yet."""
+    indexed = [i for i in pack_dir.glob("pack-*.idx") if i.with_suffix(".pack").exists()]
+    if len(indexed) <= over:
+        return []
+    sized = sorted(((index_count(i), i) for i in indexed), key=lambda ci: ci[0])
+    merge = max(rollup([c for c, _ in sized]), at_least)
+    return [i for _, i in sized[:merge]] if merge >= 2 else []
+
+
 def remove_packs(packs: Iterable[Path], keep: str) -> None:
     """Delete the packs (any of their files named) that a merge replaced, index first, all
     but ``keep`` (the merge's own name: it may come out identical to one of them)."""

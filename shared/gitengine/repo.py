@@ -22,10 +22,9 @@ from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
 from waveline.shared.gitengine.packfiles import (
-    index_count,
     index_ids,
+    packs_to_merge,
     remove_packs,
-    rollup,
     write_pack,
     write_staged,
 )
@@ -273,7 +272,8 @@ class ConfigRepo:
             if len(f.name) == 38 and all(c in "0123456789abcdef" for c in f.name)
         ]
         held = self.memory.snapshot() if self.memory is not None else []
-        merge = self._packs_to_merge(objects / "pack", max_packs)
+        # At least the two smallest: the pack count stays bounded whatever their sizes.
+        merge = packs_to_merge(objects / "pack", over=max_packs - 1, at_least=2)
         if not (merge or loose or held):
             return 0
         written = 0
@@ -290,17 +290,6 @@ class ConfigRepo:
         # writer's own object does the same, see forget()).
         self._repo = None
         return written
-
-    @staticmethod
-    def _packs_to_merge(pack_dir: Path, max_packs: int) -> list[Path]:
-        """The small packs to merge (their ``.idx``), once ``max_packs`` or more pile up:
-        by the geometric rule, and at least the two smallest."""
-        # Only packs whose index is complete: a fetch being written has no .idx yet.
-        indexed = [i for i in pack_dir.glob("pack-*.idx") if i.with_suffix(".pack").exists()]
-        if len(indexed) < max(max_packs, 2):
-            return []
-        sized = sorted((index_count(i), i) for i in indexed)
-        return [i for _, i in sized[: max(rollup([c for c, _ in sized]), 2)]]
 
     def _pack_from_disk(self, objects: Path, loose: list[Path], packs: list[Path]) -> int:
         """Pack ``loose`` objects and every object of ``packs`` (their ``.idx`` files) into

@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 
 from waveline.shared.gitengine.packfiles import (
-    index_count,
     index_ids,
+    packs_to_merge,
     remove_packs,
-    rollup,
     write_staged,
 )
 
@@ -54,15 +53,9 @@ def repack(bare: Path, max_packs: int = MAX_PACKS) -> int:
     merged (0: nothing to do). Raises ``OSError`` (or ``ValueError`` for an index it cannot
     read) when it could not."""
     pack_dir = bare / "objects" / "pack"
-    # Only packs whose index is complete: a push being written has a .pack and no .idx yet.
-    indexed = [i for i in pack_dir.glob("pack-*.idx") if i.with_suffix(".pack").exists()]
-    if len(indexed) <= max_packs:
+    victims = packs_to_merge(pack_dir, over=max_packs)
+    if not victims:
         return 0
-    sized = sorted(((index_count(i), i) for i in indexed), key=lambda ci: ci[0])
-    merge = rollup([c for c, _ in sized])
-    if merge < 2:
-        return 0
-    victims = [i for _, i in sized[:merge]]
     ids = "".join(f"{oid}\n" for idx in victims for oid in index_ids(idx))
 
     def pack_objects(staging: Path) -> None:
