@@ -417,8 +417,9 @@ class Settings(BaseSettings):
     # git-writer fetches before a batch when its last fetch is older than this (leases make
     # skipping safe; see Applier.refresh_if_stale). 0 fetches before every batch.
     git_fetch_interval_s: float = 1.0
-    # git-writer's interpreter switch interval: how long its repo thread may wait for the
-    # GIL on each callback into Python during a build or push (CPython's default is 5 ms).
+    # The git-writer repo processes' interpreter switch interval: how long a build or push
+    # may wait for the GIL (held by packing beside it) on each callback into Python
+    # (CPython's default is 5 ms).
     gil_switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
     log_level: str = "INFO"
 

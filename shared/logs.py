@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from waveline.shared.config import Secrets, Settings
 
 _MASK = "***"
 
@@ -46,3 +50,16 @@ def setup_logging(service: str, level: str = "INFO", secrets: Iterable[str] = ()
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "faststream", "waveline.faststream"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def secret_values(settings: Settings, secrets: Secrets) -> list[str]:
+    """Every secret value a process holds, for ``setup_logging``'s filter."""
+    held = [
+        secrets.ci_token,
+        secrets.github_webhook_secret,
+        secrets.argocd_token,
+        secrets.operator_token,
+        settings.database_url,
+        *secrets.named.values(),
+    ]
+    return [s.get_secret_value() for s in held if s is not None]

@@ -3,7 +3,8 @@
 Commands that wait together are applied as successive commits and pushed once per repo per
 batch. Offsets are committed (the batch acked) only after the push succeeded and the results
 were recorded and published, so a crash at any point replays the batch; Event-Id trailers and
-the results table turn the replay into no-ops with the original events.
+the results table turn the replay into no-ops with the original events. All git work happens
+in one child process per repo (``host.py``), off this process's event loop and its GIL.
 
 One poll is handled in rounds (``on_poll``): while a round's events are published, the next
 round's commands are looked up and built; its push waits for those publishes, so events keep
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-import pygit2
 from pydantic import ValidationError
 
-from waveline.services.git_writer.apply import Applier, Command, Result
+from waveline.services.git_writer.apply import Command, Result
+from waveline.services.git_writer.client import RepoProcess
+from waveline.services.git_writer.host import Built as BuiltAt
+from waveline.services.git_writer.host import HostInit
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.faults import failpoint
-from waveline.shared.gitengine.memory import MemoryObjects
-from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
-from waveline.shared.gitengine.worker import RepoWorker
+from waveline.shared.logs import secret_values
 from waveline.shared.models.base import utcnow
-from waveline.shared.models.git import GIT_COMMAND, AlignAuto, GitEvent
+from waveline.shared.models.git import GIT_COMMAND, GitEvent
 from waveline.shared.runtime import Polled, Runtime
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,7 @@ class Pending:
 @dataclass
 class GitWriter:
     runtime: Runtime
-    _repos: dict[str, tuple[RepoWorker, Applier]] = field(default_factory=dict)
-    # Per repo: packing the objects the writer keeps in memory (and any loose ones), on a
-    # thread and clone object of its own so a batch never waits for it (packing 100k loose
-    # objects on the repo thread stalled batches for 30 s).
-    _compactors: dict[str, tuple[RepoWorker, ConfigRepo]] = field(default_factory=dict)
-    _compacting: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _repos: dict[str, RepoProcess] = field(default_factory=dict)
     _closing: bool = False
 
     def close(self) -> None:
@@ -86,10 +81,6 @@ class GitWriter:
 
     def register(self) -> None:
         rt = self.runtime
-        # The repo thread calls back into Python during every build and push (the objects
-        # held in memory are read through callbacks); each callback waits for the event
-        # loop's thread to hand over the GIL, up to the switch interval (5 ms by default).
-        sys.setswitchinterval(rt.settings.gil_switch_interval_ms / 1000)
         # A redelivered command finds its recorded result (or its Event-Id on the branches)
         # and is a no-op, so handled offsets may be committed lazily.
         rt.subscribe_records(
@@ -183,56 +174,26 @@ class GitWriter:
         )
         return list(chain.from_iterable(more.values()))
 
-    def _maybe_compact(self, repo_name: str, applier: Applier) -> None:
-        running = self._compacting.get(repo_name)
-        if running is not None and not running.done():
-            return
-        if not applier.compaction_due():
-            return
-        if repo_name not in self._compactors:
-            clone = applier.repo
-            self._compactors[repo_name] = (
-                RepoWorker(f"{repo_name}-compact"),
-                ConfigRepo(
-                    name=clone.name, config=clone.config, path=clone.path, memory=clone.memory
-                ),
-            )
-        worker, clone = self._compactors[repo_name]
-        self._compacting[repo_name] = asyncio.create_task(
-            self._compact(worker, clone), name=f"compact-{repo_name}"
-        )
-
-    async def _compact(self, worker: RepoWorker, clone: ConfigRepo) -> None:
-        started = time.perf_counter()
-        try:
-            packed = await worker.run(clone.compact)
-        except (pygit2.GitError, OSError):
-            # A cache's housekeeping: the clone still works, and the next round retries.
-            logger.exception("repo %s: packing objects failed", clone.name)
-            return
-        # The writer's repository object still holds packs that were merged and deleted.
-        writer, applier = self._repos[clone.name]
-        await writer.run(applier.repo.forget)
-        if packed:
-            logger.info(
-                "repo %s: packed %d objects in %.0f ms (beside the writer)",
-                clone.name,
-                packed,
-                (time.perf_counter() - started) * 1000,
-            )
-
-    async def _applier(self, repo_name: str) -> tuple[RepoWorker, Applier]:
+    def _process(self, repo_name: str) -> RepoProcess:
         if repo_name not in self._repos:
-            config = self.runtime.config.repos[repo_name]
-            repo = ConfigRepo(
-                name=repo_name,
-                config=config,
-                path=self.runtime.settings.data_dir / "repos" / f"{repo_name}.git",
-                creds=credentials_from_env(config),
-                memory=MemoryObjects(),
+            settings = self.runtime.settings
+            self._repos[repo_name] = RepoProcess(
+                HostInit(
+                    repo=repo_name,
+                    repo_config=self.runtime.config.repos[repo_name],
+                    config=self.runtime.config,
+                    path=settings.data_dir / "repos" / f"{repo_name}.git",
+                    log_level=settings.log_level,
+                    log_secrets=secret_values(settings, self.runtime.secrets),
+                    gil_switch_interval_ms=settings.gil_switch_interval_ms,
+                )
             )
-            self._repos[repo_name] = (RepoWorker(repo_name), Applier(repo, self.runtime.config))
         return self._repos[repo_name]
+
+    async def on_started(self) -> None:
+        """Start every repo's process now rather than on its first command (an import of
+        pygit2 and the models: a few hundred milliseconds)."""
+        await asyncio.gather(*(self._process(name).start() for name in self.runtime.config.repos))
 
     async def handle_batch(self, repo: str, batch: list[Pending], after: list[Tail]) -> Tail:
         """Look up, apply, record, wait for ``after``, push once; returns the task that
@@ -243,15 +204,13 @@ class GitWriter:
         # command of the batch waited to be picked up (consumer lag, in time).
         waited_ms = time.time() * 1000 - min(p.record.timestamp for p in batch)
         pool = self.runtime.pool
-        worker, applier = await self._applier(repo)
+        proc = self._process(repo)
         failpoint("before_commit")
         # Built while the results are looked up: a command is nearly always new, and a
         # build is only objects in memory, dropped (and redone without them) when some
         # command turns out to have a result already.
-        speculative = asyncio.ensure_future(
-            worker.run(self._build, applier, batch, False, self._age)
-        )
-        first: asyncio.Future[Built] | None = speculative
+        speculative = asyncio.ensure_future(proc.build([p.cmd for p in batch], False, self._age))
+        first: asyncio.Future[BuiltAt] | None = speculative
         try:
             rows = await pool.fetch(
                 "SELECT command_id, state, event::text AS event FROM git_command_results"
@@ -269,7 +228,7 @@ class GitWriter:
             await asyncio.gather(speculative, return_exceptions=True)
             first = None
         if any(state == "pushing" for state, _ in known.values()):
-            known = await worker.run(self._settle, applier, known)
+            known = await proc.settle(known)
             await pool.execute(
                 "UPDATE git_command_results SET state = 'done'"
                 " WHERE command_id = ANY($1::uuid[]) AND state = 'pushing'",
@@ -281,7 +240,7 @@ class GitWriter:
         pushed: list[uuid.UUID] = []
         if todo:
             results, failed, timings = await self._apply(
-                worker, applier, repo, todo, built_first=first, after=after
+                proc, repo, todo, built_first=first, after=after
             )
             for p in todo:
                 if p.cmd.command_id in results:
@@ -291,7 +250,6 @@ class GitWriter:
             pushed = list(results)
         else:
             await _wait_all(after)
-        self._maybe_compact(repo, applier)
         return asyncio.create_task(
             self._finish(
                 repo,
@@ -361,14 +319,13 @@ class GitWriter:
 
     async def _apply(
         self,
-        worker: RepoWorker,
-        applier: Applier,
+        proc: RepoProcess,
         repo: str,
         todo: list[Pending],
         *,
-        built_first: asyncio.Future[Built] | None,
+        built_first: asyncio.Future[BuiltAt] | None,
         after: list[Tail],
-    ) -> tuple[dict[uuid.UUID, Result], list[tuple[Pending, GitFailure]], dict[str, float]]:
+    ) -> Built:
         """Build every command on fresh state (or take ``built_first``, built for exactly
         ``todo``) and push once, after ``after``; on a git failure fetch and do it all once
         more; after that, a command that still fails is dead-lettered alone, and a push that
@@ -378,23 +335,25 @@ class GitWriter:
                 if attempt == 1 and built_first is not None:
                     built = await built_first
                 else:
-                    built = await worker.run(self._build, applier, todo, attempt == 2, self._age)
+                    cmds = [p.cmd for p in todo]
+                    built = await proc.build(cmds, attempt == 2, self._age)
             except GitFailure as exc:
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(f"repo {repo}: {exc}", retriable=False) from exc
                 logger.warning("repo %s: %s; fetching and retrying the batch once", repo, exc)
                 continue
-            results, failed, timings = built
+            results, failed_at, timings = built
+            failed = [(todo[position], exc) for position, exc in failed_at]
             await self._record(repo, todo, results, "pushing")
             # The previous round's events go out before this push's can.
             await _wait_all(after)
             failpoint("before_push")
             push_started = time.perf_counter()
             try:
-                await worker.run(applier.flush)
+                await proc.flush()
             except GitFailure as exc:
                 await self._forget(results)
-                await worker.run(applier.discard)
+                await proc.discard()
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(
                         f"repo {repo}: push failed twice: {exc}", retriable=False
@@ -405,39 +364,6 @@ class GitWriter:
             failpoint("after_push")
             return results, failed, timings
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _build(applier: Applier, todo: list[Pending], last_try: bool, max_age_s: float) -> Built:
-        started = time.perf_counter()
-        # An AlignAuto asks to look at the remote now (watched moved outside Waveline).
-        if last_try or any(isinstance(p.cmd, AlignAuto) for p in todo):
-            applier.refresh()
-        else:
-            applier.refresh_if_stale(max_age_s)
-        fetched = time.perf_counter()
-        results: dict[uuid.UUID, Result] = {}
-        failed: list[tuple[Pending, GitFailure]] = []
-        for p in todo:
-            if p.cmd.command_id in results:
-                continue  # the same command twice in one batch: its first result stands
-            try:
-                results[p.cmd.command_id] = applier.apply(p.cmd)
-            except PreconditionFailed as exc:
-                results[p.cmd.command_id] = Result("rejected", reason=str(exc))
-            except GitFailure as exc:
-                if not last_try:
-                    raise
-                failed.append((p, GitFailure(f"failed twice: {exc}", retriable=False)))
-        done = time.perf_counter()
-        return (
-            results,
-            failed,
-            {
-                "fetch_ms": round((fetched - started) * 1000, 3),
-                "apply_ms": round((done - fetched) * 1000, 3),
-                "batch_size": float(len(todo)),
-            },
-        )
 
     async def _record(
         self, repo: str, todo: list[Pending], results: dict[uuid.UUID, Result], state: str
@@ -474,28 +400,6 @@ class GitWriter:
             list(results),
         )
 
-    def _settle(
-        self, applier: Applier, known: dict[uuid.UUID, tuple[str, GitEvent]]
-    ) -> dict[uuid.UUID, tuple[str, GitEvent]]:
-        """After a crash between 'pushing' and 'done': keep the rows whose effect reached the
-        remote (their recorded events are the truth), drop the others so they are redone."""
-        applier.refresh()
-        settled: dict[uuid.UUID, tuple[str, GitEvent]] = {}
-        for cid, (state, event) in known.items():
-            if state == "done" or event.outcome in {"noop", "rejected"}:
-                settled[cid] = (state, event)
-                continue
-            tip = applier.repo.remote_ref(event.branch or "")
-            landed = (
-                tip is not None
-                and event.sha is not None
-                and applier.repo.repo.get(event.sha) is not None
-                and applier.repo.is_ancestor(applier.repo.commit(event.sha).id, tip)
-            )
-            if landed:
-                settled[cid] = ("done", event)
-        return settled
-
     def _event(self, cmd: Command, result: Result, timings: dict[str, float]) -> GitEvent:
         return GitEvent(
             event_id=uuid.uuid5(_EVENT_NS, str(cmd.command_id)),
@@ -520,19 +424,6 @@ class GitWriter:
         )
 
     async def after_consuming(self) -> None:
-        """After the last batch: pack what only memory holds (a restart would otherwise
-        fetch back what is on the remote and lose what no branch points at any more, such
-        as evicted commits), then release the threads."""
-        for name, (writer, applier) in self._repos.items():
-            running = self._compacting.get(name)
-            if running is not None:
-                await asyncio.gather(running, return_exceptions=True)
-            if applier.repo.memory:
-                try:
-                    await writer.run(applier.repo.compact)
-                except (pygit2.GitError, OSError):
-                    logger.exception("repo %s: packing on shutdown failed", name)
-        for worker, _ in self._repos.values():
-            worker.close()
-        for worker, _ in self._compactors.values():
-            worker.close()
+        """After the last batch: every repo process packs what only its memory holds and
+        exits."""
+        await asyncio.gather(*(proc.close() for proc in self._repos.values()))

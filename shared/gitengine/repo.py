@@ -1,6 +1,7 @@
 """A persistent bare clone of one config repository, driven through pygit2.
 
-Not thread-safe: every method must run on the repo's own thread (see ``worker.RepoWorker``).
+Not thread-safe: every method must run on one thread (the git-writer's is its repo
+process's main thread, see ``services/git_writer/host.py``).
 The remote-tracking refs (``refs/remotes/origin/*``) are this clone's view of the remote;
 commits are built as objects with TreeBuilder on the changed paths only, then pushed with a
 lease on the remote value we built on.

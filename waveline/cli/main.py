@@ -14,7 +14,7 @@ from pathlib import Path
 from waveline.cli.ops import CliError
 from waveline.shared.config import Secrets, load_config, load_settings
 from waveline.shared.errors import ConfigError
-from waveline.shared.logs import setup_logging
+from waveline.shared.logs import secret_values, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -141,18 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.service == "all"
             else [args.service]
         )
-        secret_values = [
-            s.get_secret_value()
-            for s in (
-                secrets.ci_token,
-                secrets.github_webhook_secret,
-                secrets.argocd_token,
-                secrets.operator_token,
-                settings.database_url,
-            )
-            if s is not None
-        ]
-        setup_logging("+".join(names), settings.log_level, secret_values)
+        setup_logging("+".join(names), settings.log_level, secret_values(settings, secrets))
         from waveline.cli.serve import run_services
 
         asyncio.run(run_services(names, settings, config, secrets))

@@ -1,0 +1,170 @@
+"""The service's side of a repo process (``host.py``): start it, call it, restart it.
+
+Protocol, over a Unix socket pair: the service sends ``HostInit`` once, then
+``(call_id, method, args)``; the child answers each call, in order, with ``(call_id, ok,
+value)``, where ``value`` is the result or the exception raised (``GitFailure`` and
+``PreconditionFailed`` keep their class and ``retriable``). Every message is a 4-byte
+big-endian length and a pickle; both ends are this code base, started from the same
+interpreter.
+
+A child that dies fails the calls in flight with a retriable ``GitFailure``: the batch is
+built again from fresh state (in a new child), exactly as after a failed push. The clone on
+disk is a cache the new child reopens (dropping remote-tracking refs to objects that lived
+only in the dead child's memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any, cast
+
+from waveline.services.git_writer.apply import Command
+from waveline.services.git_writer.host import HEADER, Built, HostInit, Known, frame, unpack
+from waveline.shared.errors import GitFailure
+
+logger = logging.getLogger(__name__)
+
+HOST_MODULE = "waveline.services.git_writer.host"
+
+
+class RepoProcess:
+    """One repo's child process, started on first use and again after it died."""
+
+    def __init__(self, init: HostInit) -> None:
+        self._init = init
+        self._proc: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._replies: asyncio.Task[None] | None = None
+        self._calls: dict[int, asyncio.Future[tuple[bool, Any]]] = {}
+        self._ids = itertools.count()
+        self._starting = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None and self._writer is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> None:
+        """Start the child unless it runs (idempotent; calls start it too)."""
+        async with self._starting:
+            if self.running:
+                return
+            ours, theirs = socket.socketpair()
+            try:
+                fd = theirs.fileno()
+                # A session of its own: Ctrl-C or a stop signal sent to the service's group
+                # must not end it before the service told it to pack and exit.
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    HOST_MODULE,
+                    str(fd),
+                    pass_fds=(fd,),
+                    start_new_session=True,
+                )
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            writer.write(frame(self._init))
+            self._proc, self._writer = proc, writer
+            self._replies = asyncio.create_task(
+                self._read_replies(proc, reader), name=f"git-{self._init.repo}-replies"
+            )
+            logger.info("repo %s: repo process %d started", self._init.repo, proc.pid)
+
+    async def _read_replies(
+        self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader
+    ) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(HEADER)
+                data = await reader.readexactly(int.from_bytes(header, "big"))
+                call_id, ok, value = unpack(data)
+                call = self._calls.pop(call_id, None)
+                if call is not None and not call.done():
+                    call.set_result((ok, value))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the child closed its end: it exited (see below)
+        finally:
+            if self._proc is proc:
+                # Also when this task is cancelled: with the socket closed, the child exits.
+                self._proc = None
+                if self._writer is not None:
+                    self._writer.close()
+                self._writer = None
+            code: int | None = None
+            try:
+                code = await proc.wait()
+            finally:
+                calls, self._calls = self._calls, {}
+                for call in calls.values():
+                    if not call.done():
+                        call.set_exception(self._exited(code))
+                if code != 0 or calls:
+                    logger.warning(
+                        "repo %s: repo process exited with code %s (%d calls in flight)",
+                        self._init.repo,
+                        code,
+                        len(calls),
+                    )
+
+    def _exited(self, code: int | None) -> GitFailure:
+        return GitFailure(
+            f"repo {self._init.repo}: its repo process exited (code {code})", retriable=True
+        )
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run ``method`` of the child's ``RepoHost``; raises what it raised."""
+        await self.start()
+        writer = self._writer
+        assert writer is not None
+        call_id = next(self._ids)
+        reply: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = reply
+        try:
+            writer.write(frame((call_id, method, args)))
+            await writer.drain()
+        except ConnectionError as exc:
+            self._calls.pop(call_id, None)
+            raise self._exited(None) from exc
+        ok, value = await reply
+        if not ok:
+            raise cast(BaseException, value)
+        return value
+
+    async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
+        return cast(Built, await self.call("build", todo, last_try, max_age_s))
+
+    async def flush(self) -> None:
+        await self.call("flush")
+
+    async def discard(self) -> None:
+        await self.call("discard")
+
+    async def settle(self, known: Known) -> Known:
+        return cast(Known, await self.call("settle", known))
+
+    async def close(self) -> None:
+        """Let the child pack what only its memory holds and exit; a no-op when it is not
+        running (a dead child's memory is gone anyway)."""
+        if not self.running:
+            return
+        try:
+            packed = await self.call("close")
+        except GitFailure:
+            return  # it died meanwhile
+        if packed:
+            logger.info("repo %s: packed %d objects on shutdown", self._init.repo, packed)
+        if self._replies is not None:
+            await self._replies
