@@ -67,7 +67,7 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid, int, bytes]], pack_dir: Path)
             pack_sum = digest.digest()
             out.write(pack_sum)
         name = f"pack-{pack_sum.hex()}"
-        tmp_idx.write_bytes(_index(entries, pack_sum))
+        tmp_idx.write_bytes(pack_index(entries, pack_sum))
         tmp.rename(pack_dir / f"{name}.pack")
         tmp_idx.rename(pack_dir / f"{name}.idx")
     finally:
@@ -76,7 +76,8 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid, int, bytes]], pack_dir: Path)
     return name
 
 
-def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
+def pack_index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
+    """A version-2 index of ``entries`` (raw id, offset, crc32 of the entry's bytes)."""
     entries.sort()
     if entries and entries[-1][1] >= 1 << 31:
         raise ValueError("pack too large for 32-bit index offsets")
@@ -109,16 +110,22 @@ def index_count(idx: Path) -> int:
     return int(struct.unpack_from(">I", head, _FANOUT_END - 4)[0])
 
 
-def index_ids(idx: Path) -> list[pygit2.Oid]:
-    """The object ids a version-2 pack index lists; ``ValueError`` for another file."""
-    data = idx.read_bytes()
-    if data[: len(_IDX_V2)] != _IDX_V2:
+def index_table(data: bytes, idx: Path) -> tuple[bytes, bytes, bytes]:
+    """A version-2 index's sorted raw ids, 32-bit offsets and 64-bit offsets, as bytes;
+    ``ValueError`` for another file."""
+    if data[: len(_IDX_V2)] != _IDX_V2 or len(data) < _FANOUT_END:
         raise ValueError(f"{idx} is not a version 2 pack index")
     (count,) = struct.unpack_from(">I", data, _FANOUT_END - 4)
-    return [
-        pygit2.Oid(raw=data[_FANOUT_END + 20 * i : _FANOUT_END + 20 * (i + 1)])
-        for i in range(count)
-    ]
+    ids_end = _FANOUT_END + 20 * count
+    offsets_at = ids_end + 4 * count  # after the crc32s
+    large_at = offsets_at + 4 * count
+    return data[_FANOUT_END:ids_end], data[offsets_at:large_at], data[large_at:-40]
+
+
+def index_ids(idx: Path) -> list[pygit2.Oid]:
+    """The object ids a version-2 pack index lists; ``ValueError`` for another file."""
+    ids, _, _ = index_table(idx.read_bytes(), idx)
+    return [pygit2.Oid(raw=ids[i : i + 20]) for i in range(0, len(ids), 20)]
 
 
 def write_staged(pack_dir: Path, write: Callable[[Path], object]) -> str:

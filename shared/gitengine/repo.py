@@ -23,12 +23,12 @@ from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
 from waveline.shared.gitengine.packfiles import (
-    index_ids,
     packs_to_merge,
     remove_packs,
     write_pack,
     write_staged,
 )
+from waveline.shared.gitengine.packmerge import merge_packs
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +257,8 @@ class ConfigRepo:
         delete their files (what ``git repack -d`` does for loose objects); when
         ``max_packs`` packs or more pile up, the small ones are merged by git's geometric
         rule (``packfiles.rollup``: the big packs of the history stay as they are, so a
-        merge costs what recent packs hold) and deleted. Returns how many objects were
-        packed.
+        merge costs what recent packs hold), their entries copied as stored (packmerge), and
+        deleted. Returns how many objects were packed.
 
         Safe beside a writer using another ``ConfigRepo`` on the same path and memory (the
         git-writer runs this on its own thread): only the loose files and memory objects
@@ -293,23 +293,34 @@ class ConfigRepo:
         return written
 
     def _pack_from_disk(self, objects: Path, loose: list[Path], packs: list[Path]) -> int:
-        """Pack ``loose`` objects and every object of ``packs`` (their ``.idx`` files) into
-        one new pack, then delete them. Reads through a repository without the memory
-        backend: libgit2 finds them on disk without a callback into Python per object."""
-        disk = pygit2.Repository(str(self.path))
-        builder = pygit2.PackBuilder(disk)
-        for idx in packs:
-            for oid in index_ids(idx):
-                builder.add(oid)
-        for f in loose:
-            builder.add(pygit2.Oid(hex=f.parent.name + f.name))
-        # Written aside, then moved in, so the new pack's name is known and no concurrently
-        # fetched pack is mistaken for it.
-        name = write_staged(objects / "pack", lambda staging: builder.write(str(staging)))
-        written: int = builder.written_objects_count
-        remove_packs(packs, keep=name)
-        for f in loose:
-            f.unlink(missing_ok=True)
+        """Pack ``loose`` objects, then merge them with ``packs`` (their ``.idx`` files)
+        into one new pack, copying the packs' entries as stored (packmerge); delete what
+        was packed. Returns how many objects the new pack holds."""
+        pack_dir = objects / "pack"
+        written = 0
+        if loose:
+            # Left by a writer without the memory backend: rare, so libgit2's builder is
+            # good enough. It reads through a repository without the memory backend, so
+            # libgit2 finds them on disk without a callback into Python per object.
+            builder = pygit2.PackBuilder(pygit2.Repository(str(self.path)))
+            for f in loose:
+                builder.add(pygit2.Oid(hex=f.parent.name + f.name))
+            name = write_staged(pack_dir, lambda staging: builder.write(str(staging)))
+            written = builder.written_objects_count
+            for f in loose:
+                f.unlink(missing_ok=True)
+            if packs:
+                packs = [*packs, pack_dir / f"{name}.idx"]
+        if packs:
+            merged: list[int] = []
+
+            def merge(staging: Path) -> None:
+                merged.append(merge_packs(packs, staging)[1])
+
+            # Written aside, then moved in, so the new pack's name is known and no
+            # concurrently fetched pack is mistaken for it.
+            remove_packs(packs, keep=write_staged(pack_dir, merge))
+            written = merged[0]
         return written
 
     def forget(self) -> None:
