@@ -40,8 +40,8 @@ def _entry_header(kind: int, size: int) -> bytes:
     return bytes(out)
 
 
-def write_pack(objects: Iterable[tuple[pygit2.Oid, int, bytes]], pack_dir: Path) -> str:
-    """Write ``objects`` (id, type, raw data) as one pack with its index into ``pack_dir``
+def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_dir: Path) -> str:
+    """Write ``objects`` (id or raw id, type, raw data) as one pack with its index into ``pack_dir``
     and return the pack's name (``pack-<sha>``). The files appear complete or not at all:
     written under temporary names, the ``.pack`` moved in before the ``.idx`` (readers go
     by the index). Raises ``ValueError`` for an object type a pack cannot hold."""
@@ -58,11 +58,13 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid, int, bytes]], pack_dir: Path)
             offset = len(head)
             for oid, kind, data in items:
                 if kind not in _PACK_TYPES:
-                    raise ValueError(f"object {oid} has type {kind}, not one a pack holds")
+                    name = oid.hex() if isinstance(oid, bytes) else str(oid)
+                    raise ValueError(f"object {name} has type {kind}, not one a pack holds")
                 record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
                 out.write(record)
                 digest.update(record)
-                entries.append((oid.raw, offset, zlib.crc32(record)))
+                raw = oid if isinstance(oid, bytes) else oid.raw
+                entries.append((raw, offset, zlib.crc32(record)))
                 offset += len(record)
             pack_sum = digest.digest()
             out.write(pack_sum)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType
@@ -31,6 +32,14 @@ from waveline.shared.gitengine.packfiles import (
 from waveline.shared.gitengine.packmerge import merge_packs
 
 logger = logging.getLogger(__name__)
+
+# Calls a function with arguments, here or in another process (see ConfigRepo.compact).
+Runner = Callable[..., Any]
+
+
+def _here(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
 
 ZERO = pygit2.Oid(hex="0" * 40)
 REMOTE = "origin"
@@ -251,14 +260,17 @@ class ConfigRepo:
             if self.remote_ref(branch) != new:
                 self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
-    def compact(self, max_packs: int = 16) -> int:
+    def compact(self, max_packs: int = 16, run: Runner | None = None) -> int:
         """Write the objects held in memory as one new pack (as they are held, see
         packfiles) and forget their memory copies; pack the loose objects into another and
         delete their files (what ``git repack -d`` does for loose objects); when
         ``max_packs`` packs or more pile up, the small ones are merged by git's geometric
         rule (``packfiles.rollup``: the big packs of the history stay as they are, so a
         merge costs what recent packs hold), their entries copied as stored (packmerge), and
-        deleted. Returns how many objects were packed.
+        deleted. Returns how many objects were packed. ``run(fn, *args)`` calls the two
+        CPU-bound steps, writing the memory objects' pack and merging packs (the git-writer
+        has another process do them: in its own they held the interpreter lock its builds
+        and pushes wait for); by default they run here.
 
         Safe beside a writer using another ``ConfigRepo`` on the same path and memory (the
         git-writer runs this on its own thread): only the loose files and memory objects
@@ -281,10 +293,10 @@ class ConfigRepo:
         if held:
             assert self.memory is not None
             store = self.memory.objects
-            write_pack(((oid, *store[oid]) for oid in held), objects / "pack")
+            (run or _here)(write_pack, [(oid.raw, *store[oid]) for oid in held], objects / "pack")
             written += len(held)
         if merge or loose:
-            written += self._pack_from_disk(objects, loose, merge)
+            written += self._pack_from_disk(objects, loose, merge, run or _here)
         if self.memory is not None:
             self.memory.drop(held)
         # Forget the cached pack list so the new pack is seen and deleted ones are not (the
@@ -292,7 +304,9 @@ class ConfigRepo:
         self._repo = None
         return written
 
-    def _pack_from_disk(self, objects: Path, loose: list[Path], packs: list[Path]) -> int:
+    def _pack_from_disk(
+        self, objects: Path, loose: list[Path], packs: list[Path], run: Runner
+    ) -> int:
         """Pack ``loose`` objects, then merge them with ``packs`` (their ``.idx`` files)
         into one new pack, copying the packs' entries as stored (packmerge); delete what
         was packed. Returns how many objects the new pack holds."""
@@ -315,7 +329,7 @@ class ConfigRepo:
             merged: list[int] = []
 
             def merge(staging: Path) -> None:
-                merged.append(merge_packs(packs, staging)[1])
+                merged.append(run(merge_packs, packs, staging)[1])
 
             # Written aside, then moved in, so the new pack's name is known and no
             # concurrently fetched pack is mistaken for it.
