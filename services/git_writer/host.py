@@ -28,6 +28,7 @@ import pickle
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -220,9 +221,24 @@ def _packing_process() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         1,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=os.nice,
-        initargs=(PACKING_NICENESS,),
+        initializer=_packing_worker_started,
+        initargs=(PACKING_NICENESS, os.getpid()),
     )
+
+
+def _packing_worker_started(niceness: int, parent: int) -> None:
+    """In the packing process: lower its priority, and end it once this repo process is
+    gone. Its job queue's pipe never reports the end (the worker holds both ends), so
+    without this a repo process that exited without shutting the pool down (the service
+    was killed) left the worker waiting for work forever."""
+    os.nice(niceness)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 METHODS = frozenset({"build", "flush", "discard", "settle", "close"})

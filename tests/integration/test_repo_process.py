@@ -133,3 +133,45 @@ async def test_stop_signals_leave_the_child_to_the_service(remote: Path, tmp_pat
         assert len(results) == 1
     finally:
         await proc.close()
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+async def test_the_packing_process_ends_with_a_killed_repo_process(
+    remote: Path, tmp_path: Path
+) -> None:
+    proc = RepoProcess(host_init(remote, tmp_path))
+    try:
+        await proc.build([introduce()], False, 1.0)
+        await proc.flush()  # the first flush packs what an earlier run left: it spawns
+        child = pid_of(proc)
+        async with asyncio.timeout(20):
+            # multiprocessing's resource tracker, then the packing process
+            while len(children_of(child)) < 2:  # noqa: ASYNC110 (polls /proc)
+                await asyncio.sleep(0.05)
+        helpers = children_of(child)
+        os.kill(child, signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while any(running(pid) for pid in helpers):  # noqa: ASYNC110 (polls /proc)
+                await asyncio.sleep(0.1)
+    finally:
+        await proc.close()
