@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 import uuid
 from pathlib import Path
 
@@ -82,3 +83,19 @@ def pct(values: list[float], p: float) -> float:
 
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
+
+
+def calibration_ms(rounds: int = 5) -> float:
+    """The median time of a fixed pure-Python loop, in ms: how fast this machine runs
+    right now (lower is faster). The 2-core machines these benchmarks run on are virtual,
+    and their speed drifts with what else the host runs (a 10M-step loop took 0.85-1.36 s
+    within a minute on an idle machine) without showing as steal time; recorded beside
+    each run, it helps tell a slow machine from a slow change."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for n in range(2_000_000):
+            total += n
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

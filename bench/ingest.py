@@ -22,7 +22,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.common import mean, pct
+from bench.common import calibration_ms, mean, pct
 
 
 def token() -> str:
@@ -234,6 +234,7 @@ async def main() -> None:
         await burst(url, headers, args.total, args.concurrency)
     idle = await quiet(bootstrap, timeout_s=180)
     print(f"stack idle after {idle:.1f} s", flush=True)
+    print(f"machine: fixed loop {calibration_ms():.0f} ms on the idle stack", flush=True)
     # End to end first, while the git-writer has no backlog from the phases below.
     at100, sent = await paced(url, headers, args.rate, args.seconds)
     e2e = await commit_latency(bootstrap, sent, 120)
