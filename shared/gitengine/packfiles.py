@@ -19,6 +19,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import pygit2
 
@@ -40,36 +41,56 @@ def _entry_header(kind: int, size: int) -> bytes:
     return bytes(out)
 
 
+class PackWriter:
+    """A pack being written to ``out``: the header for ``count`` objects, then each ``add``ed
+    entry (its raw id and its bytes as stored); ``finish`` writes the checksum and returns
+    the pack's name (``pack-<sha>``) and its index's bytes."""
+
+    def __init__(self, out: BinaryIO, count: int) -> None:
+        self._out = out
+        self._digest = hashlib.sha1()  # noqa: S324 (git's pack checksum is SHA-1)
+        self._entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32
+        self.offset = 0  # where the next entry starts
+        self._write(b"PACK" + struct.pack(">II", 2, count))
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._digest.update(data)
+        self.offset += len(data)
+
+    def add(self, raw: bytes, record: bytes) -> None:
+        self._entries.append((raw, self.offset, zlib.crc32(record)))
+        self._write(record)
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def finish(self) -> tuple[str, bytes]:
+        pack_sum = self._digest.digest()
+        self._out.write(pack_sum)
+        return f"pack-{pack_sum.hex()}", pack_index(self._entries, pack_sum)
+
+
 def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_dir: Path) -> str:
-    """Write ``objects`` (id or raw id, type, raw data) as one pack with its index into ``pack_dir``
-    and return the pack's name (``pack-<sha>``). The files appear complete or not at all:
-    written under temporary names, the ``.pack`` moved in before the ``.idx`` (readers go
-    by the index). Raises ``ValueError`` for an object type a pack cannot hold."""
-    entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32
+    """Write ``objects`` (id or raw id, type, raw data) as one pack with its index into
+    ``pack_dir`` and return the pack's name (``pack-<sha>``). The files appear complete or
+    not at all: written under temporary names, the ``.pack`` moved in before the ``.idx``
+    (readers go by the index). Raises ``ValueError`` for an object type a pack cannot
+    hold."""
     tmp = pack_dir / f"tmp-pack-{uuid.uuid4().hex}"
     tmp_idx = pack_dir / f"tmp-idx-{uuid.uuid4().hex}"
-    digest = hashlib.sha1()  # noqa: S324 (git's pack checksum is SHA-1)
     items = list(objects)
     try:
         with tmp.open("wb") as out:
-            head = b"PACK" + struct.pack(">II", 2, len(items))
-            out.write(head)
-            digest.update(head)
-            offset = len(head)
+            pack = PackWriter(out, len(items))
             for oid, kind, data in items:
-                if kind not in _PACK_TYPES:
-                    name = oid.hex() if isinstance(oid, bytes) else str(oid)
-                    raise ValueError(f"object {name} has type {kind}, not one a pack holds")
-                record = _entry_header(kind, len(data)) + zlib.compress(data, 1)
-                out.write(record)
-                digest.update(record)
                 raw = oid if isinstance(oid, bytes) else oid.raw
-                entries.append((raw, offset, zlib.crc32(record)))
-                offset += len(record)
-            pack_sum = digest.digest()
-            out.write(pack_sum)
-        name = f"pack-{pack_sum.hex()}"
-        tmp_idx.write_bytes(pack_index(entries, pack_sum))
+                if kind not in _PACK_TYPES:
+                    raise ValueError(f"object {raw.hex()} has type {kind}, not one a pack holds")
+                pack.add(raw, _entry_header(kind, len(data)) + zlib.compress(data, 1))
+            name, index = pack.finish()
+        tmp_idx.write_bytes(index)
         tmp.rename(pack_dir / f"{name}.pack")
         tmp_idx.rename(pack_dir / f"{name}.idx")
     finally:

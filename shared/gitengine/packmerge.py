@@ -11,13 +11,11 @@ that several packs hold are written once. Format: gitformat-pack(5), version 2.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import struct
-import zlib
 from pathlib import Path
 
-from waveline.shared.gitengine.packfiles import index_table, pack_index
+from waveline.shared.gitengine.packfiles import PackWriter, index_table
 
 _OFS_DELTA = 6
 
@@ -76,15 +74,10 @@ def merge_packs(idxs: list[Path], into: Path) -> tuple[str, int]:
     version-2 pack or index, or a delta whose base is not in its pack."""
     listings = [_index_offsets(idx) for idx in idxs]
     unique = {raw for listing in listings for _, raw in listing}
-    written: dict[bytes, int] = {}
-    entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32
-    digest = hashlib.sha1()  # noqa: S324 (git's pack checksum is SHA-1)
+    written: dict[bytes, int] = {}  # an object's offset here
     tmp = into / "merging.pack"
     with tmp.open("wb") as out:
-        head = b"PACK" + struct.pack(">II", 2, len(unique))
-        out.write(head)
-        digest.update(head)
-        offset = len(head)
+        merged = PackWriter(out, len(unique))
         for idx, listing in zip(idxs, listings, strict=True):
             with (
                 idx.with_suffix(".pack").open("rb") as f,
@@ -100,22 +93,18 @@ def merge_packs(idxs: list[Path], into: Path) -> tuple[str, int]:
                         continue
                     upto = listing[n + 1][0] if n + 1 < len(listing) else end
                     kind, body = _skip_header(pack, at)
+                    here = merged.offset
                     if kind == _OFS_DELTA:
                         distance, data = _read_distance(pack, body)
                         base = moved.get(at - distance)
                         if base is None:
                             raise ValueError(f"{idx}: delta at {at} has no base in its pack")
-                        record = pack[at:body] + encode_distance(offset - base) + pack[data:upto]
+                        record = pack[at:body] + encode_distance(here - base) + pack[data:upto]
                     else:
                         record = pack[at:upto]
-                    out.write(record)
-                    digest.update(record)
-                    entries.append((raw, offset, zlib.crc32(record)))
-                    written[raw] = moved[at] = offset
-                    offset += len(record)
-        pack_sum = digest.digest()
-        out.write(pack_sum)
-    name = f"pack-{pack_sum.hex()}"
+                    merged.add(raw, record)
+                    written[raw] = moved[at] = here
+        name, index = merged.finish()
     tmp.rename(into / f"{name}.pack")
-    (into / f"{name}.idx").write_bytes(pack_index(entries, pack_sum))
-    return name, len(entries)
+    (into / f"{name}.idx").write_bytes(index)
+    return name, merged.count
