@@ -20,6 +20,8 @@ import pytest
 from tests.support import APP_SHA, branch_log, image_set
 from waveline.devstack.paths import StackPaths
 from waveline.devstack.procs import pid_of, port_open
+from waveline.devstack.stack import NICE
+from waveline.shared import cpu
 
 pytestmark = pytest.mark.e2e
 
@@ -51,6 +53,20 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
     except FileNotFoundError:
         return False
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.timeout(900)
@@ -96,8 +112,24 @@ def test_dev_up_announce_down(tmp_path: Path) -> None:
         assert f"Autocommit-App-SHA: {APP_SHA}" in log[0].message
         assert "Autocommit-Event-Id: " in log[0].message
 
-        # `up` again is safe, and restarts a service that died.
+        # CPU weights: each service's session as the stack's table says, and the
+        # git-writer's repo process (a session of its own) as the git-writer.
         pids = run / "pids"
+        for name, nice in NICE.items():
+            pid = pid_of(pids / f"{name}.pid")
+            assert pid is not None, name
+            assert cpu.nice_of(pid) == nice, name
+        writer = pid_of(pids / "git-writer.pid")
+        assert writer is not None
+        repo_processes = [
+            int(p.name)
+            for p in Path("/proc").glob("[0-9]*")
+            if _ppid(int(p.name)) == writer and b"git_writer.host" in _cmdline(int(p.name))
+        ]
+        assert repo_processes, "the git-writer's repo process is not running"
+        assert {cpu.nice_of(p) for p in repo_processes} == {NICE["git-writer"]}
+
+        # `up` again is safe, and restarts a service that died.
         kafka_pid = pid_of(pids / "kafka.pid")
         promoter_pid = pid_of(pids / "promoter.pid")
         assert kafka_pid is not None and promoter_pid is not None

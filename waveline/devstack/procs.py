@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from waveline.shared import cpu
+
 
 def pid_of(pidfile: Path) -> int | None:
     """The live pid recorded in ``pidfile``, or None (a stale file is removed)."""
@@ -46,8 +48,15 @@ def _zombie(pid: int) -> bool:
 
 
 def start(
-    cmd: Sequence[str], *, pidfile: Path, logfile: Path, env: Mapping[str, str], cwd: Path
+    cmd: Sequence[str],
+    *,
+    pidfile: Path,
+    logfile: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    nice: int = 0,
 ) -> int:
+    """Start ``cmd`` in a session of its own, at CPU weight ``nice`` (see shared/cpu.py)."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("ab") as log:
@@ -60,6 +69,8 @@ def start(
             cwd=cwd,
             start_new_session=True,  # its own process group: `down` can stop the whole tree
         )
+    if nice:
+        cpu.set_nice(proc.pid, nice)
     pidfile.write_text(str(proc.pid))
     return proc.pid
 
