@@ -21,6 +21,7 @@ the socket closes (the service died) without packing, like a killed process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ from typing import Any, BinaryIO
 import pygit2
 
 from waveline.services.git_writer.apply import Applier, Command, Result
+from waveline.shared import cpu
 from waveline.shared.config import RepoConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.gitengine.memory import MemoryObjects
@@ -227,11 +229,20 @@ def _packing_process() -> ProcessPoolExecutor:
 
 
 def _packing_worker_started(niceness: int, parent: int) -> None:
-    """In the packing process: lower its priority, and end it once this repo process is
-    gone. Its job queue's pipe never reports the end (the worker holds both ends), so
-    without this a repo process that exited without shutting the pool down (the service
-    was killed) left the worker waiting for work forever."""
-    os.nice(niceness)
+    """In the packing process: lower its CPU weight by ``niceness`` below the repo
+    process's, and end it once the repo process is gone. Its job queue's pipe never reports
+    the end (the worker holds both ends), so without this a repo process that exited
+    without shutting the pool down (the service was killed) left the worker waiting for
+    work forever.
+
+    The weight takes a session of its own: with autogroups (shared/cpu.py) a nice only
+    weighs inside its session, so in the repo process's session packing (a merge of the
+    whole history is ~2.7 s of CPU) competed with the other services at that session's
+    full weight, as if it were not niced."""
+    weight = min(cpu.LOWEST, cpu.own_nice() + niceness)
+    with contextlib.suppress(OSError):  # only a process group leader cannot, and it is not
+        os.setsid()
+    cpu.set_nice(os.getpid(), weight)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -14,7 +14,8 @@ import pytest
 from tests.integration.test_gitengine import OTHER_SHA, human_commit, introduce
 from tests.support import branch_log, make_config
 from waveline.services.git_writer.client import RepoProcess
-from waveline.services.git_writer.host import HostInit
+from waveline.services.git_writer.host import PACKING_NICENESS, HostInit
+from waveline.shared import cpu
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.models.git import FastForward
 
@@ -147,6 +148,13 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -169,6 +177,15 @@ async def test_the_packing_process_ends_with_a_killed_repo_process(
             while len(children_of(child)) < 2:  # noqa: ASYNC110 (polls /proc)
                 await asyncio.sleep(0.05)
         helpers = children_of(child)
+        packers = [p for p in helpers if b"resource_tracker" not in cmdline(p)]
+        assert len(packers) == 1, [cmdline(p) for p in helpers]
+        # Its weight holds across sessions (shared/cpu.py): a session of its own, niced.
+        packer = packers[0]
+        expected = cpu.nice_of(child) + PACKING_NICENESS
+        async with asyncio.timeout(20):  # once its initializer ran (after the spawn's imports)
+            while os.getsid(packer) != packer or cpu.nice_of(packer) != expected:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert os.getsid(packer) != os.getsid(child)
         os.kill(child, signal.SIGKILL)
         async with asyncio.timeout(20):
             while any(running(pid) for pid in helpers):  # noqa: ASYNC110 (polls /proc)
