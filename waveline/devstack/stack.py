@@ -24,9 +24,10 @@ REMOTE_GC = "demo-remote-gc"
 # whole stack, as CPU requests would be on a cluster. Unweighted, every session gets an equal
 # share of a contended CPU, and a burst of announcements left ingest ~0.35 of a core beside
 # the consumers working through the sets it had accepted: 1,412-1,583 accepted/s against
-# 1,991-2,516 with these weights, in the same hour (docs/benchmarks.md). The front door and the broker keep
-# the default; the promoter and git-writer, on the announce-to-commit path, yield a little;
-# what is off that path yields most. WAVELINE_DEV_CPU_WEIGHTS=off runs all at the default.
+# 1,991-2,516 with these weights, in the same hour (docs/benchmarks.md). The front door and
+# the broker keep the default; the promoter and git-writer, on the announce-to-commit path,
+# yield a little; what is off that path yields most. WAVELINE_DEV_CPU_WEIGHTS=off runs all
+# at the default.
 NICE = {
     "ingest": 0,
     "promoter": 3,
