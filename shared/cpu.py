@@ -58,3 +58,15 @@ def nice_of(pid: int) -> int:
 def own_nice() -> int:
     """This process's weight (``nice_of``)."""
     return nice_of(os.getpid())
+
+
+def own_session(lower_by: int = 0) -> None:
+    """Make this process a session of its own (unless it leads one already), keeping the
+    weight it inherited lowered by ``lower_by``. A new session is a new autogroup at the
+    default weight; the task's nice, which fork and exec carry over, still holds the
+    parent's, so that is what is kept (``own_nice``, the larger of the two)."""
+    weight = min(LOWEST, own_nice() + lower_by)
+    with contextlib.suppress(OSError):  # EPERM: it leads a process group, so its session
+        os.setsid()
+    if weight:
+        set_nice(os.getpid(), weight)

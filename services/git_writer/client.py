@@ -25,7 +25,6 @@ from typing import Any, cast
 
 from waveline.services.git_writer.apply import Command
 from waveline.services.git_writer.host import HEADER, Built, HostInit, Known, frame, unpack
-from waveline.shared import cpu
 from waveline.shared.errors import GitFailure
 
 logger = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ class RepoProcess:
                 raise
             finally:
                 theirs.close()
-            # Its own session is also its own CPU share (shared/cpu.py): the git work is the
-            # service's, so it weighs what the service weighs.
-            if (nice := cpu.own_nice()) > 0:
-                cpu.set_nice(proc.pid, nice)
             reader, writer = await asyncio.open_unix_connection(sock=ours)
             writer.write(frame(self._init))
             self._proc, self._writer = proc, writer

@@ -21,7 +21,6 @@ the socket closes (the service died) without packing, like a killed process.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
@@ -239,10 +238,7 @@ def _packing_worker_started(niceness: int, parent: int) -> None:
     weighs inside its session, so in the repo process's session packing (a merge of the
     whole history is ~2.7 s of CPU) competed with the other services at that session's
     full weight, as if it were not niced."""
-    weight = min(cpu.LOWEST, cpu.own_nice() + niceness)
-    with contextlib.suppress(OSError):  # only a process group leader cannot, and it is not
-        os.setsid()
-    cpu.set_nice(os.getpid(), weight)
+    cpu.own_session(lower_by=niceness)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -301,6 +297,9 @@ def main(argv: list[str]) -> int:
     # process ends (close, or its end of the socket closing).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Started in a session of its own (client.RepoProcess): the git work is the service's,
+    # so it keeps the service's CPU weight (shared/cpu.py).
+    cpu.own_session()
     try:
         init: HostInit = read_frame(rfile)
     except EOFError:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import APP_SHA, branch_log, image_set
+from tests.support import APP_SHA, branch_log, children_of, cmdline, image_set
 from waveline.devstack.paths import StackPaths
 from waveline.devstack.procs import pid_of, port_open
 from waveline.devstack.stack import NICE
@@ -53,20 +53,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
     except FileNotFoundError:
         return False
-
-
-def _ppid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 @pytest.mark.timeout(900)
@@ -121,11 +107,7 @@ def test_dev_up_announce_down(tmp_path: Path) -> None:
             assert cpu.nice_of(pid) == nice, name
         writer = pid_of(pids / "git-writer.pid")
         assert writer is not None
-        repo_processes = [
-            int(p.name)
-            for p in Path("/proc").glob("[0-9]*")
-            if _ppid(int(p.name)) == writer and b"git_writer.host" in _cmdline(int(p.name))
-        ]
+        repo_processes = [p for p in children_of(writer) if b"git_writer.host" in cmdline(p)]
         assert repo_processes, "the git-writer's repo process is not running"
         assert {cpu.nice_of(p) for p in repo_processes} == {NICE["git-writer"]}
 
@@ -155,10 +137,10 @@ def test_dev_up_announce_down(tmp_path: Path) -> None:
     for key in ("WAVELINE_DEV_KAFKA_PORT", "WAVELINE_DEV_PG_PORT", "WAVELINE_HTTP_PORT"):
         assert not port_open(int(env[key])), key
     leftovers = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for command in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if str(run).encode() in cmdline.read_bytes():
-                leftovers.append(cmdline.parent.name)
+            if str(run).encode() in command.read_bytes():
+                leftovers.append(command.parent.name)
         except OSError:
             continue
     assert leftovers == []

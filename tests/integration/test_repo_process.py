@@ -12,7 +12,7 @@ import pygit2
 import pytest
 
 from tests.integration.test_gitengine import OTHER_SHA, human_commit, introduce
-from tests.support import branch_log, make_config
+from tests.support import branch_log, children_of, cmdline, make_config
 from waveline.services.git_writer.client import RepoProcess
 from waveline.services.git_writer.host import PACKING_NICENESS, HostInit
 from waveline.shared import cpu
@@ -134,25 +134,6 @@ async def test_stop_signals_leave_the_child_to_the_service(remote: Path, tmp_pat
         assert len(results) == 1
     finally:
         await proc.close()
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def running(pid: int) -> bool:

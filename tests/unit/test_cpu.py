@@ -72,3 +72,20 @@ def test_dev_up_refuses_an_unknown_weights_setting(
     assert stack.up(StackPaths.from_env()) == 2
     assert "WAVELINE_DEV_CPU_WEIGHTS must be on or off, not 'yes'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything started
+
+
+def test_own_session_keeps_the_inherited_weight_lowered_by() -> None:
+    # The child inherits nice 3 through its task, as from a weighted parent, then leaves
+    # its parent's session for one of its own.
+    code = (
+        "import os; from waveline.shared import cpu; "
+        "cpu.own_session(lower_by=2); print(os.getsid(0) == os.getpid(), cpu.own_nice())"
+    )
+    out = subprocess.run(
+        ["nice", "-n", "3", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["True", "5"]
