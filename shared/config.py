@@ -421,6 +421,12 @@ class Settings(BaseSettings):
     # may wait for the GIL (held by packing beside it) on each callback into Python
     # (CPython's default is 5 ms).
     gil_switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
+    # Replicas of every Waveline topic and the topic config min.insync.replicas: an acks=all
+    # publish is acknowledged once that many replicas hold it. 1/1 suits the one-node dev
+    # stack; a cluster uses 3/2, so one broker may be down without refusing publishes and no
+    # acknowledged record lives on one disk only (docs/reliability.md, Replication).
+    topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    topic_min_insync_replicas: int = Field(default=1, ge=1, le=32)
     log_level: str = "INFO"
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
@@ -429,6 +435,16 @@ class Settings(BaseSettings):
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
             raise ValueError(f"invalid identifier {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"WAVELINE_TOPIC_MIN_INSYNC_REPLICAS ({self.topic_min_insync_replicas}) must not "
+                f"exceed WAVELINE_TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor}): "
+                "no publish with acks=all could ever be acknowledged"
+            )
+        return self
 
 
 def _format_validation(path: Path, error: ValidationError) -> str:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Annotated, Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 # The class behind faststream.Context(); only the function is public.
 from faststream._internal.context import Context
@@ -19,6 +17,11 @@ from pydantic import BaseModel
 
 from waveline.shared.config import Settings
 from waveline.shared.errors import BrokerUnavailable
+
+# Topic administration lives in topic_admin; these names stay importable from here
+# (the aliases mark them re-exported).
+from waveline.shared.topic_admin import ensure_topics as ensure_topics  # noqa: PLC0414
+from waveline.shared.topic_admin import partitions_of as partitions_of  # noqa: PLC0414
 
 logger = logging.getLogger(__name__)
 
@@ -104,55 +107,3 @@ async def publish(
         raise BrokerUnavailable(
             f"Kafka did not acknowledge the publish to {topic}: {exc!r}"
         ) from exc
-
-
-async def ensure_topics(bootstrap: str, topics: dict[str, int], *, timeout_s: float = 30.0) -> None:
-    """Create missing topics with the given partition counts (existing ones are left
-    alone) and wait until every partition of them has a leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    async with asyncio.timeout(timeout_s):
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [
-                NewTopic(name=name, num_partitions=parts, replication_factor=1)
-                for name, parts in topics.items()
-                if name not in existing
-            ]
-            if missing:
-                # A concurrent creator may win the race; the topic is there either way.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(missing)
-                logger.info("created topics %s", [t.name for t in missing])
-            # A restarted broker answers before it has loaded every partition; until then
-            # produces fail with NotLeaderForPartition. Ready means every partition led.
-            while not await _all_led(admin, list(topics)):  # noqa: ASYNC110 (polls the broker)
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
-
-
-async def _all_led(admin: AIOKafkaAdminClient, topics: list[str]) -> bool:
-    described = await admin.describe_topics(topics)
-    return len(described) == len(topics) and all(
-        entry.get("error_code", 0) == 0
-        and entry.get("partitions")
-        and all(
-            p.get("leader", -1) >= 0 and p.get("error_code", 0) == 0 for p in entry["partitions"]
-        )
-        for entry in described
-    )
-
-
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    """Partition ids of ``topic`` (empty when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    for entry in described:
-        if entry.get("topic") == topic and entry.get("error_code", 0) == 0:
-            return sorted(p["partition"] for p in entry.get("partitions", []))
-    return []

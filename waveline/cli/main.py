@@ -68,7 +68,13 @@ def _parser() -> argparse.ArgumentParser:
             op.add_argument("--to", default="previous", help="app sha, or 'previous'")
 
     sub.add_parser("migrate", help="apply the SQL migrations")
-    sub.add_parser("topics", help="create the Kafka topics (idempotent)")
+    topics = sub.add_parser(
+        "topics",
+        help="create the Kafka topics (idempotent); exit 3 when existing ones differ",
+    )
+    topics.add_argument(
+        "--warn-only", action="store_true", help="report differing topics but exit 0"
+    )
     sub.add_parser("check-config", help="validate WAVELINE_CONFIG and exit")
     return parser
 
@@ -121,13 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "topics":
             setup_logging("topics", settings.log_level)
-            from waveline.shared.kafka import ensure_topics
-            from waveline.shared.topics import Topics
+            from waveline.cli import topics
 
-            topics = Topics(settings.topic_prefix).all()
-            asyncio.run(ensure_topics(settings.kafka_bootstrap, topics))
-            print(f"{len(topics)} topics present on {settings.kafka_bootstrap}")
-            return 0
+            return topics.run(settings, warn_only=args.warn_only)
         config = load_config(settings.config)
         if args.command == "check-config":
             print(
