@@ -427,6 +427,20 @@ class Settings(BaseSettings):
     # acknowledged record lives on one disk only (docs/reliability.md, Replication).
     topic_replication_factor: int = Field(default=1, ge=1, le=32)
     topic_min_insync_replicas: int = Field(default=1, ge=1, le=32)
+    # Retention (shared/retention.py, docs/reliability.md): rows of the tables that grow
+    # with traffic older than this go, unless a rule still needs them; per table (by table
+    # name) in the JSON map.
+    retention_days: float = Field(default=30.0, gt=0)
+    retention_days_by_table: dict[str, float] = {}
+    # No row goes younger than this, whatever the above say: as long as the Kafka topics
+    # keep a record (retention.ms; the broker's default is 7 days), a redelivery or a
+    # replay of it needs these rows to stay a no-op.
+    retention_redelivery_days: float = Field(default=7.0, ge=0)
+    # Each wave's newest runs are kept whatever their age: its rollback targets.
+    retention_wave_runs: int = Field(default=10, ge=2)
+    # Rows deleted per statement (one short transaction each), and the time between passes.
+    retention_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
@@ -434,6 +448,14 @@ class Settings(BaseSettings):
     def _identifier(cls, value: str) -> str:
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
             raise ValueError(f"invalid identifier {value!r}")
+        return value
+
+    @field_validator("retention_days_by_table")
+    @classmethod
+    def _positive_days(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(table for table, days in value.items() if not days > 0)
+        if bad:
+            raise ValueError(f"retention days must be greater than zero (tables {bad})")
         return value
 
     @model_validator(mode="after")

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--from-offset", type=int)
     replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
 
+    prune = sub.add_parser("prune", help="delete rows past their retention (docs/reliability.md)")
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
     trace = sub.add_parser("trace", help="one image set's journey, hop by hop, with times")
     trace.add_argument("app_sha", metavar="app-sha")
     trace.add_argument("--since", type=_timestamp, help="ISO 8601 time (default: 24h ago)")
@@ -96,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             applied = asyncio.run(migrate(settings))
             print(f"applied {len(applied)} migration(s) to schema {settings.database_schema}")
             return 0
+        if args.command == "prune":
+            setup_logging("prune", settings.log_level)
+            from waveline.cli import prune as prune_cmd
+
+            return prune_cmd.run(settings, dry_run=args.dry_run)
         if args.command == "replay":
             setup_logging("replay", settings.log_level)
             from waveline.cli.replay import replay as run_replay
