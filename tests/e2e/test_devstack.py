@@ -1,18 +1,24 @@
 """`waveline dev up/down` on a fresh directory: a real Kafka, PostgreSQL and the five
-services; one curl-equivalent announcement lands on `auto` of the demo repo; `down` leaves
-no process behind. Uses its own directory and ports, so it never touches a developer's
-running stack."""
+services; an announcement lands on `auto` of the demo repo; `dev up` after a process died
+(a service, the broker, PostgreSQL, whatever its lock file names then) brings the stack
+back; `down` leaves no process behind. One private stack for the module, with its own
+directory and ports, so it never touches a developer's running stack or the shared one."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +30,9 @@ from waveline.devstack.stack import NICE
 from waveline.shared import cpu
 
 pytestmark = pytest.mark.e2e
+
+# Each recovery (the `dev up` and an announcement through the stack) is bounded by this.
+RECOVERY_S = 90.0
 
 
 def free_port() -> int:
@@ -55,9 +64,70 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.timeout(900)
-def test_dev_up_announce_down(tmp_path: Path) -> None:
-    run = tmp_path / "run"
+def sigkill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} survived SIGKILL"
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Stack:
+    env: dict[str, str]
+    run: Path
+
+    @property
+    def pids(self) -> Path:
+        return self.run / "pids"
+
+    @property
+    def postmaster_pid(self) -> Path:
+        return self.run / "pg" / "data" / "postmaster.pid"
+
+    def postmaster(self) -> int:
+        return int(self.postmaster_pid.read_text().splitlines()[0])
+
+    def up(self, timeout: float = RECOVERY_S) -> str:
+        result = dev("up", self.env, timeout)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def announce(self, app_sha: str | None = None, timeout_s: float = 45.0) -> None:
+        """POST an image set to ingest and wait for its commit on `auto`."""
+        sha = app_sha or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        tokens = dict(
+            line.split("=", 1)
+            for line in (self.run / "demo" / "secrets.env").read_text().splitlines()
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.env['WAVELINE_HTTP_PORT']}/v1/images",
+            data=json.dumps(image_set(sha)).encode(),
+            headers={
+                "Authorization": f"Bearer {tokens['WAVELINE_CI_TOKEN']}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 (loopback)
+            assert resp.status == 202
+        bare = str(self.run / "demo" / "cfg-app.git")
+        trailer = f"Autocommit-App-SHA: {sha}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(trailer in c.message for c in branch_log(bare, "auto")):
+                return
+            time.sleep(0.2)
+        logs = (self.run / "logs" / "git-writer.log").read_text()[-3000:]
+        raise AssertionError(f"{sha} not committed on auto within {timeout_s}s:\n{logs}")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    # Not under pytest's tmp_path: a concurrent pytest run on the machine prunes older
+    # base directories, which would pull the data directory from under a running server.
+    home = Path(tempfile.mkdtemp(prefix="waveline-devstack-"))
+    run = home / "run"
     env = {
         k: v
         for k, v in os.environ.items()
@@ -71,75 +141,180 @@ def test_dev_up_announce_down(tmp_path: Path) -> None:
         "WAVELINE_DEV_PG_PORT": str(free_port()),
         "WAVELINE_HTTP_PORT": str(free_port()),
     }
-    http = int(env["WAVELINE_HTTP_PORT"])
+    stack = Stack(env, run)
     try:
-        up = dev("up", env)
-        assert up.returncode == 0, up.stdout + up.stderr
-        tokens = dict(
-            line.split("=", 1) for line in (run / "demo" / "secrets.env").read_text().splitlines()
-        )
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{http}/v1/images",
-            data=json.dumps(image_set()).encode(),
-            headers={
-                "Authorization": f"Bearer {tokens['WAVELINE_CI_TOKEN']}",
-                "Content-Type": "application/json",
-            },
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 (loopback)
-            assert resp.status == 202
-        bare = str(run / "demo" / "cfg-app.git")
-        deadline = time.monotonic() + 60
-        while len(branch_log(bare, "auto")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        log = branch_log(bare, "auto")
-        assert len(log) == 2, (run / "logs" / "git-writer.log").read_text()
-        assert f"Autocommit-App-SHA: {APP_SHA}" in log[0].message
-        assert "Autocommit-Event-Id: " in log[0].message
-
-        # CPU weights: each service's session as the stack's table says, and the
-        # git-writer's repo process (a session of its own) as the git-writer.
-        pids = run / "pids"
-        for name, nice in NICE.items():
-            pid = pid_of(pids / f"{name}.pid")
-            assert pid is not None, name
-            assert cpu.nice_of(pid) == nice, name
-        writer = pid_of(pids / "git-writer.pid")
-        assert writer is not None
-        repo_processes = [p for p in children_of(writer) if b"git_writer.host" in cmdline(p)]
-        assert repo_processes, "the git-writer's repo process is not running"
-        assert {cpu.nice_of(p) for p in repo_processes} == {NICE["git-writer"]}
-
-        # `up` again is safe, and restarts a service that died.
-        kafka_pid = pid_of(pids / "kafka.pid")
-        promoter_pid = pid_of(pids / "promoter.pid")
-        assert kafka_pid is not None and promoter_pid is not None
-        os.kill(promoter_pid, signal.SIGKILL)
-        while alive(promoter_pid):
-            time.sleep(0.05)
-        assert dev("status", env).returncode != 0
-        again = dev("up", env)
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "promoter: started" in again.stdout
-        assert "git-writer: running" in again.stdout
-        assert pid_of(pids / "kafka.pid") == kafka_pid
-        assert dev("status", env).returncode == 0
+        # The first `up` may fetch the broker's jars and install PostgreSQL.
+        stack.up(timeout=400)
+        yield stack
     finally:
-        recorded = [pid_of(p) for p in (run / "pids").glob("*.pid")] if run.exists() else []
-        postmaster = run / "pg" / "data" / "postmaster.pid"
-        if postmaster.exists():
-            recorded.append(int(postmaster.read_text().splitlines()[0]))
-        down = dev("down", env)
+        dev("down", env)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def write_lock_pid(stack: Stack, pid: int) -> None:
+    """Make postmaster.pid name ``pid``, its other lines as the dead postmaster left them."""
+    lines = stack.postmaster_pid.read_text().split("\n")
+    lines[0] = str(pid)
+    stack.postmaster_pid.write_text("\n".join(lines))
+
+
+def cluster_owner(stack: Stack) -> int | None:
+    """The uid PostgreSQL runs as, when it is not ours (as root: the postgres user). Its
+    own check treats a pid of another user as dead; one of its own user as a live server."""
+    owner = (stack.run / "pg" / "data").stat().st_uid
+    return owner if owner != os.geteuid() else None
+
+
+@pytest.fixture
+def zombie_of_the_cluster_owner(stack: Stack) -> Iterator[int]:
+    """A real zombie, of PostgreSQL's user: the shell forks a short sleep, then becomes a
+    long one, which never reaps it. (Once the test ends it is init's to reap.)"""
+    parent = subprocess.Popen(
+        ["sh", "-c", "sleep 0.5 & echo $!; exec sleep 120"],
+        stdout=subprocess.PIPE,
+        text=True,
+        user=cluster_owner(stack),
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "no zombie"
+        time.sleep(0.02)
+    yield pid
+    parent.kill()
+    parent.wait()
+
+
+@pytest.fixture
+def other_program_of_the_cluster_owner(stack: Stack) -> Iterator[int]:
+    """A live process of PostgreSQL's user that is not a postgres: a reused pid."""
+    proc = subprocess.Popen(["sleep", "120"], user=cluster_owner(stack))
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.timeout(900)
+def test_dev_up_announce(stack: Stack) -> None:
+    stack.announce(APP_SHA)
+    log = branch_log(str(stack.run / "demo" / "cfg-app.git"), "auto")
+    assert f"Autocommit-App-SHA: {APP_SHA}" in log[0].message
+    assert "Autocommit-Event-Id: " in log[0].message
+
+    # CPU weights: each service's session as the stack's table says, and the
+    # git-writer's repo process (a session of its own) as the git-writer.
+    for name, nice in NICE.items():
+        pid = pid_of(stack.pids / f"{name}.pid")
+        assert pid is not None, name
+        assert cpu.nice_of(pid) == nice, name
+    writer = pid_of(stack.pids / "git-writer.pid")
+    assert writer is not None
+    repo_processes = [p for p in children_of(writer) if b"git_writer.host" in cmdline(p)]
+    assert repo_processes, "the git-writer's repo process is not running"
+    assert {cpu.nice_of(p) for p in repo_processes} == {NICE["git-writer"]}
+
+
+def test_dev_up_again_keeps_what_runs(stack: Stack) -> None:
+    kafka_pid = pid_of(stack.pids / "kafka.pid")
+    postmaster = stack.postmaster()
+    lock = stack.postmaster_pid.read_text()
+    out = stack.up()
+    assert "kafka: running" in out and "postgres: running" in out
+    assert "removed stale" not in out
+    assert pid_of(stack.pids / "kafka.pid") == kafka_pid
+    assert stack.postmaster() == postmaster and alive(postmaster)
+    assert stack.postmaster_pid.read_text() == lock
+
+
+def test_dev_up_restarts_killed_services(stack: Stack) -> None:
+    kafka_pid = pid_of(stack.pids / "kafka.pid")
+    killed = {}
+    for name in ("promoter", "git-writer"):
+        pid = pid_of(stack.pids / f"{name}.pid")
+        assert pid is not None
+        sigkill(pid)
+        killed[name] = pid
+    assert dev("status", stack.env).returncode != 0
+    started = time.monotonic()
+    out = stack.up()
+    assert "promoter: started" in out and "git-writer: started" in out, out
+    assert "ingest: running" in out
+    assert pid_of(stack.pids / "kafka.pid") == kafka_pid
+    assert dev("status", stack.env).returncode == 0
+    stack.announce()
+    assert time.monotonic() - started < RECOVERY_S
+
+
+def test_dev_up_recovers_postgres_whose_lock_names_a_dead_pid(stack: Stack) -> None:
+    postmaster = stack.postmaster()
+    sigkill(postmaster)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    write_lock_pid(stack, gone.pid)
+    started = time.monotonic()
+    out = stack.up()
+    assert f"removed stale postmaster.pid: pid {gone.pid} is not running" in out, out
+    assert "postgres: started" in out
+    assert alive(stack.postmaster()) and stack.postmaster() != postmaster
+    stack.announce()
+    assert time.monotonic() - started < RECOVERY_S
+
+
+def test_dev_up_recovers_postgres_whose_lock_names_a_zombie(
+    stack: Stack, zombie_of_the_cluster_owner: int
+) -> None:
+    sigkill(stack.postmaster())
+    write_lock_pid(stack, zombie_of_the_cluster_owner)
+    started = time.monotonic()
+    out = stack.up()
+    assert f"pid {zombie_of_the_cluster_owner} is a zombie" in out, out
+    assert "postgres: started" in out
+    assert alive(stack.postmaster())
+    stack.announce()
+    assert time.monotonic() - started < RECOVERY_S
+
+
+def test_dev_up_recovers_postgres_whose_lock_names_another_program(
+    stack: Stack, other_program_of_the_cluster_owner: int
+) -> None:
+    sigkill(stack.postmaster())
+    write_lock_pid(stack, other_program_of_the_cluster_owner)
+    started = time.monotonic()
+    out = stack.up()
+    assert f"pid {other_program_of_the_cluster_owner} is now 'sleep'" in out, out
+    assert alive(other_program_of_the_cluster_owner), "dev up must not touch that process"
+    assert alive(stack.postmaster())
+    stack.announce()
+    assert time.monotonic() - started < RECOVERY_S
+
+
+def test_dev_up_recovers_a_killed_broker(stack: Stack) -> None:
+    kafka_pid = pid_of(stack.pids / "kafka.pid")
+    assert kafka_pid is not None
+    sigkill(kafka_pid)
+    started = time.monotonic()
+    out = stack.up()
+    assert "kafka: started" in out, out
+    restarted = pid_of(stack.pids / "kafka.pid")
+    assert restarted is not None and restarted != kafka_pid
+    stack.announce()
+    assert time.monotonic() - started < RECOVERY_S
+
+
+def test_dev_down_leaves_nothing(stack: Stack) -> None:
+    recorded = [pid_of(p) for p in stack.pids.glob("*.pid")]
+    recorded.append(stack.postmaster())
+    down = dev("down", stack.env)
     assert down.returncode == 0, down.stdout + down.stderr
     survivors = [pid for pid in recorded if pid is not None and alive(pid)]
     assert survivors == []
     for key in ("WAVELINE_DEV_KAFKA_PORT", "WAVELINE_DEV_PG_PORT", "WAVELINE_HTTP_PORT"):
-        assert not port_open(int(env[key])), key
+        assert not port_open(int(stack.env[key])), key
     leftovers = []
     for command in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            if str(run).encode() in command.read_bytes():
+            if str(stack.run).encode() in command.read_bytes():
                 leftovers.append(command.parent.name)
         except OSError:
             continue

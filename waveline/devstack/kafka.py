@@ -10,8 +10,9 @@ import os
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
-from waveline.devstack import procs
+from waveline.devstack import pidlock, procs
 from waveline.devstack.paths import KAFKA_VERSION, StackPaths
 
 _LOG4J = """\
@@ -89,10 +90,36 @@ def _java(paths: StackPaths) -> list[str]:
     ]
 
 
+def _adopt(paths: StackPaths) -> int | None:
+    """A broker running on this stack's server.properties whose pid file went missing: its
+    pid, recorded again."""
+    wanted = str(paths.run / "kafka" / "server.properties").encode()
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = entry.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kafka.Kafka" in argv and wanted in argv:
+            pid = int(entry.parent.name)
+            info = pidlock.proc_info(pid)
+            if info is not None and info.state not in ("Z", "X"):
+                paths.pids.mkdir(parents=True, exist_ok=True)
+                (paths.pids / "kafka.pid").write_text(pidlock.pidfile_text(pid))
+                return pid
+    return None
+
+
 def start(paths: StackPaths) -> bool:
-    """Start the broker unless it runs; returns True when it was started now."""
+    """Start the broker unless it runs; returns True when it was started now. A pid file
+    naming a dead, zombie or reused pid does not count as running (procs.pid_of). Kafka's
+    own ``.lock`` in its log directory is an OS file lock, released when its holder dies."""
+    with procs.exclusive(paths.run / "kafka" / "start.lock"):
+        return _start(paths)
+
+
+def _start(paths: StackPaths) -> bool:
     pidfile = paths.pids / "kafka.pid"
-    if procs.pid_of(pidfile) is not None:
+    if procs.pid_of(pidfile) is not None or _adopt(paths) is not None:
         procs.wait_port(paths.kafka_port, 60, "Kafka", paths.logs / "kafka.log")
         return False
     if procs.port_open(paths.kafka_port):
@@ -128,4 +155,6 @@ def start(paths: StackPaths) -> bool:
 
 
 def stop(paths: StackPaths) -> bool:
+    if procs.pid_of(paths.pids / "kafka.pid") is None:
+        _adopt(paths)
     return procs.stop(paths.pids / "kafka.pid", timeout_s=30)

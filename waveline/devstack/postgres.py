@@ -6,14 +6,17 @@ root, so as root the cluster belongs to the ``postgres`` system user.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
-from waveline.devstack import procs
+from waveline.devstack import pidlock, procs
 from waveline.devstack.paths import StackPaths
 
 
@@ -60,14 +63,106 @@ def _ensure_owner(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
+def _lock_of(path: Path) -> pidlock.PgLock | None:
+    """The lock file's contents, waiting out a server that is writing it right now."""
+    for _ in range(30):
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        lock = pidlock.parse_pg_lock(text)
+        if lock is not None:
+            return lock
+        time.sleep(0.1)
+    # Still empty or cut short after 3 s: no server is writing it (PostgreSQL writes the
+    # first lines at once). Its pid line, if any, is judged without a start time.
+    first = path.read_text().split("\n", 1)[0].strip().lstrip("-")
+    return pidlock.PgLock(int(first) if first.isdigit() else 0, "", None, 0, "")
+
+
+def live_postmaster(paths: StackPaths) -> pidlock.PgLock | None:
+    """The lock of the postmaster that runs on this stack's data directory, or None."""
+    lock = _lock_of(paths.run / "pg" / "data" / "postmaster.pid")
+    if lock is None or lock.pid <= 0:
+        return None
+    if pidlock.pg_lock_stale(lock, pidlock.proc_info(lock.pid)) is not None:
+        return None
+    return lock
+
+
+def _clear_stale_locks(paths: StackPaths) -> None:
+    """Remove ``postmaster.pid`` and the socket lock when they name no running
+    PostgreSQL (a dead pid, a zombie, a reused pid), and wait for the dead postmaster's
+    server processes to go (they would keep its shared memory in use). Never removes the
+    lock of a postgres that runs."""
+    data = paths.run / "pg" / "data"
+    sock_lock = paths.run / "pg" / "sock" / f".s.PGSQL.{paths.pg_port}.lock"
+    for path in (data / "postmaster.pid", sock_lock):
+        lock = _lock_of(path)
+        if lock is None:
+            continue
+        proc = pidlock.proc_info(lock.pid) if lock.pid > 0 else None
+        why = pidlock.pg_lock_stale(lock, proc)
+        if why is None:
+            raise RuntimeError(f"{path} names a running PostgreSQL (pid {lock.pid})")
+        path.unlink(missing_ok=True)
+        print(f"postgres: removed stale {path.name}: {why}", flush=True)
+    _wait_for_orphans(data)
+
+
+def _orphans(data: Path) -> list[int]:
+    """Live postgres processes working in ``data`` (a server process chdirs there)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(os.readlink(entry / "cwd")) != data:
+                continue
+        except OSError:
+            continue
+        proc = pidlock.proc_info(int(entry.name))
+        if proc is not None and proc.state not in ("Z", "X") and pidlock.is_postgres(proc.argv):
+            found.append(proc.pid)
+    return found
+
+
+def _wait_for_orphans(data: Path, timeout_s: float = 15.0) -> None:
+    # Each notices its postmaster died and exits within moments; one that does not would
+    # make the new postmaster refuse the shared memory it still holds.
+    deadline = time.monotonic() + timeout_s
+    while (left := _orphans(data.resolve())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        print(f"postgres: killing pid {pid}, left over from a dead postmaster", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def start(paths: StackPaths) -> bool:
+    """Start the cluster unless its postmaster runs; True when it was started now. A lock
+    file left by a postmaster that died (whatever its pid names now) is removed first."""
+    with procs.exclusive(paths.run / "pg" / "start.lock"):
+        return _start(paths)
+
+
+def _start(paths: StackPaths) -> bool:
     data = paths.run / "pg" / "data"
     sock = paths.run / "pg" / "sock"
     logfile = paths.logs / "postgres.log"
     binaries = bin_dir()
-    pidfile = data / "postmaster.pid"
-    if pidfile.exists() and procs.port_open(paths.pg_port):
+    running = live_postmaster(paths)
+    if running is not None and running.status == "stopping":
+        _wait_gone(running.pid, 60)
+        running = live_postmaster(paths)
+    if running is not None:
+        if running.port != paths.pg_port:
+            raise RuntimeError(
+                f"PostgreSQL of {data} runs (pid {running.pid}) on port {running.port}, not "
+                f"{paths.pg_port}: stop it with WAVELINE_DEV_PG_PORT={running.port} waveline "
+                "dev down, or use that port"
+            )
+        procs.wait_port(paths.pg_port, 60, "PostgreSQL", logfile)
         return False
+    _clear_stale_locks(paths)
     if procs.port_open(paths.pg_port):
         raise RuntimeError(f"port {paths.pg_port} is taken by something that is not our PostgreSQL")
     for d in (data.parent, sock, paths.logs):
@@ -159,19 +254,31 @@ def _createdb(paths: StackPaths, binaries: Path, sock: Path) -> None:
         )
 
 
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proc = pidlock.proc_info(pid)
+        if proc is None or proc.state in ("Z", "X"):
+            return
+        time.sleep(0.2)
+
+
 def running(paths: StackPaths) -> bool:
-    return (paths.run / "pg" / "data" / "postmaster.pid").exists() and procs.port_open(
-        paths.pg_port
-    )
+    return live_postmaster(paths) is not None and procs.port_open(paths.pg_port)
 
 
 def stop(paths: StackPaths) -> bool:
-    data = paths.run / "pg" / "data"
-    if not (data / "postmaster.pid").exists():
-        return False
-    subprocess.run(
-        _as_owner([str(bin_dir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-        check=False,
-        stdout=subprocess.DEVNULL,
-    )
-    return True
+    """Stop the postmaster (fast shutdown); True if one was running. Stale locks go."""
+    with procs.exclusive(paths.run / "pg" / "start.lock"):
+        data = paths.run / "pg" / "data"
+        if not (data / "postmaster.pid").exists():
+            return False
+        if live_postmaster(paths) is None:
+            _clear_stale_locks(paths)
+            return False
+        subprocess.run(
+            _as_owner([str(bin_dir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        return True

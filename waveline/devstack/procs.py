@@ -3,48 +3,49 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from waveline.devstack import pidlock
 from waveline.shared import cpu
 
 
 def pid_of(pidfile: Path) -> int | None:
-    """The live pid recorded in ``pidfile``, or None (a stale file is removed)."""
+    """The live pid recorded in ``pidfile``, or None: a file naming no process, a zombie or
+    a process that started at another time than the one recorded (a reused pid) is stale,
+    and removed."""
     try:
-        pid = int(pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        text = pidfile.read_text()
+        pid = int(text.split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pidfile.unlink(missing_ok=True)
-        return None
-    except PermissionError:
-        return pid
-    # A zombie still answers kill(0): reap it if it is our child, and call it dead either
-    # way (in a container nobody may ever reap it).
+    # A zombie that is our child can be reaped; any other stays a zombie (in a container
+    # nobody may ever reap it) and counts as dead.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    if _zombie(pid):
+    if pidlock.pidfile_stale(text, pidlock.proc_info(pid)):
         pidfile.unlink(missing_ok=True)
         return None
     return pid
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return "\nState:\tZ" in status
+@contextlib.contextmanager
+def exclusive(lockfile: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lockfile`` for the block: two ``dev up`` runs (or test
+    sessions sharing a stack) must not both judge a lock stale and start a server."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with lockfile.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def start(
@@ -71,7 +72,7 @@ def start(
         )
     if nice:
         cpu.set_nice(proc.pid, nice)
-    pidfile.write_text(str(proc.pid))
+    pidfile.write_text(pidlock.pidfile_text(proc.pid))
     return proc.pid
 
 

@@ -56,10 +56,9 @@ def demo_remote(paths: StackPaths) -> Path:
 
 
 def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
+    from waveline.cli.topics import ensure_and_compare
     from waveline.shared.config import Settings
     from waveline.shared.db import migrate
-    from waveline.shared.kafka import ensure_topics
-    from waveline.shared.topics import Topics
 
     bare = demo_remote(paths)
     if demo.seed_repo(bare):
@@ -75,7 +74,10 @@ def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
     )
 
     async def setup() -> None:
-        await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
+        # Replication as WAVELINE_TOPIC_* say (1/1 by default, all one broker can hold);
+        # topics that differ are reported, not changed.
+        for difference in await ensure_and_compare(settings):
+            print(f"topics: {difference}")
         await migrate(settings)
 
     asyncio.run(setup())
