@@ -417,6 +417,11 @@ class Settings(BaseSettings):
     # git-writer fetches before a batch when its last fetch is older than this (leases make
     # skipping safe; see Applier.refresh_if_stale). 0 fetches before every batch.
     git_fetch_interval_s: float = 1.0
+    # git-writer: a config-repo file larger than this is refused unread (the command meeting
+    # it is rejected), and the objects a repo process holds in memory are packed once they
+    # hold this many bytes, besides every 2,000 branch updates (docs/reliability.md).
+    git_max_file_bytes: int = Field(default=1024 * 1024, ge=1024)
+    git_memory_pack_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     # The git-writer repo processes' interpreter switch interval: how long a build or push
     # may wait for the GIL (held by packing beside it) on each callback into Python
     # (CPython's default is 5 ms).

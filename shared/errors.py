@@ -62,3 +62,28 @@ class BrokerUnavailable(WavelineError):
 
     code = "broker_unavailable"
     retriable = True
+
+
+class UnusableFile(PreconditionFailed):
+    """A config-repo file Waveline cannot use as it stands: not UTF-8, over the size cap,
+    nested too deep, duplicate keys, or a value of the wrong type where a layout reads or
+    writes. Permanent for the command that met it (rejected, naming the file, the place in
+    it and why); the next command and every other repository go on."""
+
+    code = "unusable_file"
+
+    def __init__(self, file: str, where: str, reason: str) -> None:
+        # Keys and values quoted here come from the file: keep an event carrying this small.
+        self.file = file
+        self.where = _clip(where)
+        self.reason = _clip(reason)
+        super().__init__(f"{file}: {self.where}: {self.reason}" if where else f"{file}: {reason}")
+
+    def __reduce__(self) -> tuple[type[UnusableFile], tuple[str, str, str]]:
+        # Crosses the repo process's socket as a pickle; the default would call
+        # __init__ with the message alone.
+        return (type(self), (self.file, self.where, self.reason))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

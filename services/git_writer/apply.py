@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import pygit2
@@ -32,6 +33,16 @@ from waveline.shared.models.git import (
 logger = logging.getLogger(__name__)
 
 Command = IntroduceImages | PromoteWave | FastForward | Evict | RollbackWave | AlignAuto
+# Commits whose wave -> app-sha map is kept (a few hundred bytes each). An LRU, not a clear
+# on the limit: a new commit's map is its parent's plus its own trailers, so the walk stops
+# at the newest cached commit; cleared, the next call would walk up to 5,000 commits back.
+WAVE_APPS_CACHED = 10_000
+# Pack the memory objects after this many branch updates, or once they hold this much.
+COMPACT_EVERY_UPDATES = 2000
+COMPACT_AT_BYTES = 64 * 1024 * 1024
+# What ``mark`` saves and ``rewind`` restores: the batch's branch tips and the known
+# alignment.
+Mark = tuple[dict[str, pygit2.Oid], tuple[pygit2.Oid, pygit2.Oid] | None]
 
 
 @dataclass
@@ -51,9 +62,19 @@ class Result:
 class Applier:
     """Owns one repo's bare clone, its Event-Id index and the batch being built."""
 
-    def __init__(self, repo: ConfigRepo, config: WavelineConfig) -> None:
+    def __init__(
+        self,
+        repo: ConfigRepo,
+        config: WavelineConfig,
+        *,
+        max_file_bytes: int | None = None,
+        compact_at_bytes: int = COMPACT_AT_BYTES,
+    ) -> None:
         self.repo = repo
         self.config = config
+        # Files of the config repo larger than this are refused unread (UnusableFile).
+        self.max_file_bytes = max_file_bytes
+        self.compact_at_bytes = compact_at_bytes
         self.index = EventIndex()
         self.watched_branch = repo.config.watched_branch
         self.auto_branch = repo.config.auto_branch
@@ -62,7 +83,7 @@ class Applier:
         # are immutable, so the fact stays true for that pair; checking it again would walk
         # auto's whole history on every command (merge-base), O(n) per commit.
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
-        self._wave_apps: dict[pygit2.Oid, dict[str, str]] = {}
+        self._wave_apps: OrderedDict[pygit2.Oid, dict[str, str]] = OrderedDict()
         self._fetched_at = float("-inf")
         self._fresh = False  # the state was fetched for the batch being built
         self._updates = 0  # branch updates since the clone was last compacted
@@ -107,11 +128,13 @@ class Applier:
             )
         return watched
 
-    def compaction_due(self, every: int = 2000) -> bool:
+    def compaction_due(self, every: int = COMPACT_EVERY_UPDATES) -> bool:
         """True (and the count starts over) once ``every`` branch updates were made since the
-        last time it said so; the first call after start says so, for what earlier runs
+        last time it said so, or once the objects held in memory reach
+        ``compact_at_bytes``; the first call after start says so, for what earlier runs
         left loose."""
-        if self._updates < every and self._compacted:
+        held = self.repo.memory.nbytes if self.repo.memory is not None else 0
+        if self._updates < every and held < self.compact_at_bytes and self._compacted:
             return False
         self._updates = 0
         self._compacted = True
@@ -141,6 +164,15 @@ class Applier:
 
     def discard(self) -> None:
         self._pending.clear()
+
+    def mark(self) -> Mark:
+        """The batch as built so far, for ``rewind``."""
+        return dict(self._pending), self._aligned
+
+    def rewind(self, mark: Mark) -> None:
+        """Back to ``mark``: what a command that failed half-way built is not pushed."""
+        self._pending = dict(mark[0])
+        self._aligned = mark[1]
 
     def already_applied(self, command_id: str) -> pygit2.Oid | None:
         return self.index.find(self.repo, command_id, self._tips())
@@ -234,7 +266,10 @@ class Applier:
             commit = self.repo.commit(cursor)
             chain.append(commit)
             cursor = commit.parent_ids[0] if commit.parent_ids else None
-        state = dict(self._wave_apps.get(cursor, {})) if cursor is not None else {}
+        state: dict[str, str] = {}
+        if cursor is not None and cursor in self._wave_apps:
+            self._wave_apps.move_to_end(cursor)
+            state = dict(self._wave_apps[cursor])
         for commit in reversed(chain):
             if len(commit.parent_ids) > 1:
                 state = self._merged_apps(commit, state, limit)
@@ -244,7 +279,9 @@ class Applier:
             if pipeline and wave and app_sha:
                 state = {**state, f"{pipeline}/{wave}": app_sha}
             self._wave_apps[commit.id] = state
-        return self._wave_apps[oid]
+        while len(self._wave_apps) > WAVE_APPS_CACHED:
+            self._wave_apps.popitem(last=False)
+        return state
 
     def _merged_apps(
         self, merge: pygit2.Commit, first: dict[str, str], limit: int
@@ -299,7 +336,7 @@ class Applier:
 
     def _reader(self, commit: pygit2.Commit) -> layouts.ReadFile:
         def read(path: str) -> bytes | None:
-            return self.repo.read_file(commit, path)
+            return self.repo.read_file(commit, path, self.max_file_bytes)
 
         return read
 
@@ -334,9 +371,7 @@ class Applier:
             ) or Result("noop", branch=branch, sha=str(self._watched()), reason=noop_reason)
         base, replayed = self.aligned_auto()
         parent = self.repo.commit(base)
-        files = layouts.apply(
-            pipeline.layout, wave, values, lambda p: self.repo.read_file(parent, p)
-        )
+        files = layouts.apply(pipeline.layout, wave, values, self._reader(parent))
         message = trailers.format_message(subject, body, info)
         new = self.repo.create_commit(base, files, message)
         old_auto = self.repo.remote_ref(self.auto_branch)

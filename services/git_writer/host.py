@@ -72,6 +72,10 @@ class HostInit:
     log_level: str
     log_secrets: list[str]
     gil_switch_interval_ms: float
+    # Files of the config repo larger than this are refused unread; the memory objects are
+    # packed once they hold this much (as well as every so many updates).
+    max_file_bytes: int = 1024 * 1024
+    memory_pack_bytes: int = 64 * 1024 * 1024
 
 
 class RepoHost:
@@ -86,7 +90,14 @@ class RepoHost:
             creds=credentials_from_env(init.repo_config),
             memory=memory,
         )
-        self.applier = Applier(repo, init.config)
+        self.applier = Applier(
+            repo,
+            init.config,
+            max_file_bytes=init.max_file_bytes,
+            compact_at_bytes=init.memory_pack_bytes,
+        )
+        # Where an unexpected exception was raised, so its traceback is logged once.
+        self._unexpected: set[tuple[str, str, int]] = set()
         # A clone object of its own on the same path and memory (ConfigRepo.compact says
         # why that is safe), so a build never waits for packing: packing 100k loose
         # objects on the build thread once stalled batches for 30 s.
@@ -115,6 +126,7 @@ class RepoHost:
         for position, cmd in enumerate(todo):
             if cmd.command_id in results:
                 continue  # the same command twice in one batch: its first result stands
+            mark = applier.mark()
             try:
                 results[cmd.command_id] = applier.apply(cmd)
             except PreconditionFailed as exc:
@@ -123,6 +135,13 @@ class RepoHost:
                 if not last_try:
                     raise
                 failed.append((position, GitFailure(f"failed twice: {exc}", retriable=False)))
+            except pygit2.GitError:
+                raise
+            except Exception as exc:  # a bug meeting odd input: see _reject_unexpected
+                applier.rewind(mark)
+                results[cmd.command_id] = Result(
+                    "rejected", reason=self._reject_unexpected(cmd, exc)
+                )
         done = time.perf_counter()
         timings = {
             "fetch_ms": round((fetched - started) * 1000, 3),
@@ -130,6 +149,32 @@ class RepoHost:
             "batch_size": float(len(todo)),
         }
         return results, failed, timings
+
+    def _reject_unexpected(self, cmd: Command, exc: Exception) -> str:
+        """The reason a command that raised what no rule expects is rejected with. Retrying
+        would meet the same content and fail the same way, for ever, holding every command
+        behind it; so the command alone is rejected, what it built is dropped, and the
+        traceback is logged the first time that place raises it (every command meeting the
+        same bug would otherwise log it again)."""
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        site = (type(exc).__name__, frame.filename, frame.lineno or 0)
+        if site in self._unexpected:
+            logger.warning(
+                "repo %s: rejecting command %s: %s: %s (traceback logged before)",
+                self.applier.repo.name,
+                cmd.command_id,
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            self._unexpected.add(site)
+            logger.error(
+                "repo %s: rejecting command %s: unexpected error",
+                self.applier.repo.name,
+                cmd.command_id,
+                exc_info=exc,
+            )
+        return f"unexpected error applying the command: {type(exc).__name__}: {exc}"[:500]
 
     def flush(self) -> None:
         """Push what the last build made (once, with leases), then start packing if due."""

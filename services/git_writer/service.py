@@ -186,6 +186,8 @@ class GitWriter:
                     log_level=settings.log_level,
                     log_secrets=secret_values(settings, self.runtime.secrets),
                     gil_switch_interval_ms=settings.gil_switch_interval_ms,
+                    max_file_bytes=settings.git_max_file_bytes,
+                    memory_pack_bytes=settings.git_memory_pack_bytes,
                 )
             )
         return self._repos[repo_name]

@@ -11,6 +11,12 @@ in both directions:
 Introducing, promoting (copy W's values as deployed into W+1), rolling back (a wave's values
 at an earlier commit) and replaying (a commit's values on a new base) are all
 ``apply(extract(...))`` or ``apply(from_images(...))``: generated files never conflict.
+
+Whatever the files hold, reading them either gives values or raises ``UnusableFile`` naming
+the file, the path in it and why (filecheck): the command is rejected, nothing else fails.
+The generated layouts (``images-json``, ``tag-file``) rewrite their files whole, so only
+reading one (promote, rollback, replay) meets what a person committed there; the in-place
+layouts read the file on every write.
 """
 
 from __future__ import annotations
@@ -22,18 +28,25 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from waveline.shared.config import LayoutConfig
-from waveline.shared.errors import PreconditionFailed
-from waveline.shared.gitengine import yamledit
+from waveline.shared.errors import PreconditionFailed, UnusableFile
+from waveline.shared.gitengine import filecheck, yamledit
 from waveline.shared.models.images import ImageRef
 from waveline.shared.names import check_name, check_relative_path
 
 ReadFile = Callable[[str], bytes | None]
 Values = dict[str, dict[str, str]]
+# The fields of a kustomization's `images:` entry (kustomize's types.Image); kustomize
+# refuses any other key.
+KUSTOMIZE_IMAGE_KEYS = ("name", "newName", "newTag", "tagSuffix", "digest")
+_KUSTOMIZE_VALUES = ("newName", "newTag", "digest")
 
 
 def _path(layout: LayoutConfig, wave: str) -> str:
-    check_name(wave, "wave name")
-    return check_relative_path(layout.path.replace("{wave}", wave))
+    try:
+        check_name(wave, "wave name")
+        return check_relative_path(layout.path.replace("{wave}", wave))
+    except ValueError as exc:  # a replayed commit's wave comes from its trailers
+        raise PreconditionFailed(str(exc)) from exc
 
 
 def wave_paths(layout: LayoutConfig, wave: str) -> list[str]:
@@ -77,18 +90,15 @@ def extract(layout: LayoutConfig, wave: str, read: ReadFile) -> Values:
             for svc in tags
         }
     if layout.kind == "tag-file":
-        data = read(paths[0])
-        return {"image": {"tag": data.decode().strip()}} if data and data.strip() else {}
-    doc = yamledit.load((read(paths[0]) or b"").decode(), paths[0])
+        tag = _text(read(paths[0]), paths[0]).strip()
+        return {"image": {"tag": tag}} if tag else {}
+    doc = yamledit.load(_text(read(paths[0]), paths[0]), paths[0])
     if layout.kind == "yaml-path":
-        return _extract_yaml_paths(layout, doc)
-    values: Values = {}
-    for entry in doc.get("images") or [] if isinstance(doc, dict) else []:
-        if isinstance(entry, dict) and "name" in entry:
-            values[str(entry["name"])] = {
-                k: str(entry[k]) for k in ("newName", "newTag", "digest") if k in entry
-            }
-    return values
+        return _extract_yaml_paths(layout, doc, paths[0])
+    return {
+        str(e["name"]): {k: str(e[k]) for k in _KUSTOMIZE_VALUES if e.get(k) is not None}
+        for e in _kustomize_images(doc, paths[0])
+    }
 
 
 def apply(layout: LayoutConfig, wave: str, values: Values, read: ReadFile) -> dict[str, bytes]:
@@ -101,7 +111,7 @@ def apply(layout: LayoutConfig, wave: str, values: Values, read: ReadFile) -> di
         tag = next(iter(values.values()), {}).get("tag", "")
         return {paths[0]: (tag + "\n").encode()}
     where = paths[0]
-    text = (read(where) or b"").decode()
+    text = _text(read(where), where)
     if layout.kind == "yaml-path":
         assignments: list[yamledit.Assignment] = []
         for svc, fields in sorted(values.items()):
@@ -116,16 +126,20 @@ def apply(layout: LayoutConfig, wave: str, values: Values, read: ReadFile) -> di
 # -- helpers -----------------------------------------------------------------------------
 
 
+def _text(data: bytes | None, path: str) -> str:
+    return filecheck.text(data, path) if data else ""
+
+
 def _json_map(data: bytes | None, path: str) -> dict[str, str]:
     if data is None or not data.strip():
         return {}
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PreconditionFailed(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-        raise PreconditionFailed(f"{path}: expected a JSON object of strings")
-    return {str(k): v for k, v in doc.items()}
+    doc = filecheck.json_document(data, path)
+    if not isinstance(doc, dict):
+        raise filecheck.wrong_type(path, [], "an object", doc, json_names=True)
+    for key, value in doc.items():
+        if not isinstance(value, str):
+            raise filecheck.wrong_type(path, [key], "a string", value, json_names=True)
+    return doc
 
 
 def _json_bytes(data: Mapping[str, str]) -> bytes:
@@ -133,41 +147,94 @@ def _json_bytes(data: Mapping[str, str]) -> bytes:
 
 
 def _key_path(template: str, service: str) -> list[str]:
-    check_name(service, "service name")
+    try:
+        check_name(service, "service name")
+    except ValueError as exc:
+        raise PreconditionFailed(str(exc)) from exc
     parts = template.replace("{service}", service).split(".")
     if any(not p for p in parts):
         raise PreconditionFailed(f"invalid key template {template!r}")
     return parts
 
 
-def _extract_yaml_paths(layout: LayoutConfig, doc: Any) -> Values:
-    """Walk the keys around ``{service}`` in the templates to find every service present."""
+def _extract_yaml_paths(layout: LayoutConfig, doc: Any, where: str) -> Values:
+    """Walk the keys around ``{service}`` in the templates to find every service present.
+
+    An entry of the services' mapping that is not itself a mapping is no service (a flag
+    beside them); inside one that is, a node of the wrong type is refused, never skipped:
+    a skipped service would silently not be promoted."""
     values: Values = {}
-    if not isinstance(doc, dict):
+    if doc is None:
         return values
+    if not isinstance(doc, dict):
+        raise filecheck.wrong_type(where, [], "a mapping", doc)
     for field, template in (("tag", layout.tag_key), ("digest", layout.digest_key)):
         if not template:
             continue
         prefix, _, suffix = template.partition("{service}")
-        node: Any = doc
-        for key in [k for k in prefix.split(".") if k]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
+        before = [k for k in prefix.split(".") if k]
+        after = [k for k in suffix.split(".") if k]
+        node = yamledit.walk(doc, before, where)
+        if node is None:
             continue
+        if not isinstance(node, dict):
+            raise filecheck.wrong_type(where, before, "a mapping", node)
         for svc, sub in node.items():
-            leaf: Any = sub
-            for key in [k for k in suffix.split(".") if k]:
-                leaf = leaf.get(key) if isinstance(leaf, dict) else None
-            if leaf is not None and not isinstance(leaf, dict | list):
-                values.setdefault(str(svc), {})[field] = str(leaf)
+            if not isinstance(sub, dict):
+                continue
+            leaf = yamledit.walk(sub, after, where, at=[*before, str(svc)])
+            if leaf is None:
+                continue
+            if isinstance(leaf, dict | list):
+                raise filecheck.wrong_type(where, [*before, str(svc), *after], "a scalar", leaf)
+            if not _is_name(str(svc)):
+                raise UnusableFile(
+                    where, filecheck.dotted([*before, str(svc)]), "not a valid service name"
+                )
+            values.setdefault(str(svc), {})[field] = str(leaf)
     return values
+
+
+def _is_name(value: str) -> bool:
+    try:
+        check_name(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _kustomize_images(doc: Any, where: str) -> list[Any]:
+    """A kustomization's `images:` entries, each checked as kustomize would: a mapping of
+    known keys with scalar values and a name."""
+    if doc is None:
+        return []
+    if not isinstance(doc, dict):
+        raise filecheck.wrong_type(where, [], "a mapping", doc)
+    entries = doc.get("images")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise filecheck.wrong_type(where, ["images"], "a list", entries)
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise filecheck.wrong_type(where, ["images", i], "a mapping", entry)
+        for key, value in entry.items():
+            if key not in KUSTOMIZE_IMAGE_KEYS:
+                known = ", ".join(KUSTOMIZE_IMAGE_KEYS)
+                raise UnusableFile(
+                    where, f"images.{i}.{key}", f"unknown key (kustomize knows {known})"
+                )
+            if isinstance(value, dict | list):
+                raise filecheck.wrong_type(where, ["images", i, key], "a string", value)
+        if entry.get("name") is None:
+            raise UnusableFile(where, f"images.{i}", "no name")
+    return entries
 
 
 def _apply_kustomize(text: str, values: Values, where: str) -> str:
     """Update ``images:`` entries by name in place; append entries for new images."""
-    doc = yamledit.load(text, where)
-    entries = doc.get("images") if isinstance(doc, dict) else None
-    index = {str(e.get("name")): i for i, e in enumerate(entries or []) if isinstance(e, dict)}
+    entries = _kustomize_images(yamledit.load(text, where), where)
+    index = {str(e["name"]): i for i, e in enumerate(entries)}
     assignments: list[yamledit.Assignment] = []
     new: list[tuple[str, dict[str, str]]] = []
     for name, fields in sorted(values.items()):

@@ -15,10 +15,15 @@ next fetch brings them back) or never pushed (nothing refers to them). Remote-tr
 that point at such a lost object are dropped when the clone is opened, before any fetch.
 Thread-safe for one writer thread and one packing thread (dict operations are atomic, and a
 reader that misses an object just dropped finds it in the pack written before the drop).
+
+``nbytes`` is what the objects hold (their raw data): the writer packs them when that passes
+a limit as well as after a number of updates (``Applier.compaction_due``), so a few large
+files committed often cannot grow the process without bound between packings.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pygit2
@@ -32,17 +37,34 @@ class MemoryObjects:
 
     def __init__(self) -> None:
         self.objects: _Store = {}
+        self._nbytes = 0
+        # The count is a read-modify-write from two threads (the writer adds, packing drops).
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.objects)
+
+    @property
+    def nbytes(self) -> int:
+        """The raw bytes of the objects held."""
+        return self._nbytes
+
+    def put(self, oid: pygit2.Oid, kind: int, data: bytes) -> None:
+        with self._lock:
+            if oid not in self.objects:
+                self._nbytes += len(data)
+            self.objects[oid] = (kind, data)
 
     def snapshot(self) -> list[pygit2.Oid]:
         return list(self.objects)
 
     def drop(self, oids: list[pygit2.Oid]) -> None:
         """Forget ``oids``: call only once a pack holding them is in place."""
-        for oid in oids:
-            self.objects.pop(oid, None)
+        with self._lock:
+            for oid in oids:
+                held = self.objects.pop(oid, None)
+                if held is not None:
+                    self._nbytes -= len(held[1])
 
 
 class _Backend(pygit2.OdbBackend):
@@ -51,6 +73,7 @@ class _Backend(pygit2.OdbBackend):
 
     def __init__(self, store: MemoryObjects) -> None:
         super().__init__()
+        self._store = store
         self._objects = store.objects
 
     def read_cb(self, oid: pygit2.Oid) -> tuple[int, bytes]:
@@ -89,7 +112,7 @@ class _Backend(pygit2.OdbBackend):
         return self._find(hex_prefix)
 
     def write_cb(self, oid: pygit2.Oid, data: bytes, kind: int) -> None:
-        self._objects[oid] = (kind, data)
+        self._store.put(oid, kind, data)
 
     def refresh_cb(self) -> None:
         return None

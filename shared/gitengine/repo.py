@@ -20,7 +20,7 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType
 
 from waveline.shared.config import RepoConfig
-from waveline.shared.errors import GitFailure, PushRejected
+from waveline.shared.errors import GitFailure, PushRejected, UnusableFile
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
 from waveline.shared.gitengine.packfiles import (
@@ -165,11 +165,24 @@ class ConfigRepo:
         assert isinstance(obj, pygit2.Commit)
         return obj
 
-    def read_file(self, commit: pygit2.Commit, path: str) -> bytes | None:
+    def read_file(
+        self, commit: pygit2.Commit, path: str, max_bytes: int | None = None
+    ) -> bytes | None:
+        """The content of the file at ``path`` in ``commit`` (None when there is none).
+        ``UnusableFile`` when it is larger than ``max_bytes``: told by the object's header
+        (its size, read without inflating the object), so an oversized blob costs nothing."""
         try:
             entry = commit.tree[path]
         except KeyError:
             return None
+        if entry.type != ObjectType.BLOB:
+            return None
+        if max_bytes is not None:
+            _, size = self.repo.odb.read_header(entry.id)
+            if size > max_bytes:
+                raise UnusableFile(
+                    path, "", f"{size:,} bytes, over the limit of {max_bytes:,} bytes"
+                )
         blob = self.repo.get(entry.id)
         return blob.data if isinstance(blob, pygit2.Blob) else None
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 
-from waveline.shared.errors import PreconditionFailed
+from waveline.shared.errors import UnusableFile
+from waveline.shared.gitengine import filecheck
 
 Key = str | int
 Assignment = tuple[list[Key], str]
@@ -33,10 +36,27 @@ def _yaml() -> YAML:
 
 
 def load(text: str, where: str) -> Any:
+    """The round-trip document of ``text`` (None when empty); ``UnusableFile`` naming
+    ``where`` for text that is not YAML, nested deeper than ``filecheck.MAX_DEPTH`` or with
+    a key twice (checked first, cheaply: see filecheck)."""
+    if not text.strip():
+        return None
+    filecheck.check_yaml(text, where)
     try:
-        return _yaml().load(text) if text.strip() else None
+        return _yaml().load(text)
+    except DuplicateKeyError as exc:  # what the check above could not tell apart
+        mark = exc.problem_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UnusableFile(where, at, str(exc.problem)) from None
+    except MarkedYAMLError as exc:
+        # What libyaml accepts and ruamel does not (YAML 1.2 rules, several documents).
+        mark = exc.problem_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UnusableFile(where, at, f"not valid YAML: {exc.problem}") from None
     except YAMLError as exc:
-        raise PreconditionFailed(f"{where}: not valid YAML: {exc}") from exc
+        raise UnusableFile(where, "", f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UnusableFile(where, "", "nested too deep to parse") from None
 
 
 def dump(doc: Any) -> str:
@@ -87,25 +107,47 @@ def _render(value: str, old_token: str) -> str:
     return value
 
 
-def _dotted(keys: list[Key]) -> str:
-    return ".".join(str(k) for k in keys)
-
-
-def _child(node: Any, key: Key) -> Any:
+def step(node: Any, key: Key, at: Sequence[Key], where: str) -> Any:
+    """``node[key]`` (None when absent or null), where ``node`` is at path ``at`` of file
+    ``where``: a string key needs a mapping, an index a list, else ``UnusableFile``."""
     if isinstance(key, int):
-        return node[key] if isinstance(node, list) and 0 <= key < len(node) else None
-    return node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, list):
+            raise filecheck.wrong_type(where, at, "a list", node)
+        return node[key] if 0 <= key < len(node) else None
+    if not isinstance(node, dict):
+        raise filecheck.wrong_type(where, at, "a mapping", node)
+    return node.get(key)
 
 
-def _parent(doc: Any, keys: list[Key], where: str) -> Any:
-    node = doc
+def walk(node: Any, keys: Sequence[Key], where: str, at: Sequence[Key] = ()) -> Any:
+    """The node at ``keys`` below ``node`` (itself at path ``at``); None as soon as a key
+    is absent or null; ``UnusableFile`` when a node on the way has the wrong type."""
+    path = list(at)
     for key in keys:
-        node = _child(node, key)
         if node is None:
             return None
-    if not isinstance(node, dict):
-        raise PreconditionFailed(f"{where}: {_dotted(keys)} is not a mapping")
+        node = step(node, key, path, where)
+        path.append(key)
     return node
+
+
+def _position(parent: Any, key: Key, lines: list[str]) -> tuple[int, int] | None:
+    """Where the value of ``parent[key]`` starts, when its token can be spliced: not for
+    a key merged in with '<<' (ruamel records no position), nor for a block scalar, an
+    anchored or tagged value (the splice would drop the anchor other nodes refer to)."""
+    data = getattr(parent.lc, "data", None) or {}
+    pos = data.get(key)
+    if pos is None or len(pos) < 4:
+        return None
+    line, col = pos[2], pos[3]
+    if line >= len(lines) or col >= len(lines[line]) or lines[line][col] in "|>&!":
+        return None
+    return line, col
+
+
+def _holds(text: str, assignments: list[Assignment], where: str) -> bool:
+    doc = load(text, where)
+    return all(str(walk(doc, keys, where)) == value for keys, value in assignments)
 
 
 def set_scalars(text: str, assignments: list[Assignment], where: str) -> str:
@@ -115,44 +157,50 @@ def set_scalars(text: str, assignments: list[Assignment], where: str) -> str:
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
-        raise PreconditionFailed(f"{where}: top level must be a mapping")
+        raise filecheck.wrong_type(where, [], "a mapping", doc)
     lines = text.splitlines(keepends=True)
     edits: list[tuple[int, int, int, str]] = []
     missing: list[Assignment] = []
     for keys, value in assignments:
-        parent = _parent(doc, keys[:-1], where)
+        parent = walk(doc, keys[:-1], where)
+        if parent is not None and not isinstance(parent, dict):
+            raise filecheck.wrong_type(where, keys[:-1], "a mapping", parent)
         if parent is None or keys[-1] not in parent:
             missing.append((keys, value))
             continue
         old = parent[keys[-1]]
         if isinstance(old, dict | list):
-            raise PreconditionFailed(f"{where}: {_dotted(keys)} is not a scalar")
-        line, col = parent.lc.value(keys[-1])
-        end = _token_end(lines[line], col)
-        if end < 0 or lines[line][col] in "|>":
-            missing.append((keys, value))  # multi-line scalar: rewrite structurally
+            raise filecheck.wrong_type(where, keys, "a scalar", old)
+        pos = _position(parent, keys[-1], lines)
+        end = _token_end(lines[pos[0]], pos[1]) if pos is not None else -1
+        if pos is None or end < 0:
+            missing.append((keys, value))  # rewritten structurally
             continue
+        line, col = pos
         edits.append((line, col, end, _render(value, lines[line][col:end])))
     for line, col, end, token in sorted(edits, reverse=True):
         lines[line] = lines[line][:col] + token + lines[line][end:]
-    text = "".join(lines)
+    spliced = "".join(lines)
+    if edits and not _holds(spliced, [a for a in assignments if a not in missing], where):
+        # A token that reads differently than it looks (a plain scalar continued on the
+        # next line): leave the bytes alone and set everything structurally.
+        spliced, missing = text, list(assignments)
+    text = spliced
     if not missing:
         return text
     doc = load(text, where) or CommentedMap()
     for keys, value in missing:
         node = doc
-        for key in keys[:-1]:
-            child = _child(node, key)
-            if child is None and isinstance(key, str) and isinstance(node, dict):
+        for depth, key in enumerate(keys[:-1]):
+            child = step(node, key, keys[:depth], where)
+            if child is None:
+                if isinstance(key, int):
+                    raise UnusableFile(where, filecheck.dotted(keys[: depth + 1]), "no such entry")
                 child = CommentedMap()
                 node[key] = child
-            if not isinstance(child, dict | list):
-                raise PreconditionFailed(
-                    f"{where}: {_dotted(keys)} crosses a non-mapping at {key!r}"
-                )
             node = child
         if not isinstance(node, dict):
-            raise PreconditionFailed(f"{where}: {_dotted(keys)} is not under a mapping")
+            raise filecheck.wrong_type(where, keys[:-1], "a mapping", node)
         old = node.get(keys[-1])
         node[keys[-1]] = type(old)(value) if isinstance(old, ScalarString) else value
     return dump(doc)

@@ -98,7 +98,7 @@ def test_yaml_path_creates_missing_keys_and_file() -> None:
     out = layouts.apply(lay, "dev", {"api": {"tag": "v1"}}, files({}))
     assert out["envs/dev/values.yaml"] == b"services:\n  api:\n    image:\n      tag: v1\n"
     bad = {"envs/dev/values.yaml": b"services: [1, 2]\n"}
-    with pytest.raises(PreconditionFailed, match="non-mapping"):
+    with pytest.raises(PreconditionFailed, match="services: expected a mapping, got a list"):
         layouts.apply(lay, "dev", {"api": {"tag": "v1"}}, files(bad))
     with pytest.raises(PreconditionFailed, match="not valid YAML"):
         layouts.apply(lay, "dev", {"api": {"tag": "v1"}}, files({"envs/dev/values.yaml": b"a: ["}))
