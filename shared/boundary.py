@@ -1,50 +1,34 @@
-"""The handler boundary: decides ack, retry or dead letter, and logs the exception once.
+"""The handler boundary: decides handled, dead letter or wait, and logs once.
 
-Every consumer in every service goes through ``Boundary.run_batch``. Validation failures and
-permanent errors go to the dead-letter topic with the reason, and the message is acked so
-the consumer carries on. Retriable errors are retried in place with backoff a bounded number
-of times, then dead-lettered. If even the dead-letter publish fails, the error propagates so
-the message is *not* acked and Kafka redelivers it: nothing is lost silently.
+Every consumer in every service goes through ``Boundary.run_batch``. A message that cannot be
+valid — it fails parsing, or its handler fails with a permanent error — goes to the
+dead-letter topic at once with the reason, and the consumer carries on. A retriable failure
+(PostgreSQL or Kafka away, see shared/outage.py) is never dead-lettered: it leaves the batch
+as ``Unfinished`` from the first message not handled, and the runtime pauses those
+partitions and tries again later, indefinitely. A dead letter that cannot be published is
+such a failure too, so nothing is lost silently.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import asyncpg
-from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from waveline.shared.errors import InvalidMessage, WavelineError
 from waveline.shared.kafka import publish
-from waveline.shared.models.base import utcnow
 from waveline.shared.models.dlq import DeadLetter
+from waveline.shared.outage import Unfinished, first_offsets, is_retriable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-
-def is_retriable(exc: BaseException) -> bool:
-    if isinstance(exc, WavelineError | KafkaError):
-        return bool(exc.retriable)
-    # Lost connections and serialization conflicts heal on their own; bad SQL does not.
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.SerializationError
-        | asyncpg.exceptions.DeadlockDetectedError
-        | asyncpg.InterfaceError
-        | ConnectionError
-        | TimeoutError,
-    )
+__all__ = ["Boundary", "error_code", "is_retriable"]
 
 
 def error_code(exc: BaseException) -> str:
@@ -60,8 +44,6 @@ class Boundary:
     broker: KafkaBroker
     dlq_topic: str
     service: str
-    retries: int = 3
-    backoff_s: float = 0.2
     publish_timeout_s: float = 5.0
 
     async def run_batch(
@@ -70,10 +52,11 @@ class Boundary:
         parse: Callable[[bytes], T],
         handle_many: Callable[[list[T]], Awaitable[None]],
     ) -> None:
-        """``run`` for a batch of ``(record, body)``: invalid ones are dead-lettered alone,
-        the rest handled together (one round trip for all). When the batch still fails
-        after the retries, each message is handled on its own, so one bad message is
-        dead-lettered and the others go through."""
+        """Handle a batch of ``(record, body)``: invalid ones are dead-lettered alone, the
+        rest handled together (one round trip for all). When the batch fails with a
+        permanent error, each message is handled on its own, so the bad one is
+        dead-lettered and the others go through. A retriable failure raises ``Unfinished``
+        naming where each partition resumes."""
         parsed: list[tuple[Any, bytes, T]] = []
         for record, body in items:
             try:
@@ -83,62 +66,66 @@ class Boundary:
                 await self.dead_letter_record(record, body, exc)
         if not parsed:
             return
-        if len(parsed) > 1:
-            values = [value for _, _, value in parsed]
-            try:
-                await self._retrying(functools.partial(handle_many, values))
+        try:
+            await handle_many([value for _, _, value in parsed])
+            return
+        except Exception as exc:
+            if is_retriable(exc):
+                raise Unfinished(exc, first_offsets(r for r, _, _ in parsed)) from exc
+            if len(parsed) == 1:
+                await self._give_up(parsed[0][0], parsed[0][1], exc)
                 return
-            except Exception as exc:
-                logger.warning(
-                    "%s: batch of %d failed (%r); handling its messages one by one",
-                    self.service,
-                    len(parsed),
-                    exc,
-                )
-        for record, body, value in parsed:
+            logger.warning(
+                "%s: batch of %d failed (%r); handling its messages one by one",
+                self.service,
+                len(parsed),
+                exc,
+            )
+        for position, (record, body, value) in enumerate(parsed):
             try:
-                await self._retrying(functools.partial(handle_many, [value]))
+                await handle_many([value])
             except Exception as exc:
-                logger.exception("%s: giving up on message from %s", self.service, _at(record))
-                await self.dead_letter_record(record, body, exc)
+                if is_retriable(exc):
+                    rest = (r for r, _, _ in parsed[position:])
+                    raise Unfinished(exc, first_offsets(rest)) from exc
+                await self._give_up(record, body, exc)
 
-    async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
-        """``call()``, retried in place while it fails with a retriable error; the last
-        error propagates."""
-        attempt = 0
-        while True:
-            try:
-                await call()
-                return
-            except Exception as exc:
-                attempt += 1
-                if not is_retriable(exc) or attempt > self.retries:
-                    raise
-                logger.warning(
-                    "%s: retriable failure (attempt %d/%d): %r",
-                    self.service,
-                    attempt,
-                    self.retries,
-                    exc,
-                )
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+    async def _give_up(self, record: Any, body: bytes, exc: BaseException) -> None:
+        logger.error(
+            "%s: dead-lettering the message at %s: %s",
+            self.service,
+            _at(record),
+            exc,
+            exc_info=exc,
+        )
+        await self.dead_letter_record(record, body, exc)
 
     async def dead_letter_record(self, record: Any, body: bytes, exc: BaseException) -> None:
-        """Publish ``body`` (from Kafka ``record``) to the dead-letter topic with the reason.
-        Raises if the broker does not acknowledge: the caller must then not ack."""
-        key = getattr(record, "key", None)
-        letter = DeadLetter(
-            event_id=uuid.uuid4(),
+        """Publish a bounded letter about ``body`` (from Kafka ``record``) to the dead-letter
+        topic with the reason. Raises ``BrokerUnavailable`` when the broker does not
+        acknowledge: the caller must then not count the record as handled.
+
+        A record of the dead-letter topic itself is never dead-lettered (a letter about a
+        letter could loop): it is logged and dropped."""
+        topic = getattr(record, "topic", "?")
+        if topic == self.dlq_topic:
+            logger.error(
+                "%s: dropping unusable dead letter at %s (no letter about a letter): %s",
+                self.service,
+                _at(record),
+                exc,
+            )
+            return
+        letter = DeadLetter.about(
+            body,
             service=self.service,
-            source_topic=getattr(record, "topic", "?"),
+            source_topic=topic,
             partition=getattr(record, "partition", None),
             offset=getattr(record, "offset", None),
-            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-            payload=body.decode("utf-8", "replace"),
+            key=getattr(record, "key", None),
             error_code=error_code(exc),
-            reason=str(exc)[:4000],
+            reason=str(exc),
             retriable=is_retriable(exc),
-            failed_at=utcnow(),
         )
         await publish(
             self.broker, letter, self.dlq_topic, key=letter.key, timeout_s=self.publish_timeout_s

@@ -447,6 +447,19 @@ class Settings(BaseSettings):
     retention_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     retention_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "INFO"
+    # Consumers waiting out an outage (shared/outage.py): the first and the longest wait
+    # between tries; they try again indefinitely.
+    retry_backoff_s: float = Field(default=0.2, gt=0, le=60)
+    retry_cap_s: float = Field(default=10.0, gt=0, le=600)
+    # git-writer: libgit2's connect timeout and read/write timeout for fetches and pushes,
+    # and the deadline of every call into a repo process (killed and restarted after it).
+    git_connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    git_io_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    git_call_deadline_s: float = Field(default=120.0, gt=0, le=7200)
+    # The consumers' health endpoint (/healthz, /readyz, /metrics); unset: none. Ingest
+    # serves the same paths on its own port.
+    health_host: str = "127.0.0.1"
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
     @classmethod

@@ -64,6 +64,20 @@ class BrokerUnavailable(WavelineError):
     retriable = True
 
 
+class GitUnreachable(GitFailure):
+    """The git remote did not answer (refused, reset, timed out, name not resolved): an
+    outage. The git-writer waits it out with backoff instead of dead-lettering commands."""
+
+    code = "git_unreachable"
+
+
+class PublishRefused(WavelineError):
+    """Kafka refused a record for what it is (too large for the producer or the topic), not
+    for an outage: publishing it again cannot succeed. Permanent."""
+
+    code = "publish_refused"
+
+
 class UnusableFile(PreconditionFailed):
     """A config-repo file Waveline cannot use as it stands: not UTF-8, over the size cap,
     nested too deep, duplicate keys, or a value of the wrong type where a layout reads or

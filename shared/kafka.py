@@ -6,7 +6,14 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 # The class behind faststream.Context(); only the function is public.
 from faststream._internal.context import Context
@@ -16,7 +23,7 @@ from faststream.kafka.message import KafkaMessage as _KafkaMessage
 from pydantic import BaseModel
 
 from waveline.shared.config import Settings
-from waveline.shared.errors import BrokerUnavailable
+from waveline.shared.errors import BrokerUnavailable, PublishRefused
 
 # Topic administration lives in topic_admin; these names stay importable from here
 # (the aliases mark them re-exported).
@@ -39,6 +46,15 @@ class _MessageNow(Context):
 # A handler parameter receiving faststream's message (records in ``raw_message``).
 RawMessage = Annotated[_KafkaMessage, _MessageNow("message")]
 
+
+# Errors about the record itself: publishing it again cannot succeed.
+REFUSED_RECORD = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidMessageError,
+    CorruptRecordException,
+)
 
 # How long aiokafka's fetcher leaves a node alone while records it prefetched from one of
 # the node's partitions wait to be consumed (its default is 0.1 s; see hold_prefetch).
@@ -94,7 +110,8 @@ async def publish(
     key: str | None = None,
     timeout_s: float = 5.0,
 ) -> None:
-    """Publish and wait for the broker's acknowledgement; ``BrokerUnavailable`` otherwise."""
+    """Publish and wait for the broker's acknowledgement; ``BrokerUnavailable`` (retriable)
+    when it does not come, ``PublishRefused`` (permanent) when the record is refused."""
     try:
         async with asyncio.timeout(timeout_s):
             await broker.publish(
@@ -103,6 +120,10 @@ async def publish(
                 key=key.encode() if key is not None else None,
                 headers={"content-type": "application/json"},
             )
+    except REFUSED_RECORD as exc:
+        # The record itself is refused, every time; anything else (aiokafka's own timeout
+        # error is not "retriable" either) is an outage to wait out.
+        raise PublishRefused(f"Kafka refused the publish to {topic}: {exc!r}") from exc
     except (TimeoutError, KafkaError, IncorrectState) as exc:
         raise BrokerUnavailable(
             f"Kafka did not acknowledge the publish to {topic}: {exc!r}"

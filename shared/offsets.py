@@ -38,6 +38,7 @@ class LazyCommitter:
         self._timer: asyncio.Task[None] | None = None
         self._closing = False  # stopping: a batch that still ends commits at once
         self.commits = 0  # commit requests sent (for tests and metrics)
+        self._failing = False
 
     def handled(self, consumer: Any, records: Iterable[Any]) -> None:
         """Every record of ``records`` was handled: its offset may be committed."""
@@ -74,8 +75,8 @@ class LazyCommitter:
 
     async def flush(self) -> None:
         """Commit what was handled. A failed commit (a rebalance took the partitions, the
-        broker is away) is logged and dropped: the messages are redelivered, and handlers
-        are idempotent."""
+        broker is away) is dropped, and logged when commits start failing: the messages are
+        redelivered, and handlers are idempotent."""
         async with self._lock:
             if not self._pending or self._consumer is None:
                 return
@@ -88,17 +89,24 @@ class LazyCommitter:
             try:
                 await self._consumer.commit(offsets)
                 self.commits += 1
+                if self._failing:
+                    self._failing = False
+                    logger.warning("%s: offset commits work again", self.name)
             except asyncio.CancelledError:
                 # Not sent: keep them for the next flush (close() flushes after cancelling).
                 for tp, offset in offsets.items():
                     self._pending[tp] = max(offset, self._pending.get(tp, -1))
                 raise
             except KafkaError as exc:
-                logger.warning(
-                    "%s: offset commit failed (%r); those messages may be redelivered",
-                    self.name,
-                    exc,
-                )
+                # Once per state change: during a broker outage every flush fails.
+                if not self._failing:
+                    self._failing = True
+                    logger.warning(
+                        "%s: offset commits fail (%r); handled messages may be redelivered"
+                        " (handlers are idempotent)",
+                        self.name,
+                        exc,
+                    )
 
     async def close(self) -> None:
         """Commit what was handled; from now on every handled batch is committed at once

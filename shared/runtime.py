@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
+from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel
@@ -22,6 +23,14 @@ from waveline.shared.config import Secrets, Settings, WavelineConfig, load_confi
 from waveline.shared.db import create_pool
 from waveline.shared.kafka import RawMessage, hold_prefetch, make_broker, publish
 from waveline.shared.offsets import CommitOnRevoke, LazyCommitter, rewind
+from waveline.shared.outage import (
+    Backoff,
+    PartitionPause,
+    Unfinished,
+    Waits,
+    first_offsets,
+    is_retriable,
+)
 from waveline.shared.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -45,9 +54,26 @@ class Runtime:
     secrets: Secrets
     broker: KafkaBroker
     topics: Topics
+    waits: Waits = field(init=False, repr=False)
     _pool: asyncpg.Pool | None = field(default=None, repr=False)
     _committers: list[LazyCommitter] = field(default_factory=list, repr=False)
+    _pauses: list[PartitionPause] = field(default_factory=list, repr=False)
+    _live_checks: list[Callable[[], str | None]] = field(default_factory=list, repr=False)
     _consuming_stopped: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.waits = Waits(self.service)
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.settings.retry_backoff_s, self.settings.retry_cap_s)
+
+    def add_live_check(self, check: Callable[[], str | None]) -> None:
+        """``check()`` returns why the service is not live (a stuck part), or None."""
+        self._live_checks.append(check)
+
+    def not_live(self) -> list[str]:
+        return [why for check in self._live_checks if (why := check()) is not None]
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -149,9 +175,15 @@ class Runtime:
     ) -> None:
         """Subscribe ``handle`` to the raw records of ``topic``, a poll at a time. When it
         returns, the records of ``polled`` (which it may extend with more it polled itself)
-        count as handled and their offsets are committed lazily; when it raises, every
-        partition among them goes back to its first record, so the next poll delivers them
-        again."""
+        count as handled and their offsets are committed lazily.
+
+        When it raises, the poll was not (wholly) handled: ``Unfinished`` says where each
+        partition resumes (the records before count as handled), any other exception means
+        none of it was. Either way those partitions are sought back and paused, and resume
+        after a capped exponential backoff, indefinitely (shared/outage.py): an outage
+        waits, it never dead-letters. The first failure of a wait logs it, with the
+        traceback when the error is not a known outage (a bug would otherwise spin
+        silently); later attempts log nothing until it recovers."""
         # Batched: the broker answers when 1 MiB waits or the time is up, so under load a
         # fetch every batched_fetch_wait_ms whatever the message rate. Otherwise aiokafka's
         # defaults: answer as soon as one message is there, long-poll 500 ms when idle.
@@ -159,6 +191,10 @@ class Runtime:
             (1 << 20, self.settings.batched_fetch_wait_ms) if batched else (1, 500)
         )
         committer = self.committer(topic)
+        pause = PartitionPause(
+            topic.removeprefix(self.settings.topic_prefix), self.waits, self.backoff
+        )
+        self._pauses.append(pause)
 
         @self.broker.subscriber(
             topic,
@@ -183,9 +219,34 @@ class Runtime:
             )
             try:
                 await handle(polled)
+            except Exception as exc:
+                unfinished = (
+                    exc
+                    if isinstance(exc, Unfinished)
+                    else Unfinished(exc, first_offsets(polled.records))
+                )
+                resume_at = unfinished.resume_at
+                handled = [
+                    r
+                    for r in polled.records
+                    if r.offset < resume_at.get(TopicPartition(r.topic, r.partition), 1 << 62)
+                ]
+                if not is_retriable(unfinished.cause) and not pause.waiting:
+                    logger.error(
+                        "%s %s: unexpected failure; waiting and retrying rather than losing"
+                        " the messages",
+                        self.service,
+                        pause.name,
+                        exc_info=unfinished.cause,
+                    )
+                pause.pause(polled.consumer, resume_at, unfinished.cause)
+                committer.handled(polled.consumer, handled)
+                await committer.after_batch()
+                return
             except BaseException:
                 rewind(polled.consumer, polled.records)
                 raise
+            pause.succeeded(polled.records)
             committer.handled(polled.consumer, polled.records)
             await committer.after_batch()
 
@@ -213,6 +274,8 @@ class Runtime:
         if self._consuming_stopped:
             return
         self._consuming_stopped = True
+        for pause in self._pauses:
+            pause.close()
         for committer in self._committers:
             await committer.close()
         await self.broker.stop()

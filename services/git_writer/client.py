@@ -8,7 +8,9 @@ big-endian length and a pickle; both ends are this code base, started from the s
 interpreter.
 
 A child that dies fails the calls in flight with a retriable ``GitFailure``: the batch is
-built again from fresh state (in a new child), exactly as after a failed push. The clone on
+built again from fresh state (in a new child), exactly as after a failed push. Every call has
+a deadline (``deadline_s``): a child that has not answered by then is killed, which fails the
+call the same way, so a stuck libgit2 call (or anything else) never holds the writer. The clone on
 disk is a cache the new child reopens (dropping remote-tracking refs to objects that lived
 only in the dead child's memory).
 """
@@ -20,6 +22,7 @@ import itertools
 import logging
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -35,8 +38,11 @@ HOST_MODULE = "waveline.services.git_writer.host"
 class RepoProcess:
     """One repo's child process, started on first use and again after it died."""
 
-    def __init__(self, init: HostInit) -> None:
+    def __init__(self, init: HostInit, deadline_s: float = 120.0) -> None:
         self._init = init
+        self.deadline_s = deadline_s
+        # Start times of the calls in flight (monotonic), for liveness.
+        self._started: dict[int, float] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._replies: asyncio.Task[None] | None = None
@@ -125,23 +131,52 @@ class RepoProcess:
         )
 
     async def call(self, method: str, *args: Any) -> Any:
-        """Run ``method`` of the child's ``RepoHost``; raises what it raised."""
+        """Run ``method`` of the child's ``RepoHost``; raises what it raised, or a
+        retriable ``GitFailure`` when the child died or missed the deadline."""
         await self.start()
-        writer = self._writer
-        assert writer is not None
+        writer, proc = self._writer, self._proc
+        assert writer is not None and proc is not None
         call_id = next(self._ids)
         reply: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = reply
+        self._started[call_id] = time.monotonic()
         try:
-            writer.write(frame((call_id, method, args)))
-            await writer.drain()
-        except ConnectionError as exc:
-            self._calls.pop(call_id, None)
-            raise self._exited(None) from exc
-        ok, value = await reply
+            try:
+                writer.write(frame((call_id, method, args)))
+                await writer.drain()
+            except ConnectionError as exc:
+                self._calls.pop(call_id, None)
+                raise self._exited(None) from exc
+            try:
+                async with asyncio.timeout(self.deadline_s):
+                    ok, value = await asyncio.shield(reply)
+            except TimeoutError:
+                self._kill(proc, f"{method} did not answer within {self.deadline_s:g} s")
+                # The reply task fails the call once the killed child is reaped.
+                ok, value = await reply
+        finally:
+            self._started.pop(call_id, None)
         if not ok:
             raise cast(BaseException, value)
         return value
+
+    def _kill(self, proc: asyncio.subprocess.Process, why: str) -> None:
+        if proc.returncode is not None:
+            return
+        logger.error(
+            "repo %s: %s; killing repo process %d (the batch is retried in a new one)",
+            self._init.repo,
+            why,
+            proc.pid,
+        )
+        proc.kill()
+
+    def stuck_for(self) -> float:
+        """Seconds the oldest call in flight has waited (0 when none): a repo process is
+        stuck when this is past the deadline, i.e. even killing it did not end the call."""
+        if not self._started:
+            return 0.0
+        return time.monotonic() - min(self._started.values())
 
     async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
         return cast(Built, await self.call("build", todo, last_try, max_age_s))

@@ -72,6 +72,9 @@ class HostInit:
     log_level: str
     log_secrets: list[str]
     gil_switch_interval_ms: float
+    # libgit2's network timeouts (process-wide settings, set once at start).
+    connect_timeout_s: float = 10.0
+    io_timeout_s: float = 30.0
     # Files of the config repo larger than this are refused unread; the memory objects are
     # packed once they hold this much (as well as every so many updates).
     max_file_bytes: int = 1024 * 1024
@@ -351,6 +354,9 @@ def main(argv: list[str]) -> int:
         return 0
     setup_logging("git-writer", init.log_level, init.log_secrets)
     sys.setswitchinterval(init.gil_switch_interval_ms / 1000)
+    # Without them libgit2 waits forever on a remote that accepts and never answers.
+    pygit2.settings.server_connect_timeout = int(init.connect_timeout_s * 1000)
+    pygit2.settings.server_timeout = int(init.io_timeout_s * 1000)
     host = RepoHost(init)
     while True:
         try:

@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from waveline.services.git_writer.apply import Command, Result
 from waveline.services.git_writer.client import RepoProcess
 from waveline.services.git_writer.host import Built as BuiltAt
 from waveline.services.git_writer.host import HostInit
-from waveline.shared.errors import GitFailure, PreconditionFailed
+from waveline.shared.errors import GitFailure, GitUnreachable, PreconditionFailed
 from waveline.shared.faults import failpoint
 from waveline.shared.logs import secret_values
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, GitEvent
+from waveline.shared.outage import Unfinished, first_offsets, is_retriable
 from waveline.shared.runtime import Polled, Runtime
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ MAX_BATCH = 200
 TOP_UP_AFTER_MS = 5
 TOP_UP_WAIT_MS = 2
 Tail = asyncio.Task[None]
+# Past its deadline a repo process is killed; a call still waiting this much later means
+# the writer is stuck (liveness fails and the orchestrator restarts it).
+STUCK_GRACE_S = 30.0
 # A built batch: results by command, commands that failed alone, timings.
 Built = tuple[dict[uuid.UUID, Result], list[tuple["Pending", GitFailure]], dict[str, float]]
 
@@ -81,6 +86,7 @@ class GitWriter:
 
     def register(self) -> None:
         rt = self.runtime
+        rt.add_live_check(self.stuck)
         # A redelivered command finds its recorded result (or its Event-Id on the branches)
         # and is a no-op, so handled offsets may be committed lazily.
         rt.subscribe_records(
@@ -98,15 +104,29 @@ class GitWriter:
         ``commit_interval_s``, so offsets still get committed under steady load). Every
         round's records join ``polled.records``: they count as handled only when this
         returns, after the last round's events were published, and all go back if it
-        raises."""
+        raises.
+
+        A repository whose batch meets an outage (its remote, PostgreSQL) has its
+        partitions paused at once, so later rounds take nothing more from them, and this
+        raises ``Unfinished`` from its first command after the rounds of the others ended:
+        one repository's outage does not hold the repositories of other partitions."""
         consumer = polled.consumer
         records = polled.records
         records += await self._top_up(consumer, records)
         until = time.monotonic() + self.runtime.settings.commit_interval_s
         tails: list[Tail] = []
+        unfinished: dict[TopicPartition, int] = {}
+        cause: BaseException | None = None
         try:
             while True:
-                tails = await self.on_batch(records, after=tails)
+                tails, failed = await self.on_batch(records, after=tails)
+                for repo_records, exc in failed:
+                    cause = cause or exc
+                    for tp, offset in first_offsets(repo_records).items():
+                        unfinished[tp] = min(offset, unfinished.get(tp, offset))
+                if failed and consumer is not None:
+                    assigned = consumer.assignment()
+                    consumer.pause(*[tp for tp in unfinished if tp in assigned])
                 if consumer is None or self._closing or time.monotonic() >= until:
                     break
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_BATCH)
@@ -121,10 +141,15 @@ class GitWriter:
             await asyncio.gather(*tails, return_exceptions=True)
             raise
         await _wait_all(tails)
+        if cause is not None:
+            raise Unfinished(cause, unfinished)
 
-    async def on_batch(self, records: list[Any], after: list[Tail] | None = None) -> list[Tail]:
+    async def on_batch(
+        self, records: list[Any], after: list[Tail] | None = None
+    ) -> tuple[list[Tail], list[tuple[list[Any], BaseException]]]:
         """Handle one round; returns the tasks still publishing its events (a round's push
-        waits for ``after``, the previous round's)."""
+        waits for ``after``, the previous round's), and the records of each repository
+        whose batch met an outage, with the error (nothing of them was done)."""
         boundary = self.runtime.boundary()
         by_repo: dict[str, list[Pending]] = {}
         for record in records:
@@ -139,18 +164,34 @@ class GitWriter:
                 continue
             by_repo.setdefault(cmd.repo, []).append(Pending(cmd, record, body))
         tails: list[Tail] = []
+        failed: list[tuple[list[Any], BaseException]] = []
         for repo, batch in by_repo.items():
             try:
                 tails.append(await self.handle_batch(repo, batch, after or []))
-            except GitFailure as exc:
+            except Exception as exc:
+                if is_retriable(exc):
+                    # An outage (the remote, PostgreSQL): wait it out, never dead-letter.
+                    failed.append(([p.record for p in batch], exc))
+                    continue
+                if not isinstance(exc, GitFailure):
+                    raise
                 # Tried twice from fresh state: dead-letter this repo's commands with the
-                # reason and carry on. Anything else (Postgres, Kafka) propagates, so the
-                # batch is not acked and comes back.
+                # reason and carry on.
                 logger.exception("repo %s: batch of %d failed; dead-lettering", repo, len(batch))
                 for pending in batch:
                     await boundary.dead_letter_record(pending.record, pending.body, exc)
         # A previous round's publishes this round did not wait for (no push) stay due.
-        return [t for t in after or [] if not _succeeded(t)] + tails
+        return [t for t in after or [] if not _succeeded(t)] + tails, failed
+
+    def stuck(self) -> str | None:
+        """Why the writer is not live: a repo process call outlived its deadline by far,
+        so even killing the process did not end it."""
+        for repo, proc in self._repos.items():
+            waited = proc.stuck_for()
+            if waited > proc.deadline_s + STUCK_GRACE_S:
+                deadline = proc.deadline_s
+                return f"repo {repo}: a call has waited {waited:.0f} s (deadline {deadline:g} s)"
+        return None
 
     @staticmethod
     async def _top_up(consumer: Any, records: list[Any]) -> list[Any]:
@@ -186,9 +227,12 @@ class GitWriter:
                     log_level=settings.log_level,
                     log_secrets=secret_values(settings, self.runtime.secrets),
                     gil_switch_interval_ms=settings.gil_switch_interval_ms,
+                    connect_timeout_s=settings.git_connect_timeout_s,
+                    io_timeout_s=settings.git_io_timeout_s,
                     max_file_bytes=settings.git_max_file_bytes,
                     memory_pack_bytes=settings.git_memory_pack_bytes,
-                )
+                ),
+                deadline_s=settings.git_call_deadline_s,
             )
         return self._repos[repo_name]
 
@@ -339,6 +383,8 @@ class GitWriter:
                 else:
                     cmds = [p.cmd for p in todo]
                     built = await proc.build(cmds, attempt == 2, self._age)
+            except GitUnreachable:
+                raise  # an outage: waited out with backoff (see on_poll), not retried now
             except GitFailure as exc:
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(f"repo {repo}: {exc}", retriable=False) from exc
@@ -356,6 +402,8 @@ class GitWriter:
             except GitFailure as exc:
                 await self._forget(results)
                 await proc.discard()
+                if isinstance(exc, GitUnreachable):
+                    raise
                 if attempt == 2 or not exc.retriable:
                     raise GitFailure(
                         f"repo {repo}: push failed twice: {exc}", retriable=False

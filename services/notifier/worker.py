@@ -159,12 +159,12 @@ class DeliveryWorker:
         """Publish the follow-up of a delivery that ended, then mark it announced."""
         if due.state == "failed":
             await self.runtime.publish(
-                DeadLetter(
+                DeadLetter.about(
+                    due.body,
                     event_id=uuid.uuid5(due.delivery_id, "dead-letter"),
                     service=self.runtime.service,
                     source_topic=due.source_topic,
                     key=due.pipeline,
-                    payload=due.body.decode("utf-8", "replace"),
                     error_code=(
                         "promotion_delivery_failed"
                         if due.kind == "promotion"
@@ -175,7 +175,6 @@ class DeliveryWorker:
                         f" attempt(s); last error: {due.last_error}"
                     ),
                     retriable=False,
-                    failed_at=utcnow(),
                 ),
                 self.runtime.topics.dlq,
                 key=due.pipeline or due.target,

@@ -20,7 +20,7 @@ import pygit2
 from pygit2.enums import FileMode, ObjectType
 
 from waveline.shared.config import RepoConfig
-from waveline.shared.errors import GitFailure, PushRejected, UnusableFile
+from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected, UnusableFile
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
 from waveline.shared.gitengine.packfiles import (
@@ -148,7 +148,9 @@ class ConfigRepo:
                 callbacks=_Callbacks(self.creds), prune=pygit2.enums.FetchPrune.PRUNE
             )
         except pygit2.GitError as exc:
-            raise GitFailure(
+            # The remote did not answer as a remote should (refused, reset, timed out by
+            # the libgit2 timeouts, a name that does not resolve): an outage to wait out.
+            raise GitUnreachable(
                 f"fetch of {self.name} failed: {_scrub(str(exc), self.creds)}"
             ) from exc
 
@@ -265,7 +267,11 @@ class ConfigRepo:
         except pygit2.GitError as exc:
             if callbacks.lease_broken:
                 raise PushRejected(f"lease broken: {callbacks.lease_broken}") from exc
-            raise GitFailure(f"push to {self.name} failed: {_scrub(str(exc), self.creds)}") from exc
+            # Refusals come through the callbacks (above, and ``rejected`` below); an error
+            # of the transport itself is the remote not answering.
+            raise GitUnreachable(
+                f"push to {self.name} failed: {_scrub(str(exc), self.creds)}"
+            ) from exc
         if callbacks.rejected:
             raise PushRejected(f"remote rejected {callbacks.rejected}")
         for branch, (_, new) in updates.items():

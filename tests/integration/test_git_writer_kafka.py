@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import uuid
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 
 from tests.support import (
     branch_log,
+    count_topic,
     image_set,
     make_config,
     read_topic,
@@ -26,6 +26,7 @@ from tests.support import (
     service_env,
     wait_for,
 )
+from waveline.devstack.demo import seed_repo
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.errors import BrokerUnavailable
 from waveline.shared.faults import EXIT_CODE
@@ -85,25 +86,30 @@ async def test_waiting_commands_are_batched(
     assert all(e["timings_ms"]["push_ms"] > 0 for e in events)
 
 
-async def test_failing_repo_is_dead_lettered_and_the_writer_carries_on(
+async def test_an_unreachable_remote_is_waited_out_and_the_writer_carries_on(
     settings: Settings, secrets: Secrets, remote: Path, tmp_path: Path
 ) -> None:
+    """A remote that does not answer is an outage, not a bad command: its commands wait
+    (readiness names git), the other repository keeps committing, nothing is
+    dead-lettered, and once the remote is there the waiting command lands."""
+    later = tmp_path / "later.git"
     base = make_config(remote.as_uri()).model_dump(mode="json")
-    base["repos"]["broken"] = {**base["repos"]["cfg-app"], "url": (tmp_path / "nope.git").as_uri()}
+    base["repos"]["broken"] = {**base["repos"]["cfg-app"], "url": later.as_uri()}
     base["pipelines"]["other"] = {**base["pipelines"]["app"], "repo": "broken"}
     config = WavelineConfig.model_validate(base)
-    await produce(settings, [command(1, "broken"), command(2)])
-    async with running(["git-writer"], settings, config, secrets):
-        letters = await read_topic(
-            settings.kafka_bootstrap,
-            f"{settings.topic_prefix}waveline.dlq",
-            until=lambda m: len(m) >= 1,
-        )
+    fast = settings.model_copy(update={"retry_backoff_s": 0.05, "retry_cap_s": 0.5})
+    await produce(fast, [command(1, "broken"), command(2)])
+    async with running(["git-writer"], fast, config, secrets) as runtimes:
+        waits = runtimes["git-writer"].waits
         await wait_for(lambda: len(branch_log(str(remote), "auto")) == 2, what="good commit")
-    assert letters[0]["service"] == "git-writer"
-    assert "broken" in letters[0]["reason"]
-    assert letters[0]["retriable"] is False
-    assert json.loads(letters[0]["payload"])["repo"] == "broken"
+        await wait_for(lambda: bool(waits.current()), what="the writer waits")
+        (waiting,) = waits.current().values()
+        assert waiting["dependency"] == "git"
+        assert "later.git" in waiting["reason"]
+        seed_repo(later)  # the remote is back
+        await wait_for(lambda: len(branch_log(str(later), "auto")) == 2, what="waited commit")
+        await wait_for(lambda: not waits.current(), what="the wait to end")
+    assert await count_topic(fast.kafka_bootstrap, f"{fast.topic_prefix}waveline.dlq") == 0
 
 
 async def test_a_failed_publish_sends_the_poll_back_and_events_keep_push_order(

@@ -15,6 +15,7 @@ from waveline.services.ingest.app import create_app
 from waveline.services.notifier.service import Notifier
 from waveline.services.promoter.service import Promoter
 from waveline.services.status_tracker.service import StatusTracker
+from waveline.shared import health
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.runtime import Runtime, bootstrap
 
@@ -64,15 +65,24 @@ async def serve(
         return
     consumer = consumer_for(runtime.service, runtime)
     consumer.register()
-    await runtime.start()
-    on_started = getattr(consumer, "on_started", None)
-    if on_started is not None:
-        await on_started()
+    # Up before the dependencies are: readiness then says what the service waits for.
+    health_runner = await health.start(runtime, started)
+    try:
+        await runtime.start()
+        on_started = getattr(consumer, "on_started", None)
+        if on_started is not None:
+            await on_started()
+    except BaseException:
+        if health_runner is not None:
+            await health_runner.cleanup()
+        raise
     started.set()
     logger.info("%s consuming", runtime.service)
     try:
         await stop.wait()
     finally:
+        if health_runner is not None:
+            await health_runner.cleanup()
         # Background tasks stop while the broker can still take what they publish; what
         # batches use is released once no batch runs (after_consuming).
         close = getattr(consumer, "close", None)
