@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import uuid
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -223,3 +225,37 @@ async def wait_for_committed(settings: Settings, group: str, topic: str, total: 
                 await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_the_health_endpoint_reports_a_wait_and_its_end(
+    settings: Settings, config: Any, secrets: Secrets
+) -> None:
+    """A consumer service's /readyz is 503 naming what it waits for while a dependency is
+    away, 200 once it is back; /healthz stays 200 (a restart cures no outage); /metrics
+    counts the time waited."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    probe = quick(settings).model_copy(update={"health_port": port})
+    base = f"http://127.0.0.1:{port}"
+    async with (
+        running(["status-tracker"], probe, config, secrets) as rts,
+        aiohttp.ClientSession() as http,
+    ):
+        runtime = rts["status-tracker"]
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200, await resp.text()
+        runtime.waits.failed("waveline.checks", asyncpg.exceptions.AdminShutdownError("57P01"))
+        async with http.get(f"{base}/readyz") as resp:
+            body = await resp.json()
+            assert resp.status == 503
+        assert body["waiting"]["waveline.checks"]["dependency"] == "postgres"
+        async with http.get(f"{base}/healthz") as resp:
+            assert resp.status == 200
+        runtime.waits.succeeded("waveline.checks")
+        async with http.get(f"{base}/readyz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}/metrics") as resp:
+            text = await resp.text()
+        assert 'waveline_dependency_wait_seconds_total{consumer="waveline.checks"' in text

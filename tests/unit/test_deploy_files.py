@@ -355,3 +355,22 @@ def test_k8s_config_map_carries_the_same_pipelines() -> None:
     # Only repo URLs may differ (file:// demo remote vs a real one).
     assert embedded["pipelines"] == example["pipelines"]
     assert embedded["repos"].keys() == example["repos"].keys()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("StatefulSet", "waveline-git-writer"),
+        ("Deployment", "waveline-promoter"),
+        ("Deployment", "waveline-status-tracker"),
+        ("Deployment", "waveline-notifier"),
+    ],
+)
+def test_k8s_consumers_serve_health_and_are_probed(kind: str, name: str) -> None:
+    (container,) = _k8s_object(kind, name)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert int(env["WAVELINE_HEALTH_PORT"]) == ports["health"]
+    assert env["WAVELINE_HEALTH_HOST"] == "0.0.0.0"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
