@@ -4,6 +4,7 @@ that started before its lock was written is not, and its lock is never removed."
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -123,7 +124,10 @@ def test_pid_files_naming_a_zombie_or_a_dead_pid(tmp_path: Path, zombie: int) ->
 
 
 def stack(tmp_path: Path) -> StackPaths:
-    return StackPaths(tmp_path, tmp_path / "run", tmp_path / "cache", 1, 2, 55999, 3)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = int(sock.getsockname()[1])  # nothing listens there once closed
+    return StackPaths(tmp_path, tmp_path / "run", tmp_path / "cache", 1, 2, closed_port, 3)
 
 
 def write_locks(paths: StackPaths, pid: int, start: float) -> tuple[Path, Path]:
