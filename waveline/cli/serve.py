@@ -17,6 +17,7 @@ from waveline.services.promoter.service import Promoter
 from waveline.services.status_tracker.service import StatusTracker
 from waveline.shared import health
 from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.retention import prune_forever
 from waveline.shared.runtime import Runtime, bootstrap
 
 logger = logging.getLogger(__name__)
@@ -78,9 +79,16 @@ async def serve(
         raise
     started.set()
     logger.info("%s consuming", runtime.service)
+    # Bounded growth: the service prunes its own tables (shared/retention.py).
+    pruning = asyncio.create_task(
+        prune_forever(runtime, runtime.settings.retention_interval_s),
+        name=f"{runtime.service}-retention",
+    )
     try:
         await stop.wait()
     finally:
+        pruning.cancel()
+        await asyncio.gather(pruning, return_exceptions=True)
         if health_runner is not None:
             await health_runner.cleanup()
         # Background tasks stop while the broker can still take what they publish; what
