@@ -6,6 +6,7 @@ directory and ports, so it never touches a developer's running stack or the shar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,21 +25,41 @@ from pathlib import Path
 import pytest
 
 from tests.support import APP_SHA, branch_log, children_of, cmdline, image_set
-from waveline.devstack.paths import StackPaths
+from waveline.devstack.paths import CONSUMERS, StackPaths
 from waveline.devstack.procs import pid_of, port_open
-from waveline.devstack.stack import NICE
+from waveline.devstack.stack import NICE, SERVICES
 from waveline.shared import cpu
 
 pytestmark = pytest.mark.e2e
 
 # Each recovery (the `dev up` and an announcement through the stack) is bounded by this.
 RECOVERY_S = 90.0
+# The broker outage the log test holds, and the most lines a service may log during it.
+OUTAGE_S = 15.0
+MAX_OUTAGE_LINES = 100
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    for _ in range(50):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} consecutive free ports")
 
 
 def dev(action: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -140,6 +161,7 @@ def stack() -> Iterator[Stack]:
         "WAVELINE_DEV_KAFKA_CONTROLLER_PORT": str(free_port()),
         "WAVELINE_DEV_PG_PORT": str(free_port()),
         "WAVELINE_HTTP_PORT": str(free_port()),
+        "WAVELINE_DEV_HEALTH_PORT": str(free_port_run(len(CONSUMERS))),
     }
     stack = Stack(env, run)
     try:
@@ -213,6 +235,14 @@ def test_dev_up_announce(stack: Stack) -> None:
     repo_processes = [p for p in children_of(writer) if b"git_writer.host" in cmdline(p)]
     assert repo_processes, "the git-writer's repo process is not running"
     assert {cpu.nice_of(p) for p in repo_processes} == {NICE["git-writer"]}
+
+    # `up` returned once every consumer said it consumes, on its own health port.
+    base = int(stack.env["WAVELINE_DEV_HEALTH_PORT"])
+    for offset, name in enumerate(CONSUMERS):
+        url = f"http://127.0.0.1:{base + offset}/readyz"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read())
+        assert body["started"] is True and body["ready"] is True, (name, body)
 
 
 def test_dev_up_again_keeps_what_runs(stack: Stack) -> None:
@@ -289,17 +319,31 @@ def test_dev_up_recovers_postgres_whose_lock_names_another_program(
     assert time.monotonic() - started < RECOVERY_S
 
 
+def log_lines(stack: Stack) -> dict[str, int]:
+    return {
+        name: len((stack.run / "logs" / f"{name}.log").read_bytes().splitlines())
+        for name in SERVICES
+    }
+
+
 def test_dev_up_recovers_a_killed_broker(stack: Stack) -> None:
     kafka_pid = pid_of(stack.pids / "kafka.pid")
     assert kafka_pid is not None
+    before = log_lines(stack)
     sigkill(kafka_pid)
     started = time.monotonic()
+    # An outage the services notice (they retry every few hundred ms) before it ends.
+    time.sleep(OUTAGE_S)
+    during = {name: n - before[name] for name, n in log_lines(stack).items()}
     out = stack.up()
     assert "kafka: started" in out, out
     restarted = pid_of(stack.pids / "kafka.pid")
     assert restarted is not None and restarted != kafka_pid
     stack.announce()
     assert time.monotonic() - started < RECOVERY_S
+    # One line per state change, not one per retry: a few lines each, never thousands.
+    print(f"log lines during a {OUTAGE_S:.0f}s broker outage: {during}")
+    assert max(during.values()) < MAX_OUTAGE_LINES, during
 
 
 def test_dev_down_leaves_nothing(stack: Stack) -> None:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KAFKA_VERSION = "3.9.1"
+# The services besides ingest (which serves its health paths on the API port), in the order
+# of their health ports.
+CONSUMERS = ("git-writer", "status-tracker", "promoter", "notifier")
 
 
 def _repo_root() -> Path:
@@ -26,11 +29,14 @@ class StackPaths:
     kafka_controller_port: int
     pg_port: int
     http_port: int
+    # The consumers' health endpoints (/healthz, /readyz) take this port and the next three.
+    health_port: int = 8081
 
     @classmethod
     def from_env(cls) -> StackPaths:
         root = _repo_root()
         env = os.environ
+        http_port = int(env.get("WAVELINE_HTTP_PORT", "8080"))
         return cls(
             root=root,
             run=Path(env.get("WAVELINE_DEV_DIR", root / ".run")).resolve(),
@@ -38,8 +44,14 @@ class StackPaths:
             kafka_port=int(env.get("WAVELINE_DEV_KAFKA_PORT", "9092")),
             kafka_controller_port=int(env.get("WAVELINE_DEV_KAFKA_CONTROLLER_PORT", "9093")),
             pg_port=int(env.get("WAVELINE_DEV_PG_PORT", "55432")),
-            http_port=int(env.get("WAVELINE_HTTP_PORT", "8080")),
+            http_port=http_port,
+            # After ingest's by default: a stack moved to other ports moves these too.
+            health_port=int(env.get("WAVELINE_DEV_HEALTH_PORT", str(http_port + 1))),
         )
+
+    def health_port_of(self, service: str) -> int:
+        """Where a consumer service serves /healthz and /readyz on the local stack."""
+        return self.health_port + CONSUMERS.index(service)
 
     @property
     def logs(self) -> Path:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -108,3 +111,27 @@ def wait_port(port: int, timeout_s: float, what: str, logfile: Path | None = Non
         time.sleep(0.2)
     hint = f"; see {logfile}" if logfile else ""
     raise RuntimeError(f"{what} did not open port {port} within {timeout_s:.0f}s{hint}")
+
+
+def wait_started(port: int, pidfile: Path, deadline: float) -> str | None:
+    """Wait until the service on ``port`` says (``/readyz``) that it has started consuming,
+    whether or not it is ready: a service waiting out an outage has started. None when it
+    has; otherwise why not (its process died, or it did not say so by ``deadline``)."""
+    url = f"http://127.0.0.1:{port}/readyz"
+    while time.monotonic() < deadline:
+        if pid_of(pidfile) is None:
+            return "exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:  # 503: not ready, yet it answers
+            body = exc.read()
+        except OSError:
+            body = b""
+        try:
+            if json.loads(body or b"{}").get("started") is True:
+                return None
+        except ValueError:
+            pass
+        time.sleep(0.2)
+    return f"did not start consuming (http://127.0.0.1:{port}/readyz)"

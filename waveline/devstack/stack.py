@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from waveline.devstack import demo, kafka, postgres, procs
-from waveline.devstack.paths import StackPaths
+from waveline.devstack.paths import CONSUMERS, StackPaths
 
 SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
 # Not a Waveline service: stands in for a git server's own housekeeping (see remote_gc).
@@ -101,25 +101,44 @@ def up(paths: StackPaths) -> int:
         "waveline.devstack.remote_gc",
         str(demo_remote(paths)),
     ]
+    started_now = []
     for name, argv in commands.items():
         pidfile = paths.pids / f"{name}.pid"
         if procs.pid_of(pidfile) is not None:
             print(f"{name}: running")
             continue
+        started_now.append(name)
+        own = dict(env)
+        if name in CONSUMERS:
+            own["WAVELINE_HEALTH_PORT"] = str(paths.health_port_of(name))
         procs.start(
             argv,
             pidfile=pidfile,
             logfile=paths.logs / f"{name}.log",
-            env=env,
+            env=own,
             cwd=paths.root,
             nice=NICE[name] if weights == "on" else 0,
         )
         print(f"{name}: started")
     procs.wait_port(int(env["WAVELINE_HTTP_PORT"]), 60, "ingest", paths.logs / "ingest.log")
-    time.sleep(1.0)
-    dead = [n for n in SERVICES if procs.pid_of(paths.pids / f"{n}.pid") is None]
-    if dead:
-        print(f"services exited at start: {dead}; see {paths.logs}", file=sys.stderr)
+    # Up means consuming: a service still connecting when `up` returned would otherwise
+    # die with the first broker outage after it, while `up` had called the stack up. (Those
+    # already running were waited for by the `up` that started them.)
+    deadline = time.monotonic() + 90
+    failed = {
+        name: why
+        for name in CONSUMERS
+        if name in started_now
+        and (
+            why := procs.wait_started(
+                paths.health_port_of(name), paths.pids / f"{name}.pid", deadline
+            )
+        )
+    }
+    time.sleep(0.5)
+    failed |= {n: "exited" for n in SERVICES if procs.pid_of(paths.pids / f"{n}.pid") is None}
+    if failed:
+        print(f"services that did not start: {failed}; see {paths.logs}", file=sys.stderr)
         return 1
     print(
         f"stack up in {time.monotonic() - started:.1f}s; ingest on "
