@@ -7,19 +7,22 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pygit2
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from waveline.cli.serve import serve
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.db import migrate
 from waveline.shared.kafka import ensure_topics, partitions_of
+from waveline.shared.models.git import Evict, IntroduceImages
+from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.runtime import Runtime, bootstrap
 from waveline.shared.topics import Topics
 
@@ -231,3 +234,32 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def introduce(repo: str = "cfg-app", pipeline: str = "app", n: int = 1) -> IntroduceImages:
+    """An introduce command for image set number ``n`` (its app sha is ``n`` in hex)."""
+    app_sha = f"{n:040x}"
+    return IntroduceImages(
+        command_id=uuid.uuid4(),
+        repo=repo,
+        issued_at=datetime.now(UTC),
+        pipeline=pipeline,
+        wave="staging",
+        app_sha=app_sha,
+        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
+    )
+
+
+async def produce_commands(settings: Settings, commands: Sequence[IntroduceImages | Evict]) -> None:
+    """Put git commands on this test's ``waveline.git.commands``, keyed by repo."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for cmd in commands:
+            await producer.send_and_wait(
+                f"{settings.topic_prefix}waveline.git.commands",
+                cmd.model_dump_json().encode(),
+                key=cmd.repo.encode(),
+            )
+    finally:
+        await producer.stop()

@@ -8,28 +8,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from tests.gitserver import GitHttpServer
 from tests.support import (
     branch_log,
     count_topic,
-    image_set,
+    introduce,
     make_config,
+    produce_commands,
     read_topic,
     running,
     wait_for,
 )
 from waveline.devstack.demo import seed_repo
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.models.git import IntroduceImages
-from waveline.shared.models.images import ImageSetAnnounced
 
 TOKEN = "git-http-token-for-timeouts-0123"
 TOKEN_ENV = "WAVELINE_TEST_HANG_GIT_TOKEN"
@@ -81,33 +77,6 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
-def command(repo: str, pipeline: str, n: int) -> IntroduceImages:
-    app_sha = f"{n:040x}"
-    return IntroduceImages(
-        command_id=uuid.uuid4(),
-        repo=repo,
-        issued_at=datetime.now(UTC),
-        pipeline=pipeline,
-        wave="staging",
-        app_sha=app_sha,
-        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
-    )
-
-
-async def produce(settings: Settings, commands: list[IntroduceImages]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for cmd in commands:
-            await producer.send_and_wait(
-                f"{settings.topic_prefix}waveline.git.commands",
-                cmd.model_dump_json().encode(),
-                key=cmd.repo.encode(),
-            )
-    finally:
-        await producer.stop()
-
-
 def two_repos(remote: Path, hang_url: str) -> WavelineConfig:
     base = make_config(remote.as_uri()).model_dump(mode="json")
     base["repos"]["hang"] = {**base["repos"]["cfg-app"], "url": hang_url, "token_env": TOKEN_ENV}
@@ -137,7 +106,9 @@ async def test_a_silent_remote_times_out_is_waited_out_and_recovers(
     with GitHttpServer(tmp_path / "srv", TOKEN) as real:
         async with Silent().serving() as silent:
             config = two_repos(remote, f"http://127.0.0.1:{silent.port}/cfg-app.git")
-            await produce(fast, [command("hang", "other", 1), command("cfg-app", "app", 2)])
+            await produce_commands(
+                fast, [introduce("hang", "other", 1), introduce("cfg-app", "app", 2)]
+            )
             async with running(["git-writer"], fast, config, secrets) as rts:
                 writer_rt = rts["git-writer"]
                 await wait_for(
@@ -174,7 +145,9 @@ async def test_past_the_deadline_the_repo_process_is_killed_retried_then_dead_le
     )
     async with Silent().serving() as silent:
         config = two_repos(remote, f"http://127.0.0.1:{silent.port}/cfg-app.git")
-        await produce(slow, [command("hang", "other", 1), command("cfg-app", "app", 2)])
+        await produce_commands(
+            slow, [introduce("hang", "other", 1), introduce("cfg-app", "app", 2)]
+        )
         async with running(["git-writer"], slow, config, secrets) as rts:
             letters = await read_topic(
                 slow.kafka_bootstrap,

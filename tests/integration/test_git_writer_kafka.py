@@ -13,14 +13,14 @@ from pathlib import Path
 import asyncpg
 import pygit2
 import pytest
-from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from tests.support import (
     branch_log,
     count_topic,
-    image_set,
+    introduce,
     make_config,
+    produce_commands,
     read_topic,
     running,
     service_env,
@@ -32,35 +32,15 @@ from waveline.shared.errors import BrokerUnavailable
 from waveline.shared.faults import EXIT_CODE
 from waveline.shared.gitengine import trailers
 from waveline.shared.models.git import Evict, IntroduceImages
-from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.runtime import Runtime
 
 
 def command(n: int, repo: str = "cfg-app") -> IntroduceImages:
-    app_sha = f"{n:040x}"
-    return IntroduceImages(
-        command_id=uuid.uuid4(),
-        repo=repo,
-        issued_at=datetime.now(UTC),
-        pipeline="app" if repo == "cfg-app" else "other",
-        wave="staging",
-        app_sha=app_sha,
-        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
-    )
+    return introduce(repo, "app" if repo == "cfg-app" else "other", n)
 
 
 async def produce(settings: Settings, commands: Sequence[IntroduceImages | Evict]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for cmd in commands:
-            await producer.send_and_wait(
-                f"{settings.topic_prefix}waveline.git.commands",
-                cmd.model_dump_json().encode(),
-                key=cmd.repo.encode(),
-            )
-    finally:
-        await producer.stop()
+    await produce_commands(settings, commands)
 
 
 def event_ids_on_auto(remote: Path) -> list[str]:

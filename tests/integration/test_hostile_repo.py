@@ -18,12 +18,18 @@ import pygit2
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.support import APP_SHA, branch_log, count_topic, image_set, make_config, running
+from tests.support import (
+    APP_SHA,
+    branch_log,
+    count_topic,
+    introduce,
+    make_config,
+    running,
+)
 from waveline.devstack.demo import seed_repo
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine.repo import ConfigRepo
 from waveline.shared.models.git import IntroduceImages, PromoteWave
-from waveline.shared.models.images import ImageSetAnnounced
 
 pytestmark = pytest.mark.timeout(110)
 
@@ -144,19 +150,6 @@ def commit_on_master(bare: Path, path: str, content: bytes) -> pygit2.Oid:
     tree = cfg.write_tree(cfg.commit(parent).tree, {path: content})
     sig = pygit2.Signature("human", "human@example.com")
     return cfg.repo.create_commit("refs/heads/master", sig, sig, f"edit {path}", tree, [parent])
-
-
-def introduce(repo: str, pipeline: str, n: int) -> IntroduceImages:
-    app_sha = f"{n:040x}"
-    return IntroduceImages(
-        command_id=uuid.uuid4(),
-        repo=repo,
-        issued_at=datetime.now(UTC),
-        pipeline=pipeline,
-        wave="staging",
-        app_sha=app_sha,
-        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
-    )
 
 
 def promote(pipeline: str, deployed: pygit2.Oid) -> PromoteWave:
