@@ -406,6 +406,15 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_max_body: int = 256 * 1024
+    # The HTTP front door (services/ingest/frontdoor.py, docs/reliability.md): a client has
+    # this long to send a request's head (request line and headers), counted from the
+    # connection's start or the head's first byte, and this long to send its body; an idle
+    # keep-alive connection closes after the idle timeout; past max connections a new one
+    # is closed at once.
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    http_idle_timeout_s: float = Field(default=75.0, gt=0, le=86400)
+    http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     data_dir: Path = Path(".run/data")
     publish_timeout_s: float = 5.0
     # Consumers commit the offsets of handled messages at most this often (see

@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from waveline.services.ingest import dashboard, health, images, operator, results, webhooks
+from waveline.services.ingest.body import encodings
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
+from waveline.services.ingest.frontdoor import FrontDoor
 from waveline.services.ingest.metrics import IngestMetrics
 from waveline.services.ingest.responses import ApiError, error_response
 from waveline.shared.runtime import Runtime
@@ -32,6 +34,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = error_response(413, "too_large", "body too large")
     except web.HTTPException as exc:
         response = error_response(exc.status_code, exc.reason.lower().replace(" ", "_"), None)
+        if "Allow" in exc.headers:  # a 405 names the methods the resource takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         logger.exception("ingest: unhandled error on %s %s", request.method, request.path)
         response = error_response(500, "internal", "see the ingest log")
@@ -39,17 +43,27 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def create_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=runtime.settings.http_max_body)
-    app[CONTEXT_KEY] = IngestContext(runtime=runtime, metrics=IngestMetrics())
+def create_app(
+    runtime: Runtime,
+    *,
+    metrics: IngestMetrics | None = None,
+    front_door: FrontDoor | None = None,
+) -> web.Application:
+    """The app; ``front_door`` (``server.py``'s) is told when each request's head arrived."""
+    middlewares = [errors, encodings]
+    if front_door is not None:
+        middlewares.insert(0, front_door.middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=runtime.settings.http_max_body)
+    app[CONTEXT_KEY] = IngestContext(runtime=runtime, metrics=metrics or IngestMetrics())
     app.router.add_post("/v1/images", images.post_images)
     app.router.add_post("/v1/pipelines/{pipeline}/images", images.post_pipeline_images)
     app.router.add_post("/v1/webhooks/github", webhooks.github)
     app.router.add_post("/v1/webhooks/argocd", webhooks.argocd)
     app.router.add_post(
-        "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release|rollback}",
+        "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release}",
         operator.wave_action,
     )
+    app.router.add_post("/v1/pipelines/{pipeline}/waves/{wave}/rollback", operator.rollback)
     app.router.add_post(
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result",
         results.promotion_result,

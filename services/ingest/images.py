@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.body import read_json, validate
 from waveline.services.ingest.context import IngestContext
-from waveline.services.ingest.responses import ApiError, validation_detail
+from waveline.services.ingest.responses import ApiError
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.images import ImageSetAnnounced
 
@@ -21,11 +21,7 @@ def _validate(ctx: IngestContext, doc: dict[str, Any]) -> ImageSetAnnounced:
         raise ApiError(404, "unknown_pipeline", f"no pipeline named {pipeline!r}")
     for server_field in ("event_id", "received_at", "source"):
         doc.pop(server_field, None)
-    try:
-        announced = ImageSetAnnounced.model_validate(doc)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid_field", validation_detail(exc)) from exc
-    return announced.model_copy(
+    return validate(ImageSetAnnounced, doc).model_copy(
         update={"event_id": uuid.uuid4(), "received_at": utcnow(), "source": "http"}
     )
 
@@ -39,7 +35,7 @@ async def _accept(ctx: IngestContext, announced: ImageSetAnnounced, route: str) 
 async def post_images(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
     require_bearer(request, ctx.runtime.secrets.ci_token, "CI token")
-    doc = await ctx.read_json_object(request)
+    doc = await read_json(request)
     return await _accept(ctx, _validate(ctx, doc), "images")
 
 
@@ -55,6 +51,6 @@ async def post_pipeline_images(request: web.Request) -> web.Response:
         raise ApiError(
             422, "invalid_field", [{"field": "app_sha", "reason": "query parameter required"}]
         )
-    images = await ctx.read_json_object(request)
+    images = await read_json(request)
     doc: dict[str, Any] = {"pipeline": pipeline, "app_sha": app_sha, "images": images}
     return await _accept(ctx, _validate(ctx, doc), "pipeline_images")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -29,5 +29,19 @@ class IngestMetrics:
             "waveline_ingest_published",
             "Events acknowledged by Kafka, by topic",
             ["topic"],
+            registry=self.registry,
+        )
+        self.connections_open = Gauge(
+            "waveline_ingest_connections_open", "Open HTTP connections", registry=self.registry
+        )
+        self.connections_refused = Counter(
+            "waveline_ingest_connections_refused",
+            "Connections closed at once because WAVELINE_HTTP_MAX_CONNECTIONS were open",
+            registry=self.registry,
+        )
+        self.head_timeouts = Counter(
+            "waveline_ingest_head_timeouts",
+            "Connections closed because a request head (or the rest of a refused body) did"
+            " not arrive within WAVELINE_HTTP_HEADER_TIMEOUT_S",
             registry=self.registry,
         )

@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from waveline import __version__
-from waveline.shared.models.images import ImageRef, ImageSetAnnounced
+from waveline.services.ingest.payloads import (
+    ArgoReport,
+    CheckRunDelivery,
+    CheckSuiteDelivery,
+    PromotionResult,
+    PullRequestDelivery,
+    Rollback,
+    StatusDelivery,
+)
+from waveline.shared.models.images import MAX_SERVICES
+from waveline.shared.names import NAME_PATTERN
 
 _ERROR = {
     "description": "error",
@@ -37,210 +50,232 @@ _ACCEPTED = {
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(c): _ERROR for c in codes}
+    # Every request with a Content-Encoding is refused (415), whatever the operation.
+    return {str(c): _ERROR for c in sorted({*codes, 415})}
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _json_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _body_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The request schema of a ``payloads`` model (none of them nests another)."""
+    schema = model.model_json_schema()
+    assert "$defs" not in schema, model
+    return schema
+
+
+# The parts of GitHub's deliveries ingest reads, in the order of X-GitHub-Event's status,
+# check_run, check_suite and pull_request.
+_GITHUB_KEYS, _GITHUB_SCHEMAS = models_json_schema(
+    [
+        (m, "validation")
+        for m in (StatusDelivery, CheckRunDelivery, CheckSuiteDelivery, PullRequestDelivery)
+    ],
+    ref_template="#/components/schemas/{model}",
+)
+_GITHUB_REFS = list(_GITHUB_KEYS.values())
+
+# What ``shared/names.py`` and the message models check, as patterns, so a body the
+# document calls valid is one the handlers take (but for the digest's repository, which must
+# be the tag's: JSON Schema cannot compare two fields).
+_NAME = {"type": "string", "pattern": NAME_PATTERN}
+_APP_SHA = {"type": "string", "pattern": r"^[a-f0-9]{7,64}$"}
+_REPO = (
+    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
+_IMAGE_REF = {
+    "type": "object",
+    "description": "One service's image: Tag is repository:tag, Digest is"
+    " repository@sha256:… (the same repository) or a bare sha256:…",
+    "required": ["Tag", "Digest"],
+    "additionalProperties": False,
+    "properties": {
+        "Tag": {"type": "string", "pattern": rf"^{_REPO}:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}$"},
+        "Digest": {"type": "string", "pattern": rf"^(?:{_REPO}@)?sha256:[a-f0-9]{{64}}$"},
+    },
+}
+_IMAGES = {
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": MAX_SERVICES,
+    "propertyNames": _NAME,
+    "additionalProperties": {"$ref": "#/components/schemas/ImageRef"},
+}
+_ANNOUNCE = {
+    "type": "object",
+    "description": "An image set: CI's announcement (event_id, received_at and source are"
+    " set by ingest)",
+    "required": ["pipeline", "app_sha", "images"],
+    "additionalProperties": False,
+    "properties": {"pipeline": _NAME, "app_sha": _APP_SHA, "images": _IMAGES},
+}
+
+
+def _post(
+    summary: str,
+    body: dict[str, Any],
+    accepted: dict[str, Any],
+    *codes: int,
+    parameters: list[dict[str, Any]] | None = None,
+    secured: bool = True,
+) -> dict[str, Any]:
+    """A POST that reads ``body``: what ``body.py`` may answer besides ``codes``."""
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "requestBody": body,
+        "responses": {**accepted, **_errors(400, 408, 413, 422, 503, *codes)},
+    }
+    if secured:
+        operation["security"] = _BEARER
+    if parameters:
+        operation["parameters"] = parameters
+    return {"post": operation}
+
+
+def _get(summary: str, ok: dict[str, Any], *codes: int, **extra: Any) -> dict[str, Any]:
+    return {"get": {"summary": summary, **extra, "responses": {"200": ok, **_errors(*codes)}}}
+
+
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def _header(name: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "schema": {"type": "string", **schema}}
 
 
 def document() -> dict[str, Any]:
-    announce = ImageSetAnnounced.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = announce.pop("$defs", {})
-    announce["properties"] = {
-        k: v
-        for k, v in announce["properties"].items()
-        if k not in {"event_id", "received_at", "source"}
-    }
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    pipeline = {"name": "pipeline", "in": "path", "required": True, "schema": {"type": "string"}}
-    wave = {"name": "wave", "in": "path", "required": True, "schema": {"type": "string"}}
+    pipeline, wave = _path("pipeline"), _path("wave")
+    image_set = _json_body({"$ref": "#/components/schemas/ImageSetAnnounced"})
+    bare_images = _json_body(_IMAGES)
     paths: dict[str, Any] = {
-        "/v1/images": {
-            "post": {
-                "summary": "Announce an image set (CI token)",
-                "security": bearer,
-                "requestBody": _json_body({"$ref": "#/components/schemas/ImageSetAnnounced"}),
-                "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 413, 422, 503)},
-            }
-        },
-        "/v1/pipelines/{pipeline}/images": {
-            "post": {
-                "summary": "Announce seed 001's bare {service: {Tag, Digest}} object (CI token)",
-                "security": bearer,
-                "parameters": [
-                    pipeline,
-                    {
-                        "name": "app_sha",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "additionalProperties": {"$ref": "#/components/schemas/ImageRef"},
-                    }
+        "/v1/images": _post(
+            "Announce an image set (CI token)", image_set, {"202": _ACCEPTED}, 401, 403, 404
+        ),
+        "/v1/pipelines/{pipeline}/images": _post(
+            "Announce seed 001's bare {service: {Tag, Digest}} object (CI token)",
+            bare_images,
+            {"202": _ACCEPTED},
+            401,
+            403,
+            404,
+            parameters=[
+                pipeline,
+                {"name": "app_sha", "in": "query", "required": True, "schema": _APP_SHA},
+            ],
+        ),
+        "/v1/webhooks/github": _post(
+            "A GitHub delivery (X-Hub-Signature-256 over the body): status, check_run,"
+            " check_suite and pull_request are read, every other event is ignored",
+            _json_body(
+                {
+                    "anyOf": [
+                        *_GITHUB_REFS,
+                        {"type": "object", "description": "any other event (ignored)"},
+                    ],
+                    "description": "GitHub's payload for X-GitHub-Event; only the fields"
+                    " shown are read",
+                }
+            ),
+            {"202": _ACCEPTED, "204": {"description": "an event or repository Waveline ignores"}},
+            401,
+            403,
+            parameters=[
+                _header(
+                    "X-GitHub-Event",
+                    minLength=1,
+                    examples=["status", "check_run", "check_suite", "pull_request", "ping"],
                 ),
-                "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 413, 422, 503)},
-            }
-        },
-        "/v1/webhooks/github": {
-            "post": {
-                "summary": "GitHub status, check_run, check_suite, ping (X-Hub-Signature-256)",
-                "parameters": [
-                    {
-                        "name": "X-GitHub-Event",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "X-Hub-Signature-256",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "requestBody": _json_body({"type": "object"}),
-                "responses": {
-                    "202": _ACCEPTED,
-                    "204": {"description": "ignored kind or repository"},
-                    **_errors(400, 401, 403, 413, 422, 503),
-                },
-            }
-        },
-        "/v1/webhooks/argocd": {
-            "post": {
-                "summary": "argocd-notifications webhook (Argo token)",
-                "security": bearer,
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "required": ["app", "revision"],
-                        "properties": {
-                            k: {"type": "string"}
-                            for k in ("app", "revision", "phase", "health", "sync")
-                        },
-                    }
-                ),
-                "responses": {
-                    "202": _ACCEPTED,
-                    "204": {"description": "not a wave's target, or no single revision"},
-                    **_errors(400, 401, 403, 413, 422, 503),
-                },
-            }
-        },
-        "/v1/pipelines/{pipeline}/waves/{wave}/{action}": {
-            "post": {
-                "summary": "approve, hold, release or rollback a wave (operator token)",
-                "security": bearer,
-                "parameters": [
-                    pipeline,
-                    wave,
-                    {
-                        "name": "action",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"enum": ["approve", "hold", "release", "rollback"]},
-                    },
-                ],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "to": {
-                                        "type": "string",
-                                        "description": "rollback: app sha or 'previous'",
-                                    }
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 422, 503)},
-            }
-        },
-        "/v1/pipelines/{pipeline}": {
-            "get": {
-                "summary": "Waves (image set, config commit, state, gates) and pending commits",
-                "security": bearer,
-                "parameters": [pipeline],
-                "responses": {"200": {"description": "pipeline state"}, **_errors(401, 403, 404)},
-            }
-        },
-        "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": {
-            "post": {
-                "summary": "the result of a webhook promotion (operator or pipeline result token)",
-                "security": bearer,
-                "parameters": [
-                    pipeline,
-                    wave,
-                    {
-                        "name": "promotion",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "format": "uuid"},
-                    },
-                ],
-                "requestBody": _json_body(
-                    {
-                        "type": "object",
-                        "required": ["status"],
-                        "properties": {
-                            "status": {"enum": ["succeeded", "failed"]},
-                            "detail": {"type": "string", "maxLength": 2000},
-                        },
-                    }
-                ),
-                "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 409, 422, 503)},
-            }
-        },
-        "/": {
-            "get": {
-                "summary": "dashboard page of the waves (operator token, or from loopback)",
-                # Optional: a request from loopback without a proxy header needs no token.
-                "security": [*bearer, {}],
-                "responses": {
-                    "200": {
-                        "description": "self-contained HTML page, refreshed every 5 s",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(401, 403),
-                },
-            }
-        },
-        "/healthz": {
-            "get": {"summary": "liveness", "responses": {"200": {"description": "alive"}}}
-        },
-        "/readyz": {
-            "get": {
-                "summary": "readiness: Kafka and Postgres reachable",
-                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "metrics"}},
-            }
-        },
-        "/openapi.json": {
-            "get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}
-        },
+                _header("X-Hub-Signature-256", description="sha256=<HMAC of the body>"),
+            ],
+            secured=False,
+        ),
+        "/v1/webhooks/argocd": _post(
+            "argocd-notifications webhook (Argo CD token)",
+            _json_body(_body_of(ArgoReport)),
+            {
+                "202": _ACCEPTED,
+                "204": {"description": "not a wave's target, or no single revision"},
+            },
+            401,
+            403,
+        ),
+        "/v1/pipelines/{pipeline}/waves/{wave}/{action}": _post(
+            "approve, hold or release a wave (operator token)",
+            _json_body({"type": "object", "description": "nothing is read"}, required=False),
+            {"202": _ACCEPTED},
+            401,
+            403,
+            404,
+            parameters=[
+                pipeline,
+                wave,
+                _path("action", {"enum": ["approve", "hold", "release"]}),
+            ],
+        ),
+        "/v1/pipelines/{pipeline}/waves/{wave}/rollback": _post(
+            "roll a wave back to its previous or a named image set, in one step (operator token)",
+            _json_body(_body_of(Rollback)),
+            {"202": _ACCEPTED},
+            401,
+            403,
+            404,
+            parameters=[pipeline, wave],
+        ),
+        "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": _post(
+            "the result of a webhook promotion (operator or pipeline result token)",
+            _json_body(_body_of(PromotionResult)),
+            {"202": _ACCEPTED},
+            401,
+            403,
+            404,
+            409,
+            parameters=[pipeline, wave, _path("promotion", {"type": "string", "format": "uuid"})],
+        ),
+        "/v1/pipelines/{pipeline}": _get(
+            "Waves (image set, config commit, state, gates) and pending commits",
+            {"description": "pipeline state"},
+            401,
+            403,
+            404,
+            security=_BEARER,
+            parameters=[pipeline],
+        ),
+        "/": _get(
+            "dashboard page of the waves (operator token, or from loopback)",
+            {
+                "description": "self-contained HTML page, refreshed every 5 s",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            401,
+            403,
+            # Optional: a request from loopback without a proxy header needs no token.
+            security=[*_BEARER, {}],
+        ),
+        "/healthz": _get("liveness", {"description": "alive"}),
+        "/readyz": _get(
+            "readiness: Kafka and Postgres reachable",
+            {"description": "ready"},
+        ),
+        "/metrics": _get("Prometheus metrics", {"description": "metrics"}),
+        "/openapi.json": _get("this document", {"description": "OpenAPI"}),
     }
-    schemas = {**defs, "ImageSetAnnounced": announce}
-    schemas.setdefault("ImageRef", ImageRef.model_json_schema())
+    paths["/readyz"]["get"]["responses"]["503"] = {"description": "not ready"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Waveline ingest", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": {
+                "ImageSetAnnounced": _ANNOUNCE,
+                "ImageRef": _IMAGE_REF,
+                **_GITHUB_SCHEMAS["$defs"],
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -7,13 +7,14 @@ import uuid
 from aiohttp import web
 
 from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.payloads import NoFields, Rollback
 from waveline.services.ingest.pipeline_view import pipeline_snapshot
 from waveline.services.ingest.responses import ApiError
 from waveline.shared.config import PipelineConfig
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.operator import OperatorCommand
-from waveline.shared.names import check_app_sha
 
 
 def _pipeline(ctx: IngestContext, request: web.Request) -> tuple[str, PipelineConfig]:
@@ -25,26 +26,28 @@ def _pipeline(ctx: IngestContext, request: web.Request) -> tuple[str, PipelineCo
 
 
 async def wave_action(request: web.Request) -> web.Response:
+    """approve, hold or release; a body, if sent, must be a JSON object (nothing is read)."""
+    return await _command(request, None)
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """Roll the wave back to ``to``: ``previous`` or an app sha (body required)."""
+    return await _command(request, Rollback)
+
+
+async def _command(request: web.Request, body: type[Rollback] | None) -> web.Response:
     ctx = IngestContext.of(request)
     require_bearer(request, ctx.runtime.secrets.operator_token, "operator token")
     name, pipeline = _pipeline(ctx, request)
-    wave, action = request.match_info["wave"], request.match_info["action"]
+    wave = request.match_info["wave"]
     if pipeline.wave(wave) is None:
         raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
-    to: str | None = None
     actor = request.headers.get("X-Waveline-Actor", "operator")[:100]
-    if action == "rollback":
-        doc = await ctx.read_json_object(request)
-        to = doc.get("to")
-        if not isinstance(to, str):
-            raise ApiError(
-                422, "invalid_field", [{"field": "to", "reason": "app_sha or 'previous'"}]
-            )
-        if to != "previous":
-            try:
-                check_app_sha(to)
-            except ValueError as exc:
-                raise ApiError(422, "invalid_field", [{"field": "to", "reason": str(exc)}]) from exc
+    if body is None:
+        await read_model(request, NoFields, optional=True)
+        action, to = request.match_info["action"], None
+    else:
+        action, to = "rollback", (await read_model(request, body)).to
     command = OperatorCommand(
         event_id=uuid.uuid4(),
         pipeline=name,

@@ -15,7 +15,9 @@ import uuid
 from aiohttp import web
 
 from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.payloads import PromotionResult
 from waveline.services.ingest.responses import ApiError
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.operator import OperatorCommand
@@ -51,16 +53,8 @@ async def promotion_result(request: web.Request) -> web.Response:
         pid = uuid.UUID(request.match_info["promotion"])
     except ValueError as exc:
         raise ApiError(404, "unknown_promotion", "promotion id is not a UUID") from exc
-    doc = await ctx.read_json_object(request)
-    result, detail = doc.get("status"), doc.get("detail")
-    if result not in {"succeeded", "failed"}:
-        raise ApiError(
-            422, "invalid_field", [{"field": "status", "reason": "'succeeded' or 'failed'"}]
-        )
-    if detail is not None and (not isinstance(detail, str) or len(detail) > 2000):
-        raise ApiError(
-            422, "invalid_field", [{"field": "detail", "reason": "a string of ≤ 2000 chars"}]
-        )
+    report = await read_model(request, PromotionResult)
+    result, detail = report.status, report.detail
     row = await ctx.runtime.pool.fetchrow(
         "SELECT status, strategy FROM promotions"
         " WHERE promotion_id = $1 AND pipeline = $2 AND wave = $3",

@@ -8,10 +8,8 @@ import logging
 import signal
 from typing import Protocol
 
-from aiohttp import web
-
 from waveline.services.git_writer.service import GitWriter
-from waveline.services.ingest.app import create_app
+from waveline.services.ingest.server import IngestServer
 from waveline.services.notifier.service import Notifier
 from waveline.services.promoter.service import Promoter
 from waveline.services.status_tracker.service import StatusTracker
@@ -48,20 +46,14 @@ async def serve(
     started = started or asyncio.Event()
     if runtime.service == "ingest":
         await runtime.start()
-        runner = web.AppRunner(create_app(runtime), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, runtime.settings.http_host, runtime.settings.http_port)
-        await site.start()
+        server = IngestServer(runtime)
+        await server.start()
         started.set()
-        logger.info(
-            "ingest listening on http://%s:%d",
-            runtime.settings.http_host,
-            runtime.settings.http_port,
-        )
+        logger.info("ingest listening on %s", server.url)
         try:
             await stop.wait()
         finally:
-            await runner.cleanup()
+            await server.stop()
             await runtime.stop()
         return
     consumer = consumer_for(runtime.service, runtime)
