@@ -26,6 +26,7 @@ import pytest
 
 from tests.support import APP_SHA, branch_log, children_of, cmdline, image_set
 from waveline.devstack.paths import CONSUMERS, StackPaths
+from waveline.devstack.pidlock import pidfile_text
 from waveline.devstack.procs import pid_of, port_open
 from waveline.devstack.stack import NICE, SERVICES
 from waveline.shared import cpu
@@ -324,6 +325,50 @@ def log_lines(stack: Stack) -> dict[str, int]:
         name: len((stack.run / "logs" / f"{name}.log").read_bytes().splitlines())
         for name in SERVICES
     }
+
+
+# A stand-in for a service that kept reconnecting to the database while it was down and was
+# given the database's own port for its end: it holds a connection to itself on that port.
+HOLDS_A_CONNECTION_TO_ITSELF = """
+import socket, sys, time
+port = int(sys.argv[1])
+s = socket.socket()
+# The server's side of the connections it had lingers in TIME_WAIT on the port, so bind with
+# SO_REUSEADDR; then hold it as a client does, without (a listener may share it otherwise).
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+s.connect(("127.0.0.1", port))
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_dev_up_frees_a_port_a_service_holds_in_a_connection_to_itself(stack: Stack) -> None:
+    port = int(stack.env["WAVELINE_DEV_PG_PORT"])
+    sigkill(stack.postmaster())
+    notifier = pid_of(stack.pids / "notifier.pid")
+    assert notifier is not None
+    sigkill(notifier)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_A_CONNECTION_TO_ITSELF, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # as dev up starts a service
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        (stack.pids / "notifier.pid").write_text(pidfile_text(holder.pid))
+        started = time.monotonic()
+        out = stack.up()
+        assert f"notifier: stopped, it held port {port} in a TCP connection to itself" in out
+        assert "postgres: started" in out and "notifier: started" in out, out
+        assert holder.wait(timeout=5) is not None
+        stack.announce()
+        assert time.monotonic() - started < RECOVERY_S
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_dev_up_recovers_a_killed_broker(stack: Stack) -> None:

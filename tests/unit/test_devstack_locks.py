@@ -4,6 +4,7 @@ that started before its lock was written is not, and its lock is never removed."
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -162,3 +163,18 @@ def test_the_lock_of_a_live_postgres_is_never_removed(
     # dev down does not take it for stale either (it would run pg_ctl stop instead).
     assert postgres.running(paths) is False  # nothing listens on the port
     assert pidfile.exists()
+
+
+def test_a_connection_to_itself_is_found_with_its_holder() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    assert procs.self_connected(port) == []
+    with socket.socket() as itself:
+        # What a client retrying a closed loopback port may end up with: its own end is
+        # given the port it dials, and the connection opens to itself.
+        itself.bind(("127.0.0.1", port))
+        itself.connect(("127.0.0.1", port))
+        assert itself.getpeername() == itself.getsockname()
+        assert procs.self_connected(port) == [os.getpid()]
+    assert procs.self_connected(port) == []

@@ -135,3 +135,42 @@ def wait_started(port: int, pidfile: Path, deadline: float) -> str | None:
             pass
         time.sleep(0.2)
     return f"did not start consuming (http://127.0.0.1:{port}/readyz)"
+
+
+def self_connected(port: int) -> list[int]:
+    """Pids holding a loopback TCP connection from ``port`` to ``port`` itself.
+
+    A client that keeps reconnecting to a loopback port nobody listens on, when that port is
+    in the ephemeral range (PostgreSQL's 55432 is), is now and then given that very port as
+    its own end: the connection then opens to itself (TCP's simultaneous open), and the
+    port stays taken until that client closes it, so the server cannot listen there again.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if local == remote and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return []
+    holders = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fds.iterdir()):
+                holders.append(int(fds.parent.name))
+        except OSError:
+            continue
+    return holders
+
+
+def session_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[3])

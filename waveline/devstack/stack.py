@@ -83,6 +83,27 @@ def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
     asyncio.run(setup())
 
 
+def _free_port(paths: StackPaths, port: int) -> None:
+    """Stop our services holding ``port`` in a connection to itself (procs.self_connected:
+    one retrying the broker or the database while it was down), so the server can listen
+    there again; they are started again below. Anyone else's is an error that says so."""
+    for holder in procs.self_connected(port):
+        owners = [
+            name
+            for name in (*SERVICES, REMOTE_GC)
+            if (pid := procs.pid_of(paths.pids / f"{name}.pid")) is not None
+            and pid in (holder, procs.session_of(holder))
+        ]
+        if not owners:
+            raise RuntimeError(
+                f"port {port} is held by pid {holder} in a TCP connection to itself (a client "
+                "that kept reconnecting to it): stop that process, or move the port"
+            )
+        for name in owners:
+            procs.stop(paths.pids / f"{name}.pid")
+            print(f"{name}: stopped, it held port {port} in a TCP connection to itself")
+
+
 def up(paths: StackPaths) -> int:
     started = time.monotonic()
     weights = os.environ.get("WAVELINE_DEV_CPU_WEIGHTS", "on")
@@ -91,6 +112,8 @@ def up(paths: StackPaths) -> int:
         return 2
     paths.run.mkdir(parents=True, exist_ok=True)
     env = service_env(paths)
+    for port in (paths.kafka_port, paths.pg_port):
+        _free_port(paths, port)
     print("kafka:", "started" if kafka.start(paths) else "running", paths.bootstrap)
     print("postgres:", "started" if postgres.start(paths) else "running", f"port {paths.pg_port}")
     _prepare(paths, env)
