@@ -70,7 +70,9 @@ class FrontDoor:
         try:
             response = await handler(request)
             if not request.content.is_eof():
-                # What is left of the body must not be read as the next request's head.
+                # The client may still be sending the rest of the body: end the connection
+                # (request_done re-arms the deadline) rather than read it for as long as it
+                # trickles in.
                 response.force_close()
             return response
         finally:
@@ -94,9 +96,11 @@ class FrontDoor:
         if self._open.pop(transport, None) is None:
             return
         self.metrics.connections_open.set(len(self._open))
-        if self._full and len(self._open) < self.max_connections:
+        # Logged once well under the bound, so a door held at the bound by a flood of
+        # connections does not log a pair of lines per connection.
+        if self._full and len(self._open) <= self.max_connections * 9 // 10:
             self._full = False
-            logger.info("ingest: below %d open connections again", self.max_connections)
+            logger.info("ingest: %d connections open, accepting new ones again", len(self._open))
 
 
 class _Connection(asyncio.Protocol):

@@ -180,7 +180,7 @@ async def test_an_idle_keep_alive_connection_closes_after_the_idle_timeout(
 
 
 async def test_connections_past_the_bound_are_refused_and_a_client_in_still_works(
-    ingest: IngestServer,
+    ingest: IngestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     door = ingest.front_door
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as client:
@@ -204,6 +204,10 @@ async def test_connections_past_the_bound_are_refused_and_a_client_in_still_work
     await wait_for(lambda: door.open_connections == 0, timeout_s=5, what="all closed")
     metrics = await scrape(ingest)
     assert metric(metrics, "waveline_ingest_connections_refused_total") == 3 * MAX_CONNECTIONS
+    # One line when the bound is reached and one when it is left, not one per refusal.
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("frontdoor")]
+    assert len(lines) == 2, lines
+    assert "refusing new ones" in lines[0] and "accepting new ones again" in lines[1]
     for _, writer in idle + extra:
         writer.close()
 
