@@ -16,8 +16,9 @@ import asyncpg
 import pytest
 
 from tests.infra import Infra
+from waveline.services.ingest.pipeline_view import LISTED, pipeline_snapshot
 from waveline.shared import retention
-from waveline.shared.config import Settings
+from waveline.shared.config import PipelineConfig, Settings
 from waveline.shared.db import create_pool, migrate
 from waveline.shared.errors import ConfigError
 from waveline.shared.retention import prune_forever, prune_once
@@ -574,3 +575,48 @@ async def test_prune_forever_ends_at_once_without_tables_or_with_a_bad_setting(
         await prune_forever(stand_in("ingest", settings, pool), 3600)
         await prune_forever(stand_in("promoter", wrong, pool), 3600)
     assert "retention disabled" in caplog.text
+
+
+async def test_the_pipeline_view_lists_a_bounded_number_of_unfinished_items(
+    db: tuple[Settings, asyncpg.Pool],
+) -> None:
+    """Overtaken promotions and commits without checks of their own stay unfinished until
+    retention prunes them; the pipeline view lists the newest LISTED of each, and every
+    promotion a gate holds."""
+    _, pool = db
+    pipeline = PipelineConfig.model_validate(
+        {
+            "repo": "cfg",
+            "waves": [
+                {"name": "staging", "targets": ["s"]},
+                {"name": "internal", "targets": ["i"]},
+            ],
+        }
+    )
+    gated = sha()
+    await wave_run(pool, YOUNG, gated)  # what the gate's bake time counts from
+    waiting = await promotion(
+        pool, YOUNG + 1, status="waiting", wave="internal", app_sha=gated, from_wave="staging"
+    )
+    await pool.execute(
+        "INSERT INTO promotions (promotion_id, pipeline, wave, app_sha, kind, status, created_at,"
+        " updated_at) SELECT gen_random_uuid(), 'app', w, md5(w || i::text), 'introduce',"
+        " 'requested', now() - i * interval '1 second', now()"
+        " FROM generate_series(1, 300) i, unnest(ARRAY['staging', 'internal']) w"
+    )
+    await pool.execute(
+        "INSERT INTO auto_commits (repo, sha, state, created_at) SELECT 'cfg', md5(i::text),"
+        " 'pending', now() - i * interval '1 second' FROM generate_series(1, 300) i"
+    )
+
+    async with asyncio.timeout(10):
+        view = await pipeline_snapshot(pool, "app", pipeline)
+
+    staging, internal = view["waves"]
+    assert len(staging["promotions"]) == LISTED
+    assert len(internal["promotions"]) == LISTED + 1
+    assert internal["promotions"][0]["promotion_id"] == str(waiting)  # oldest first
+    assert "bake_remaining_s" in internal["gate"]
+    assert len(view["pending_commits"]) == LISTED
+    newest = await pool.fetchval("SELECT sha FROM auto_commits ORDER BY created_at DESC LIMIT 1")
+    assert view["pending_commits"][-1]["sha"] == newest
