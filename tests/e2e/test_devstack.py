@@ -362,6 +362,8 @@ def test_dev_up_frees_a_port_a_service_holds_in_a_connection_to_itself(stack: St
         started = time.monotonic()
         out = stack.up()
         assert f"notifier: stopped, it held port {port} in a TCP connection to itself" in out
+        # Closed, the connection keeps the port for TIME_WAIT's minute: up waits it out.
+        assert f"port {port}: waiting for its connection to itself to time out" in out
         assert "postgres: started" in out and "notifier: started" in out, out
         assert holder.wait(timeout=5) is not None
         stack.announce()

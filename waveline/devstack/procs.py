@@ -145,17 +145,7 @@ def self_connected(port: int) -> list[int]:
     its own end: the connection then opens to itself (TCP's simultaneous open), and the
     port stays taken until that client closes it, so the server cannot listen there again.
     """
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if local == remote and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{inode}]")
+    inodes = {f"socket:[{inode}]" for inode in _self_connections(port) if inode != "0"}
     if not inodes:
         return []
     holders = []
@@ -166,6 +156,36 @@ def self_connected(port: int) -> list[int]:
         except OSError:
             continue
     return holders
+
+
+def _self_connections(port: int) -> list[str]:
+    """Inodes of the sockets connected from ``port`` to itself; a connection closed since,
+    which lingers in TIME_WAIT for a minute, has inode 0."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, remote = fields[1], fields[2]
+            if local == remote and int(local.rsplit(":", 1)[1], 16) == port:
+                found.append(fields[9])
+    return found
+
+
+def wait_self_connection_gone(port: int, timeout_s: float = 65.0) -> bool:
+    """Wait until no connection from ``port`` to itself holds the port, the TIME_WAIT it
+    leaves once closed included (a minute on Linux: a server cannot listen there meanwhile);
+    False when there was none."""
+    if not _self_connections(port):
+        return False
+    print(f"port {port}: waiting for its connection to itself to time out (TIME_WAIT, 60 s)")
+    deadline = time.monotonic() + timeout_s
+    while _self_connections(port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return True
 
 
 def session_of(pid: int) -> int | None:

@@ -85,8 +85,9 @@ def _prepare(paths: StackPaths, env: dict[str, str]) -> None:
 
 def _free_port(paths: StackPaths, port: int) -> None:
     """Stop our services holding ``port`` in a connection to itself (procs.self_connected:
-    one retrying the broker or the database while it was down), so the server can listen
-    there again; they are started again below. Anyone else's is an error that says so."""
+    one retrying the broker or the database while it was down) and wait until the port is
+    free, so the server can listen there again; the services are started again below.
+    Anyone else's such connection is an error that says so."""
     for holder in procs.self_connected(port):
         owners = [
             name
@@ -102,6 +103,8 @@ def _free_port(paths: StackPaths, port: int) -> None:
         for name in owners:
             procs.stop(paths.pids / f"{name}.pid")
             print(f"{name}: stopped, it held port {port} in a TCP connection to itself")
+    # Closed, such a connection still holds the port for a minute (TIME_WAIT).
+    procs.wait_self_connection_gone(port)
 
 
 def up(paths: StackPaths) -> int:
