@@ -12,7 +12,8 @@ through the public HTTP API only:
   the waves run what the head holds and sets flow on through the gates;
 - approves every wave with an approval gate every ``--approve-every`` s (operator token);
 - optionally prunes the tables itself every ``--prune-every`` s with ``WAVELINE_RETENTION_*``
-  from the environment (until the services run ``prune_forever`` themselves).
+  from its environment (the services prune their own tables with the retention *they* were
+  started with; docs/benchmarks.md shows how to shorten it for a run).
 
 Every ``--sample-every`` s (and at the start and end) it records the consumer groups' lag,
 each process's RSS (the pid
