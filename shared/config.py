@@ -1,4 +1,5 @@
-"""Configuration: process settings from the environment and the pipeline file (DESIGN §3).
+"""Configuration: process settings from the environment and the pipeline file (see
+README.md, Configuration).
 
 Both are frozen and loaded once at start, then passed in. Secrets are ``SecretStr`` read from
 environment variables whose names the file may choose; the file never holds a secret.
@@ -111,7 +112,7 @@ class RepoConfig(_Frozen):
 
 
 class LayoutConfig(_Frozen):
-    """How an image set lands in the repo (DESIGN §2, file layouts)."""
+    """How an image set lands in the repo (README.md, Layouts)."""
 
     kind: Literal["images-json", "tag-file", "yaml-path", "kustomize"]
     path: str = "images/{wave}"
@@ -144,7 +145,7 @@ StrategyKind = Literal["commit", "pull-request", "webhook"]
 
 
 class StrategyConfig(_Frozen):
-    """How a promotion reaches the config repo (seed 003).
+    """How a promotion reaches the config repo (README.md, Promotion by pull request or webhook).
 
     ``commit``: git-writer commits on ``auto`` (checks, then fast-forward of ``watched``).
     ``pull-request``: git-writer pushes ``branch`` (built on ``watched``) and Waveline opens or

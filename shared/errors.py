@@ -39,7 +39,8 @@ class UnknownPipeline(WavelineError):
 
 
 class PreconditionFailed(WavelineError):
-    """A git command's precondition does not hold (DESIGN §2). Permanent for that command."""
+    """A git command's precondition does not hold (services/git_writer/apply.py). Permanent
+    for that command."""
 
     code = "precondition_failed"
 

@@ -1,4 +1,4 @@
-"""Topic names and partition counts (DESIGN §1).
+"""Topic names and partition counts (README.md, Architecture).
 
 A prefix (``WAVELINE_TOPIC_PREFIX``) lets each test run use its own topics on a shared broker.
 """

@@ -158,7 +158,7 @@ def document() -> dict[str, Any]:
             "Announce an image set (CI token)", image_set, {"202": _ACCEPTED}, 401, 403, 404
         ),
         "/v1/pipelines/{pipeline}/images": _post(
-            "Announce seed 001's bare {service: {Tag, Digest}} object (CI token)",
+            "Announce a bare {service: {Tag, Digest}} object for the path's pipeline (CI token)",
             bare_images,
             {"202": _ACCEPTED},
             401,

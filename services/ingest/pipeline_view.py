@@ -1,5 +1,5 @@
 """One pipeline's state as operators see it: the body of ``GET /v1/pipelines/{p}`` and the
-dashboard page (DESIGN §3).
+dashboard page (README.md, Operating it).
 
 Read-only SQL over the tables the status-tracker and the promoter own (``wave_status``,
 ``wave_gates``, ``promotions``, ``wave_runs``, ``approvals``, ``image_sets``,

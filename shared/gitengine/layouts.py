@@ -1,4 +1,4 @@
-"""How an image set becomes files for one wave (DESIGN §2, file layouts).
+"""How an image set becomes files for one wave (README.md, Layouts).
 
 Every layout converts between files and *values* — the per-service image fields it stores —
 in both directions:

@@ -1,4 +1,4 @@
-"""Entry point of the ``waveline`` console script (DESIGN §3, CLI)."""
+"""Entry point of the ``waveline`` console script (README.md, Operating it)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--pipeline")
     publish.add_argument("--app-sha")
     publish.add_argument("--image", action="append", default=[], help="svc=repo:tag@sha256:…")
-    publish.add_argument("--file", type=Path, help="seed 001's {svc: {Tag, Digest}} object")
+    publish.add_argument("--file", type=Path, help="a JSON {svc: {Tag, Digest}} object")
     publish.add_argument("--kafka", action="store_true", help="produce to waveline.images")
 
     status = sub.add_parser("status", help="waves, gates and pending commits of a pipeline")

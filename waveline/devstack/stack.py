@@ -2,7 +2,7 @@
 
 ``up`` is safe to repeat: whatever already runs is kept, whatever died is restarted.
 Environment variables set by the user win over the demo defaults: ``WAVELINE_CONFIG``,
-``WAVELINE_HTTP_PORT`` and the secret variables of DESIGN §3.
+``WAVELINE_HTTP_PORT`` and the secret variables README.md lists.
 """
 
 from __future__ import annotations
