@@ -250,16 +250,28 @@ def introduce(repo: str = "cfg-app", pipeline: str = "app", n: int = 1) -> Intro
     )
 
 
-async def produce_commands(settings: Settings, commands: Sequence[IntroduceImages | Evict]) -> None:
-    """Put git commands on this test's ``waveline.git.commands``, keyed by repo."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+async def produce(
+    settings: Settings, topic: str, values: Sequence[bytes], *, key: bytes | None = b"k"
+) -> None:
+    """Put raw records on this test's ``topic`` (its base name), acknowledged by every
+    in-sync replica; records up to 2 MiB (a test may go near the broker's 1 MB limit)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2 << 20
+    )
     await producer.start()
     try:
-        for cmd in commands:
-            await producer.send_and_wait(
-                f"{settings.topic_prefix}waveline.git.commands",
-                cmd.model_dump_json().encode(),
-                key=cmd.repo.encode(),
-            )
+        for value in values:
+            await producer.send_and_wait(f"{settings.topic_prefix}{topic}", value, key=key)
     finally:
         await producer.stop()
+
+
+async def produce_commands(settings: Settings, commands: Sequence[IntroduceImages | Evict]) -> None:
+    """Put git commands on this test's ``waveline.git.commands``, keyed by repo."""
+    for cmd in commands:
+        await produce(
+            settings,
+            "waveline.git.commands",
+            [cmd.model_dump_json().encode()],
+            key=cmd.repo.encode(),
+        )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.openapi import document
+from waveline.shared.health import dependencies
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -17,19 +16,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ctx = IngestContext.of(request)
-    checks: dict[str, str] = {}
-    try:
-        kafka_ok = await ctx.runtime.broker.ping(timeout=2.0)
-        checks["kafka"] = "ok" if kafka_ok else "unreachable"
-    except Exception as exc:  # readiness reports any failure rather than raising it
-        checks["kafka"] = f"error: {type(exc).__name__}"
-    try:
-        async with asyncio.timeout(2.0):
-            await ctx.runtime.pool.fetchval("SELECT 1")
-        checks["postgres"] = "ok"
-    except Exception as exc:
-        checks["postgres"] = f"error: {type(exc).__name__}"
+    checks = await dependencies(IngestContext.of(request).runtime)
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

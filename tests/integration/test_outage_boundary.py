@@ -22,6 +22,7 @@ from tests.support import (
     count_topic,
     image_set,
     make_config,
+    produce,
     read_topic,
     running,
     wait_for,
@@ -31,20 +32,6 @@ from waveline.shared.config import Secrets, Settings
 from waveline.shared.kafka import partitions_of
 from waveline.shared.models.dlq import MAX_LETTER_BYTES, PAYLOAD_HEAD_BYTES, DeadLetter
 from waveline.shared.runtime import bootstrap
-
-
-async def produce(
-    settings: Settings, base: str, values: list[bytes], *, key: bytes | None = b"k"
-) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2 << 20
-    )
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(f"{settings.topic_prefix}{base}", value, key=key)
-    finally:
-        await producer.stop()
 
 
 def quick(settings: Settings) -> Settings:

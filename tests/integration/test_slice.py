@@ -7,25 +7,14 @@ import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaProducer
 
 from tests.conftest import CI_TOKEN
-from tests.support import APP_SHA, branch_log, image_set, read_topic, running, wait_for
+from tests.support import APP_SHA, branch_log, image_set, produce, read_topic, running, wait_for
 from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine import trailers
 
 OTHER_SHA = "2222222222222222222222222222222222222222"
-
-
-async def produce(settings: Settings, topic: str, values: list[bytes], key: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for value in values:
-            await producer.send_and_wait(f"{settings.topic_prefix}{topic}", value, key=key)
-    finally:
-        await producer.stop()
 
 
 async def test_http_announcement_becomes_a_commit_on_auto(
@@ -62,7 +51,9 @@ async def test_direct_kafka_duplicates_and_bad_messages(
     good = json.dumps(image_set()).encode()
     bad = json.dumps({**image_set(), "app_sha": "not-a-sha"}).encode()
     later = json.dumps(image_set(OTHER_SHA)).encode()
-    await produce(settings, "waveline.images", [good, good, b"\xff garbage", bad, later], b"app")
+    await produce(
+        settings, "waveline.images", [good, good, b"\xff garbage", bad, later], key=b"app"
+    )
     async with running(["promoter", "git-writer"], settings, config, secrets):
         await wait_for(lambda: len(branch_log(str(remote), "auto")) == 3, what="two commits")
         letters = await read_topic(
