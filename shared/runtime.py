@@ -7,6 +7,7 @@ the Postgres pool opens in ``start()``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -263,10 +264,28 @@ class Runtime:
         )
 
     async def start(self, *, with_db: bool = True) -> None:
+        """Open the pool and start the broker. PostgreSQL away at start is an outage like
+        any other: waited out with backoff (readiness says so), not a crash loop; a bad
+        URL, password or database name still fails at once."""
         if with_db and self._pool is None:
-            self._pool = await create_pool(self.settings)
+            self._pool = await self._open_pool()
         await self.broker.start()
         hold_prefetch(self.broker)
+
+    async def _open_pool(self) -> asyncpg.Pool:
+        attempt = 0
+        while True:
+            try:
+                pool = await create_pool(self.settings)
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
+                attempt = self.waits.failed("start", exc)
+                await asyncio.sleep(self.backoff.delay(attempt))
+                continue
+            if attempt:
+                self.waits.succeeded("start")
+            return pool
 
     async def stop_consuming(self) -> None:
         """Commit what was handled and stop the broker (waiting for batches in flight, which

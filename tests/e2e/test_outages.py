@@ -46,6 +46,7 @@ from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine import trailers
 from waveline.shared.logs import RepeatFilter
+from waveline.shared.runtime import bootstrap
 
 pytestmark = pytest.mark.e2e
 
@@ -347,3 +348,30 @@ async def test_broker_outage_of_30s_loses_nothing(
     assert world.refused > 0
     assert_each_set_committed_once(world, remote)
     assert await count_topic(private.kafka_bootstrap, f"{private.topic_prefix}waveline.dlq") == 0
+
+
+@pytest.mark.timeout(120)
+async def test_a_service_started_while_postgres_is_down_waits_for_it(
+    stack: StackPaths, private: Settings, secrets: Secrets, tmp_path: Path
+) -> None:
+    """No crash loop: the pool's first connection is waited out like any outage, and
+    readiness says so meanwhile."""
+    remote = tmp_path / "remote" / "cfg-app.git"
+    seed_repo(remote)
+    runtime = bootstrap("status-tracker", private, config_for(remote), secrets)
+    await asyncio.to_thread(pg_immediate_stop, stack)
+    try:
+        starting = asyncio.create_task(runtime.start())
+        await wait_for(lambda: "start" in runtime.waits.current(), what="a wait at start")
+        assert runtime.waits.current()["start"]["dependency"] == "postgres"
+        await asyncio.sleep(2)
+        assert not starting.done()
+    finally:
+        await asyncio.to_thread(postgres.start, stack)
+    try:
+        async with asyncio.timeout(30):
+            await starting
+        assert runtime.waits.current() == {}
+        assert await runtime.pool.fetchval("SELECT 1") == 1
+    finally:
+        await runtime.stop()
