@@ -101,6 +101,20 @@ class Waves:
             status.wave,
             status.app_sha,
         )
+        # Older sets sent into this wave that it never ran (a newer one landed on top before
+        # its targets reported) will never arrive: the wave moved past them. Left unfinished
+        # they would be kept for ever (and their image sets with them) and listed as in
+        # flight. An open pull request is the notifier's to close or update.
+        await self.runtime.pool.execute(
+            "UPDATE promotions SET status = 'superseded', updated_at = now()"
+            " WHERE pipeline = $1 AND wave = $2 AND app_sha <> $3"
+            " AND status IN ('requested', 'committed', 'delivered')"
+            " AND created_at < (SELECT min(created_at) FROM promotions"
+            " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3)",
+            status.pipeline,
+            status.wave,
+            status.app_sha,
+        )
         for row in rows:
             await publish_status(
                 self.runtime,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -165,3 +166,36 @@ async def test_bad_input_never_reaches_git(api: Api, remote: Path) -> None:
         assert set(await resp.json()) == {"error", "detail"}
     await asyncio.sleep(2.0)
     assert {ref: head(remote, ref) for ref in ("master", "auto")} == before
+
+
+async def test_a_set_the_wave_never_ran_is_superseded_once_a_newer_one_arrives(
+    api: Api, settings: Settings
+) -> None:
+    """A and B land on staging before its targets report; staging runs B. A's
+    introduction can never arrive: it is superseded, not left in flight for ever."""
+    await api.announce(APP_SHA)
+    first = await api.wait_auto(2, "A's commit")
+    await api.announce(B_SHA)
+    second = await api.wait_auto(3, "B's commit")
+    await api.status(first, "success")
+    await api.status(second, "success")
+    await api.wait_master(second)
+    await api.deployed("staging-us", second)
+    await api.deployed("staging-eu", second)
+    conn = await asyncpg.connect(
+        settings.database_url.get_secret_value(),
+        server_settings={"search_path": settings.database_schema},
+    )
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                rows = await conn.fetch(
+                    "SELECT app_sha, status FROM promotions WHERE wave = 'staging'"
+                )
+                states = {r["app_sha"]: r["status"] for r in rows}
+                if states.get(B_SHA) == "done":
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    assert states == {B_SHA: "done", APP_SHA: "superseded"}
