@@ -16,9 +16,9 @@ through the public HTTP API only:
   started with; docs/benchmarks.md shows how to shorten it for a run).
 
 Every ``--sample-every`` s (and at the start and end) it records the consumer groups' lag,
-each process's RSS (the pid
-files in ``<WAVELINE_DEV_DIR>/pids``, plus PostgreSQL's postmaster; a process's own VmRSS
-plus its descendants' RssAnon, so shared memory is not counted twice) and the database size
+each process's memory (the pid
+files in ``<WAVELINE_DEV_DIR>/pids``, plus PostgreSQL's postmaster: private memory, judged,
+and the file-backed pages it maps, shown; bench/soak_measure.py) and the database size
 (``pg_database_size`` and each table's total size and live rows), then prints a table and a
 verdict per series: flat, or growing.
 
@@ -370,7 +370,9 @@ async def main() -> None:
                 await asyncio.sleep(args.sample_every)
                 samples.append(await sample(meter, started, counts))
                 last = samples[-1]
-                rss = ", ".join(f"{k} {v:.0f}" for k, v in last.rss_mib.items())
+                rss = ", ".join(
+                    f"{k} {v:.0f}" for k, v in last.rss_mib.items() if not k.endswith(" file")
+                )
                 print(
                     f"{last.at_s / 60:5.1f} min: {counts.announced} sets, {counts.statuses}"
                     f" statuses, {counts.deploys} deploy reports, db {last.db_mib:.0f} MiB,"

@@ -49,20 +49,25 @@ def processes(paths: StackPaths) -> dict[str, int]:
 
 
 def rss_mib(pids: dict[str, int]) -> dict[str, float]:
-    """Each process's VmRSS plus its descendants' RssAnon (the git-writer's repo and packing
-    processes, PostgreSQL's backends), in MiB: shared memory is counted once."""
+    """Each process's private memory (its RssAnon and RssShmem, plus its descendants' RssAnon:
+    the git-writer's repo and packing processes, PostgreSQL's backends), in MiB, under its
+    name; and the file-backed pages they map (pack files, libraries: page cache the kernel
+    can take back) under ``"<name> file"``, reported but not judged."""
     parents = _parents()
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
     out = {}
     for name, pid in pids.items():
-        kb, todo = _proc_kb(pid, "VmRSS"), list(children.get(pid, []))
+        kb = _proc_kb(pid, "RssAnon") + _proc_kb(pid, "RssShmem")
+        file_kb, todo = _proc_kb(pid, "RssFile"), list(children.get(pid, []))
         while todo:
             child = todo.pop()
             kb += _proc_kb(child, "RssAnon")
+            file_kb += _proc_kb(child, "RssFile")
             todo.extend(children.get(child, []))
         out[name] = kb / 1024
+        out[f"{name} file"] = file_kb / 1024
     return out
 
 

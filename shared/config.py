@@ -432,6 +432,9 @@ class Settings(BaseSettings):
     # hold this many bytes, besides every 2,000 branch updates (docs/reliability.md).
     git_max_file_bytes: int = Field(default=1024 * 1024, ge=1024)
     git_memory_pack_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    # libgit2's cache of parsed objects in each repo process (its own default is 256 MiB,
+    # which a long-running writer fills with trees it will not read again).
+    git_object_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     # The git-writer repo processes' interpreter switch interval: how long a build or push
     # may wait for the GIL (held by packing beside it) on each callback into Python
     # (CPython's default is 5 ms).

@@ -79,6 +79,7 @@ class HostInit:
     # packed once they hold this much (as well as every so many updates).
     max_file_bytes: int = 1024 * 1024
     memory_pack_bytes: int = 64 * 1024 * 1024
+    object_cache_bytes: int = 32 * 1024 * 1024
 
 
 class RepoHost:
@@ -357,6 +358,7 @@ def main(argv: list[str]) -> int:
     # Without them libgit2 waits forever on a remote that accepts and never answers.
     pygit2.settings.server_connect_timeout = int(init.connect_timeout_s * 1000)
     pygit2.settings.server_timeout = int(init.io_timeout_s * 1000)
+    pygit2.settings.cache_max_size(init.object_cache_bytes)
     host = RepoHost(init)
     while True:
         try:

@@ -231,6 +231,7 @@ class GitWriter:
                     io_timeout_s=settings.git_io_timeout_s,
                     max_file_bytes=settings.git_max_file_bytes,
                     memory_pack_bytes=settings.git_memory_pack_bytes,
+                    object_cache_bytes=settings.git_object_cache_bytes,
                 ),
                 deadline_s=settings.git_call_deadline_s,
             )
