@@ -225,7 +225,7 @@ class GitWriter:
                     config=self.runtime.config,
                     path=settings.data_dir / "repos" / f"{repo_name}.git",
                     log_level=settings.log_level,
-                    log_secrets=secret_values(settings, self.runtime.secrets),
+                    log_secrets=secret_values(settings, self.runtime.secrets, self.runtime.config),
                     gil_switch_interval_ms=settings.gil_switch_interval_ms,
                     connect_timeout_s=settings.git_connect_timeout_s,
                     io_timeout_s=settings.git_io_timeout_s,

@@ -93,19 +93,19 @@ def main(argv: list[str] | None = None) -> int:
             return stack.main(args.action)
         settings = load_settings()
         if args.command == "migrate":
-            setup_logging("migrate", settings.log_level)
+            setup_logging("migrate", settings.log_level, secret_values(settings, Secrets()))
             from waveline.shared.db import migrate
 
             applied = asyncio.run(migrate(settings))
             print(f"applied {len(applied)} migration(s) to schema {settings.database_schema}")
             return 0
         if args.command == "prune":
-            setup_logging("prune", settings.log_level)
+            setup_logging("prune", settings.log_level, secret_values(settings, Secrets()))
             from waveline.cli import prune as prune_cmd
 
             return prune_cmd.run(settings, dry_run=args.dry_run)
         if args.command == "replay":
-            setup_logging("replay", settings.log_level)
+            setup_logging("replay", settings.log_level, secret_values(settings, Secrets()))
             from waveline.cli.replay import replay as run_replay
 
             try:
@@ -127,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  partition {partition}: offsets {first}..{end}")
             return 0
         if args.command == "trace":
-            setup_logging("trace", settings.log_level)
+            setup_logging("trace", settings.log_level, secret_values(settings, Secrets()))
             from waveline.cli import trace
 
             return trace.run(
                 settings, args.app_sha, since=args.since, pipeline=args.pipeline, as_json=args.json
             )
         if args.command == "topics":
-            setup_logging("topics", settings.log_level)
+            setup_logging("topics", settings.log_level, secret_values(settings, Secrets()))
             from waveline.cli import topics
 
             return topics.run(settings, warn_only=args.warn_only)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.service == "all"
             else [args.service]
         )
-        setup_logging("+".join(names), settings.log_level, secret_values(settings, secrets))
+        setup_logging("+".join(names), settings.log_level, secret_values(settings, secrets, config))
         from waveline.cli.serve import run_services
 
         asyncio.run(run_services(names, settings, config, secrets))
