@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,28 @@ def _token(name: str) -> str:
     return token
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would send the request again, ``Authorization``
+    header included, to whatever host the ``Location`` names. A 3xx then surfaces as an
+    ``HTTPError`` that ``request`` turns into a clear refusal."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# Every CLI request carries a token, so none follows a redirect.
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
 def request(method: str, path: str, token_env: str, body: Any = None) -> tuple[int, Any]:
+    """``method`` ``path`` on Waveline's API with the token from ``token_env``; the status
+    and the JSON answer. A redirect is never followed (the token would go with it to
+    wherever it points): it is a ``CliError`` naming where it pointed."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(  # noqa: S310 (the URL is the operator's own Waveline)
         base_url() + path,
@@ -45,9 +67,18 @@ def request(method: str, path: str, token_env: str, body: Any = None) -> tuple[i
         },
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+        with _OPENER.open(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            location = exc.headers.get("Location") or ""
+            target = _origin(urllib.parse.urljoin(base_url() + path, location))
+            exc.close()
+            raise CliError(
+                f"{method} {path}: Waveline at {_origin(base_url())} answered HTTP {exc.code},"
+                f" redirecting to {target}; not following a redirect with your token"
+                " (set WAVELINE_URL to the address that answers itself)"
+            ) from None
         detail = exc.read().decode("utf-8", "replace")
         raise CliError(f"{method} {path}: HTTP {exc.code}: {detail}") from exc
     except urllib.error.URLError as exc:
