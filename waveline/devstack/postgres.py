@@ -14,10 +14,22 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from waveline.devstack import pidlock, procs
 from waveline.devstack.paths import StackPaths
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """TLS for a private cluster (the dev stack runs without): the server's certificate
+    and key (PEM), copied next to the data directory for the server's user; with
+    ``hostssl_only``, TCP clients that do not use TLS are refused (pg_hba ``hostssl``)."""
+
+    cert_file: Path
+    key_file: Path
+    hostssl_only: bool = False
 
 
 def bin_dir() -> Path:
@@ -137,14 +149,39 @@ def _wait_for_orphans(data: Path, timeout_s: float = 15.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def start(paths: StackPaths) -> bool:
+def start(paths: StackPaths, tls: ServerTls | None = None) -> bool:
     """Start the cluster unless its postmaster runs; True when it was started now. A lock
-    file left by a postmaster that died (whatever its pid names now) is removed first."""
+    file left by a postmaster that died (whatever its pid names now) is removed first.
+    ``tls`` turns TLS on for this start (a running postmaster is left as it is)."""
     with procs.exclusive(paths.run / "pg" / "start.lock"):
-        return _start(paths)
+        return _start(paths, tls)
 
 
-def _start(paths: StackPaths) -> bool:
+def _tls_options(paths: StackPaths, tls: ServerTls) -> str:
+    """pg_ctl ``-o`` options serving ``tls``; the certificate and key are copied where the
+    server's user may read them (PostgreSQL refuses a key others can read)."""
+    where = paths.run / "pg" / "tls"
+    where.mkdir(parents=True, exist_ok=True)
+    cert, key = where / "server.crt", where / "server.key"
+    shutil.copyfile(tls.cert_file, cert)
+    shutil.copyfile(tls.key_file, key)
+    key.chmod(0o600)
+    for path in (where, cert, key):
+        _ensure_owner(path)
+    options = f" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"
+    if tls.hostssl_only:
+        hba = where / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostssl all all ::1/128 trust\n"
+        )
+        _ensure_owner(hba)
+        options += f" -c hba_file={hba}"
+    return options
+
+
+def _start(paths: StackPaths, tls: ServerTls | None = None) -> bool:
     data = paths.run / "pg" / "data"
     sock = paths.run / "pg" / "sock"
     logfile = paths.logs / "postgres.log"
@@ -203,7 +240,8 @@ def _start(paths: StackPaths) -> bool:
                 "60",
                 "-o",
                 f"-p {paths.pg_port} -k {sock} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c max_connections=200",
+                "-c fsync=off -c max_connections=200"
+                + (_tls_options(paths, tls) if tls is not None else ""),
                 "start",
             ]
         ),
