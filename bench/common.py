@@ -44,7 +44,7 @@ async def fresh_settings(data_dir: Path) -> Settings:
         data_dir=data_dir,
         log_level="WARNING",
     )
-    await ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all())
+    await ensure_topics(settings, Topics(settings.topic_prefix).all())
     await migrate(settings)
     return settings
 

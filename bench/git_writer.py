@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from bench.common import fresh_settings, make_repo, mean, pct
 from waveline.services.git_writer.service import GitWriter
-from waveline.shared.config import Secrets, WavelineConfig
+from waveline.shared import kafka_clients
+from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageRef
 from waveline.shared.runtime import bootstrap
@@ -77,10 +76,10 @@ def command(n: int) -> IntroduceImages:
 class Events:
     """Collects GitEvents as they arrive: command_id -> event."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, settings: Settings, topic: str) -> None:
         self.seen: dict[str, dict[str, Any]] = {}
-        self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest", group_id=None
+        self._consumer = kafka_clients.consumer(
+            settings, topic, auto_offset_reset="earliest", group_id=None
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -120,9 +119,9 @@ async def ours(  # noqa: PLR0915 (one linear measurement script)
     writer = GitWriter(runtime)
     writer.register()
     await runtime.start()
-    events = Events(settings.kafka_bootstrap, runtime.topics.git_events)
+    events = Events(settings, runtime.topics.git_events)
     await events.start()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = kafka_clients.producer(settings, acks="all")
     await producer.start()
     topic = runtime.topics.git_commands
 

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import calibration_ms, mean, pct
+from waveline.shared import kafka_clients
 
 
 def token() -> str:
@@ -120,11 +119,11 @@ async def commit_latency(
     """Announce-to-commit per set, and where the time went: request sent → accepted by
     ingest (``received_at``) → git command issued by the promoter (``issued_at``) → pushed
     (the GitEvent's ``at``), with the git-writer's batch size for the set."""
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.consumer(
+        bootstrap,
         "waveline.images",
         "waveline.git.commands",
         "waveline.git.events",
-        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
     )
@@ -175,8 +174,8 @@ async def quiet(bootstrap: str, *, timeout_s: float, settle_s: float = 3.0) -> f
     = end offset on every partition), then ``settle_s`` more for work that follows the last
     message (packing, offset commits). Returns the seconds waited."""
     started = time.perf_counter()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = kafka_clients.admin(bootstrap)
+    probe = kafka_clients.consumer(bootstrap, group_id=None)
     await admin.start()
     await probe.start()
     try:

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from waveline.devstack.paths import StackPaths
+from waveline.shared import kafka_clients
 
 
 def _proc_kb(pid: int, key: str) -> int:
@@ -116,8 +117,8 @@ class Meter:
     @classmethod
     async def open(cls, paths: StackPaths, database_url: str, schema: str, bootstrap: str) -> Meter:
         conn = await asyncpg.connect(database_url)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        admin = kafka_clients.admin(bootstrap)
+        probe = kafka_clients.consumer(bootstrap, group_id=None)
         await admin.start()
         await probe.start()
         return cls(paths, schema, conn, admin, probe)

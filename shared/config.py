@@ -391,6 +391,67 @@ class Secrets(BaseModel):
         )
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+# The SASL mechanisms aiokafka speaks without a system library (GSSAPI needs Kerberos).
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+
+
+def kafka_security_problems(s: Settings) -> list[str]:
+    """What is wrong with the Kafka security settings of ``s`` (empty: nothing): a SASL
+    protocol without its mechanism or credentials, a TLS file that is not there, and any
+    setting the protocol would never use (a password given for PLAINTEXT is a mistake to
+    report, not one to ignore silently)."""
+
+    def env(name: str) -> str:
+        return f"WAVELINE_KAFKA_{name.upper()}"
+
+    def given(name: str) -> bool:
+        value = getattr(s, f"kafka_{name}")
+        return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    protocol, mechanism = s.kafka_security_protocol, s.kafka_sasl_mechanism
+    problems: list[str] = []
+    needed: list[str] = []
+    unused = ["sasl_mechanism", "sasl_username", "sasl_password", "sasl_oauth_token"]
+    if protocol.startswith("SASL_"):
+        unused.remove("sasl_mechanism")
+        if mechanism is None:
+            problems.append(
+                f"{env('sasl_mechanism')} is required with security protocol {protocol} "
+                "(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)"
+            )
+        else:
+            needed = (
+                ["sasl_oauth_token"]
+                if mechanism == "OAUTHBEARER"
+                else ["sasl_username", "sasl_password"]
+            )
+            unused = [n for n in unused if n not in needed and n != "sasl_mechanism"]
+    files = ["ssl_cafile", "ssl_certfile", "ssl_keyfile"]
+    if not protocol.endswith("SSL"):
+        unused += [*files, "ssl_key_password"]
+    problems += [
+        f"{env(n)} is required with {protocol} and {mechanism}" for n in needed if not given(n)
+    ]
+    problems += [
+        f"{env(n)} is set but security protocol {protocol}"
+        + (f" with {mechanism}" if mechanism and protocol.startswith("SASL_") else "")
+        + " never uses it"
+        for n in unused
+        if getattr(s, f"kafka_{n}") is not None
+    ]
+    if protocol.endswith("SSL"):
+        for name in files:
+            path = getattr(s, f"kafka_{name}")
+            if path is not None and not Path(path).is_file():
+                problems.append(f"{env(name)}: {path} is not a file")
+        if s.kafka_ssl_keyfile is not None and s.kafka_ssl_certfile is None:
+            problems.append(f"{env('ssl_keyfile')} needs {env('ssl_certfile')}")
+        if s.kafka_ssl_key_password is not None and s.kafka_ssl_certfile is None:
+            problems.append(f"{env('ssl_key_password')} needs {env('ssl_certfile')}")
+    return problems
+
+
 class Settings(BaseSettings):
     """Process settings from ``WAVELINE_*`` environment variables."""
 
@@ -398,6 +459,20 @@ class Settings(BaseSettings):
 
     config: Path = Path("waveline.yaml")
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How every Kafka client authenticates (shared/kafka_clients.py, docs/security.md): the
+    # security protocol; for SASL_* the mechanism and its credentials; for SSL and SASL_SSL
+    # the CA that signed the brokers' certificates (unset: the system's CAs), an optional
+    # client certificate and key, and whether the broker's name must match its certificate.
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_oauth_token: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
     database_url: SecretStr = SecretStr("postgresql://waveline@127.0.0.1:5432/waveline")
     # Each test run gets its own schema, topic prefix and group prefix; production uses the
     # defaults.
@@ -497,6 +572,13 @@ class Settings(BaseSettings):
                 f"exceed WAVELINE_TOPIC_REPLICATION_FACTOR ({self.topic_replication_factor}): "
                 "no publish with acks=all could ever be acknowledged"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        problems = kafka_security_problems(self)
+        if problems:
+            raise ValueError("Kafka security settings: " + "; ".join(problems))
         return self
 
 

@@ -79,6 +79,15 @@ class PublishRefused(WavelineError):
     code = "publish_refused"
 
 
+class KafkaAccessRefused(ConfigError):
+    """Kafka answered but refused this client: wrong SASL credentials or mechanism, or a
+    broker certificate the configured CA does not trust (or naming another host). Permanent:
+    trying again with the same settings cannot succeed, so it is never waited out as an
+    outage; the process must not start."""
+
+    code = "kafka_access_refused"
+
+
 class UnusableFile(PreconditionFailed):
     """A config-repo file Waveline cannot use as it stands: not UTF-8, over the size cap,
     nested too deep, duplicate keys, or a value of the wrong type where a layout reads or

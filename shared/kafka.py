@@ -22,6 +22,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage as _KafkaMessage
 from pydantic import BaseModel
 
+from waveline.shared import kafka_clients
 from waveline.shared.config import Settings
 from waveline.shared.errors import BrokerUnavailable, PublishRefused
 
@@ -90,9 +91,10 @@ def hold_prefetch(broker: KafkaBroker) -> int:
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
-    """A broker whose publishes wait for every in-sync replica (acks=all, idempotent)."""
-    return KafkaBroker(
-        settings.kafka_bootstrap,
+    """A broker whose publishes wait for every in-sync replica (acks=all, idempotent),
+    connected and authenticated as the settings say (shared/kafka_clients.py)."""
+    return kafka_clients.broker(
+        settings,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

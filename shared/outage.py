@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ def is_retriable(exc: BaseException) -> bool:
     message itself is at fault."""
     if isinstance(exc, WavelineError | KafkaError):
         return bool(exc.retriable)
+    # An untrusted certificate is an OSError too, but the same one is refused every time.
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
     # OSError covers refused and reset connections and names that do not resolve (gaierror).
     return isinstance(exc, POSTGRES_OUTAGES + POSTGRES_CONFLICTS + (OSError, TimeoutError))
 

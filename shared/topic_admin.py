@@ -11,7 +11,9 @@ from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from waveline.shared import kafka_clients
 from waveline.shared.errors import BrokerUnavailable, ConfigError
+from waveline.shared.kafka_clients import KafkaTarget, bootstrap_of
 from waveline.shared.topics import Difference, TopicLayout, differences
 
 logger = logging.getLogger(__name__)
@@ -20,35 +22,38 @@ logger = logging.getLogger(__name__)
 MIN_INSYNC = "min.insync.replicas"
 
 
-def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+def _admin(kafka: KafkaTarget) -> AIOKafkaAdminClient:
+    return kafka_clients.admin(kafka, request_timeout_ms=10_000)
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topics: dict[str, int],
     *,
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create missing topics with the given partition counts, ``replication_factor``
+    """Create missing topics (on the Kafka of ``kafka``: the settings, or a bare
+    PLAINTEXT bootstrap address) with the given partition counts, ``replication_factor``
     replicas each and the topic config ``min.insync.replicas``, then wait until every
     partition of every topic has a leader. Existing topics are left alone
     (``topic_differences`` says how they differ).
 
     ``ConfigError`` when the cluster refuses the settings (more replicas than brokers, a
-    config it rejects): at once, never a wait. ``BrokerUnavailable`` when Kafka does not
-    answer, or does not lead the partitions, within ``timeout_s``."""
+    config it rejects) or refuses the client (``KafkaAccessRefused``): at once, never a
+    wait. ``BrokerUnavailable`` when Kafka does not answer, or does not lead the
+    partitions, within ``timeout_s``."""
     if min_insync_replicas > replication_factor:
         raise ConfigError(
             f"min.insync.replicas ({min_insync_replicas}) exceeds the replication factor "
             f"({replication_factor})"
         )
-    admin = _admin(bootstrap)
+    bootstrap = bootstrap_of(kafka)
+    admin = _admin(kafka)
     try:
         async with asyncio.timeout(timeout_s):
-            await admin.start()
+            await kafka_clients.start(admin, kafka)
             try:
                 existing = set(await admin.list_topics())
                 missing = [
@@ -123,13 +128,14 @@ async def _all_led(admin: AIOKafkaAdminClient, topics: list[str]) -> bool:
 
 
 async def describe_topics(
-    bootstrap: str, names: list[str], *, timeout_s: float = 30.0
+    kafka: KafkaTarget, names: list[str], *, timeout_s: float = 30.0
 ) -> dict[str, TopicLayout]:
     """The layout of each of ``names`` that exists (missing topics are left out)."""
-    admin = _admin(bootstrap)
+    bootstrap = bootstrap_of(kafka)
+    admin = _admin(kafka)
     try:
         async with asyncio.timeout(timeout_s):
-            await admin.start()
+            await kafka_clients.start(admin, kafka)
             try:
                 described = await admin.describe_topics(names)
                 replicas = {
@@ -177,7 +183,7 @@ def _min_insync_of(answers: list[Any]) -> dict[str, int]:
 
 
 async def topic_differences(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topics: dict[str, int],
     *,
     replication_factor: int,
@@ -190,14 +196,14 @@ async def topic_differences(
         name: TopicLayout(parts, replication_factor, min_insync_replicas)
         for name, parts in topics.items()
     }
-    actual = await describe_topics(bootstrap, sorted(topics), timeout_s=timeout_s)
+    actual = await describe_topics(kafka, sorted(topics), timeout_s=timeout_s)
     return differences(wanted, actual)
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+async def partitions_of(kafka: KafkaTarget, topic: str) -> list[int]:
     """Partition ids of ``topic`` (empty when it does not exist)."""
-    admin = _admin(bootstrap)
-    await admin.start()
+    admin = _admin(kafka)
+    await kafka_clients.start(admin, kafka)
     try:
         described = await admin.describe_topics([topic])
     finally:

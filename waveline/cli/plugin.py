@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from waveline.cli.ops import CliError
+from waveline.shared import kafka_clients
 from waveline.shared.config import Author, RepoConfig, Settings
 from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine.repo import ConfigRepo, Credentials
@@ -181,10 +180,8 @@ def run(env: Mapping[str, str], workdir: Path | None = None) -> str:
 
 async def produce(settings: Settings, doc: dict[str, Any]) -> None:
     """Produce the image set document to ``waveline.images`` (acks=all)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
-    await producer.start()
+    producer = kafka_clients.producer(settings, acks="all", enable_idempotence=True)
+    await kafka_clients.start(producer, settings)
     try:
         await producer.send_and_wait(
             Topics(settings.topic_prefix).images,

@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from waveline.shared import kafka_clients
 from waveline.shared.config import Settings
 from waveline.shared.kafka import partitions_of
 from waveline.shared.topics import PARTITIONS, Topics
@@ -42,17 +43,17 @@ async def replay(
     if topic not in PARTITIONS:
         raise ValueError(f"unknown topic {topic!r}; one of {sorted(PARTITIONS)}")
     name = Topics(settings.topic_prefix).name(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False)
+    producer = kafka_clients.producer(settings, acks="all", enable_idempotence=True)
     report = ReplayReport(topic=name, dry_run=dry_run)
-    await consumer.start()
-    await producer.start()
+    await kafka_clients.start(consumer, settings)
     try:
-        ids = await partitions_of(settings.kafka_bootstrap, name)
+        await kafka_clients.start(producer, settings)
+    except BaseException:
+        await consumer.stop()
+        raise
+    try:
+        ids = await partitions_of(settings, name)
         partitions = [TopicPartition(name, p) for p in ids]
         if not partitions:
             raise ValueError(f"topic {name!r} does not exist on {settings.kafka_bootstrap}")

@@ -24,13 +24,13 @@ async def ensure_and_compare(settings: Settings) -> list[Difference]:
     """Create the missing topics of ``settings`` and return how existing ones differ."""
     topics = Topics(settings.topic_prefix).all()
     await ensure_topics(
-        settings.kafka_bootstrap,
+        settings,
         topics,
         replication_factor=settings.topic_replication_factor,
         min_insync_replicas=settings.topic_min_insync_replicas,
     )
     return await topic_differences(
-        settings.kafka_bootstrap,
+        settings,
         topics,
         replication_factor=settings.topic_replication_factor,
         min_insync_replicas=settings.topic_min_insync_replicas,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +26,7 @@ from waveline.cli.timeline import (
     to_json,
     waves_of_targets,
 )
+from waveline.shared import kafka_clients
 from waveline.shared.config import Settings, load_config
 from waveline.shared.errors import ConfigError
 from waveline.shared.kafka import partitions_of
@@ -36,6 +37,7 @@ from waveline.shared.models.git import (
     GitEvent,
 )
 from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
 from waveline.shared.models.waves import WaveStatus
 from waveline.shared.names import check_app_sha
@@ -51,6 +53,7 @@ PARSERS: dict[str, Callable[[bytes], BaseModel]] = {
     "waveline.deploys": DeployReported.model_validate_json,
     "waveline.waves": WaveStatus.model_validate_json,
     "waveline.promotions": PromotionEvent.model_validate_json,
+    "waveline.operator": OperatorCommand.model_validate_json,
 }
 
 
@@ -60,14 +63,12 @@ async def collect(
     """Every parseable message of the traced topics from ``since`` to the end offsets now."""
     topics = Topics(settings.topic_prefix)
     base_of = {topics.name(base): base for base in PARSERS}
-    ids = await asyncio.gather(*(partitions_of(settings.kafka_bootstrap, n) for n in base_of))
+    ids = await asyncio.gather(*(partitions_of(settings, n) for n in base_of))
     partitions = [TopicPartition(n, p) for n, ps in zip(base_of, ids, strict=True) for p in ps]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = kafka_clients.consumer(settings, group_id=None, enable_auto_commit=False)
     observed: list[Observed] = []
     skipped = 0
-    await consumer.start()
+    await kafka_clients.start(consumer, settings)
     try:
         async with asyncio.timeout(timeout_s):
             consumer.assign(partitions)

@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from waveline.devstack import pidlock, procs
@@ -23,6 +25,37 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.kafka.server.BrokerServer=INFO
 log4j.logger.kafka.server.ControllerServer=INFO
 """
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A SASL_SSL listener beside the PLAINTEXT one (the Kafka security tests start a
+    private broker with one): TLS from a PEM keystore, SCRAM users created when the storage
+    is formatted (``--add-scram``, so only on a broker's first start)."""
+
+    port: int
+    # PEM: the broker's private key (unencrypted PKCS#8) followed by its certificate chain.
+    keystore: Path
+    users: Mapping[str, str] = field(default_factory=dict)  # SCRAM user name -> password
+    mechanism: str = "SCRAM-SHA-512"
+
+    def properties(self) -> list[str]:
+        jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        prefix = "listener.name.sasl_ssl"
+        return [
+            f"sasl.enabled.mechanisms={self.mechanism}",
+            f"{prefix}.{self.mechanism.lower()}.sasl.jaas.config={jaas}",
+            f"{prefix}.ssl.keystore.type=PEM",
+            f"{prefix}.ssl.keystore.location={self.keystore}",
+            f"{prefix}.ssl.client.auth=none",
+        ]
+
+    def format_args(self) -> list[str]:
+        return [
+            arg
+            for name, password in self.users.items()
+            for arg in ("--add-scram", f"{self.mechanism}=[name={name},password={password}]")
+        ]
 
 
 def ensure_jars(paths: StackPaths) -> None:
@@ -50,18 +83,21 @@ def ensure_jars(paths: StackPaths) -> None:
     marker.write_text(KAFKA_VERSION)
 
 
-def _properties(paths: StackPaths) -> str:
+def _properties(paths: StackPaths, sasl_ssl: SaslSslListener | None = None) -> str:
     data = paths.run / "kafka" / "data"
+    secure = f"SASL_SSL://127.0.0.1:{sasl_ssl.port}," if sasl_ssl else ""
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{paths.kafka_controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{paths.kafka_port},"
+            f"listeners=PLAINTEXT://127.0.0.1:{paths.kafka_port},{secure}"
             f"CONTROLLER://127.0.0.1:{paths.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{paths.kafka_port}",
+            f"advertised.listeners={secure}PLAINTEXT://127.0.0.1:{paths.kafka_port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+            + (",SASL_SSL:SASL_SSL" if sasl_ssl else ""),
+            *(sasl_ssl.properties() if sasl_ssl else []),
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={data}",
             "num.partitions=1",
@@ -109,15 +145,16 @@ def _adopt(paths: StackPaths) -> int | None:
     return None
 
 
-def start(paths: StackPaths) -> bool:
+def start(paths: StackPaths, *, sasl_ssl: SaslSslListener | None = None) -> bool:
     """Start the broker unless it runs; returns True when it was started now. A pid file
     naming a dead, zombie or reused pid does not count as running (procs.pid_of). Kafka's
-    own ``.lock`` in its log directory is an OS file lock, released when its holder dies."""
+    own ``.lock`` in its log directory is an OS file lock, released when its holder dies.
+    ``sasl_ssl`` adds that listener (default: the PLAINTEXT one alone)."""
     with procs.exclusive(paths.run / "kafka" / "start.lock"):
-        return _start(paths)
+        return _start(paths, sasl_ssl)
 
 
-def _start(paths: StackPaths) -> bool:
+def _start(paths: StackPaths, sasl_ssl: SaslSslListener | None = None) -> bool:
     pidfile = paths.pids / "kafka.pid"
     if procs.pid_of(pidfile) is not None or _adopt(paths) is not None:
         procs.wait_port(paths.kafka_port, 60, "Kafka", paths.logs / "kafka.log")
@@ -127,7 +164,7 @@ def _start(paths: StackPaths) -> bool:
     ensure_jars(paths)
     home = paths.run / "kafka"
     (home / "data").mkdir(parents=True, exist_ok=True)
-    (home / "server.properties").write_text(_properties(paths))
+    (home / "server.properties").write_text(_properties(paths, sasl_ssl))
     (home / "log4j.properties").write_text(_LOG4J)
     if not (home / "data" / "meta.properties").exists():
         subprocess.run(
@@ -139,6 +176,7 @@ def _start(paths: StackPaths) -> bool:
                 str(uuid.uuid4()),
                 "-c",
                 str(home / "server.properties"),
+                *(sasl_ssl.format_args() if sasl_ssl else []),
             ],
             check=True,
             stdout=subprocess.DEVNULL,
@@ -151,6 +189,8 @@ def _start(paths: StackPaths) -> bool:
         cwd=home,
     )
     procs.wait_port(paths.kafka_port, 90, "Kafka", paths.logs / "kafka.log")
+    if sasl_ssl is not None:
+        procs.wait_port(sasl_ssl.port, 90, "Kafka (SASL_SSL)", paths.logs / "kafka.log")
     return True
 
 
