@@ -5,10 +5,15 @@ CloudEvent; evictions, failures, degraded waves, finished promotions and dead le
 notifications for every configured webhook that wants them, as CloudEvents or as Slack's
 ``{"text"}``. Ids derive from the triggering event, so a redelivered event yields the same
 delivery (inserted once) and the same CloudEvent id (receivers deduplicate on it).
+
+A dead letter is told by its reason and a digest of the payload (sha256 and size), never the
+payload itself: a payload may be anything a producer sent (a whole webhook body, a message
+that failed because it held what it should not), and a notification leaves the system.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from waveline.services.notifier.store import NewDelivery
 from waveline.services.notifier.targets import notification_key, strategy_key
 from waveline.shared.config import NotificationEvent, WavelineConfig
 from waveline.shared.gitengine import trailers
+from waveline.shared.models.dlq import DeadLetter
 from waveline.shared.models.promotions import PromotionEvent
 
 logger = logging.getLogger(__name__)
@@ -102,6 +108,52 @@ class Occurrence:
     data: dict[str, Any]
     at: datetime
     source_topic: str
+
+
+# What a dead-letter notification tells of its letter; ``payload`` (the head of what failed)
+# is left out on purpose and replaced by its digest.
+DEAD_LETTER_FIELDS = (
+    "event_id",
+    "service",
+    "source_topic",
+    "partition",
+    "offset",
+    "key",
+    "error_code",
+    "reason",
+    "retriable",
+    "failed_at",
+)
+
+
+def dead_letter_occurrence(letter: DeadLetter, source_topic: str) -> Occurrence:
+    """The notification of ``letter``: where it came from, why it failed, and the payload's
+    ``payload_sha256`` and ``payload_bytes`` so a receiver can match it to the message on the
+    dead-letter topic. A letter without a digest (written before letters carried one) is
+    digested from the head it holds, and says so with ``payload_digest_of: head``."""
+    data = letter.model_dump(mode="json", include=set(DEAD_LETTER_FIELDS))
+    if letter.payload_sha256 is not None:
+        data["payload_sha256"] = letter.payload_sha256
+        data["payload_bytes"] = letter.payload_bytes
+        data["payload_digest_of"] = "payload"
+    else:
+        head = letter.payload.encode("utf-8")
+        data["payload_sha256"] = hashlib.sha256(head).hexdigest()
+        data["payload_bytes"] = len(head)
+        data["payload_digest_of"] = "head"
+    return Occurrence(
+        event_id=letter.event_id,
+        kind="dead_letter",
+        pipelines=(),
+        subject=letter.source_topic,
+        text=(
+            f"{letter.service} dead-lettered a message from {letter.source_topic}:"
+            f" {letter.error_code}: {letter.reason[:300]}"
+        ),
+        data=data,
+        at=letter.failed_at,
+        source_topic=source_topic,
+    )
 
 
 def notification_deliveries(config: WavelineConfig, o: Occurrence) -> list[NewDelivery]:

@@ -88,8 +88,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def request_headers(target: WebhookTarget, body: bytes, content_type: str) -> dict[str, str]:
     """The headers of a delivery of ``body``: the target's own headers, then ``Content-Type``,
-    ``Authorization: Bearer <token>`` (unless the target's headers set ``Authorization``) and
-    ``X-Signature`` (HMAC-SHA256 of ``body`` keyed by the token) when a token is set."""
+    ``Authorization: Bearer <token>`` (unless the target's headers set ``Authorization``) when
+    a token is set, and ``X-Signature`` (HMAC-SHA256 of ``body`` keyed by the target's
+    ``signing_key``, else its token) when either is set."""
     headers = dict(target.headers)
     lowered = {name.lower() for name in headers}
     if "user-agent" not in lowered:
@@ -101,7 +102,9 @@ def request_headers(target: WebhookTarget, body: bytes, content_type: str) -> di
         # as the HMAC key and put the receiver's credential in headers.
         if "authorization" not in lowered:
             headers["Authorization"] = f"Bearer {token}"
-        headers[SIGNATURE_HEADER] = sign(body, token)
+    key = target.signature_key
+    if key is not None:
+        headers[SIGNATURE_HEADER] = sign(body, key)
     return headers
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from waveline.services.notifier.events import (
     Occurrence,
+    dead_letter_occurrence,
     notification_deliveries,
     promotion_delivery,
 )
@@ -213,20 +214,4 @@ class Notifier:
     async def on_dead_letter(self, letter: DeadLetter) -> None:
         if letter.error_code == NOTIFICATION_FAILED:
             return
-        await self._queue(
-            self._notify(
-                Occurrence(
-                    event_id=letter.event_id,
-                    kind="dead_letter",
-                    pipelines=(),
-                    subject=letter.source_topic,
-                    text=(
-                        f"{letter.service} dead-lettered a message from {letter.source_topic}:"
-                        f" {letter.error_code}: {letter.reason[:300]}"
-                    ),
-                    data=letter.model_dump(mode="json"),
-                    at=letter.failed_at,
-                    source_topic=self.runtime.topics.dlq,
-                )
-            )
-        )
+        await self._queue(self._notify(dead_letter_occurrence(letter, self.runtime.topics.dlq)))

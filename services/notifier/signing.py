@@ -3,7 +3,8 @@
 Flux's notification-controller signs the request body with the ``token`` of the provider's
 secret and sends ``X-Signature: <hash-function>=<hex HMAC>``, with ``sha256`` as the hash
 function. Waveline does the same, so a receiver written for Flux verifies Waveline's calls
-unchanged, and the other way round.
+unchanged, and the other way round. A target whose secret sets ``signing_key`` signs with that
+key instead, and its token is only the bearer credential (target.py).
 
 The HMAC is over the exact body bytes: a receiver must verify the raw bytes it read, before
 parsing (re-serializing JSON changes the bytes).
@@ -37,8 +38,8 @@ _HEADER = re.compile(r"^(sha224|sha256|sha384|sha512)=([0-9a-fA-F]+)$")
 def sign(body: bytes, key: str) -> str:
     """``sha256=<hex HMAC-SHA256 of body keyed by key>``, the ``X-Signature`` value.
 
-    ``key`` is the target's token, UTF-8 encoded. An empty key is refused: it would produce a
-    signature anyone can forge.
+    ``key`` is the target's signing key (else its token), UTF-8 encoded. An empty key is
+    refused: it would produce a signature anyone can forge.
     """
     if not key:
         raise ValueError("the signing key must not be empty")

@@ -2,7 +2,9 @@
 
 A target is read from a secret shaped like Flux's notification-controller provider secret: a
 YAML mapping with ``address``, ``proxy``, ``token`` and ``headers`` (itself a YAML-encoded
-map, or a nested mapping). Everything in it is treated as secret, not only the token: Slack
+map, or a nested mapping), and Waveline's own ``signing_key`` (an HMAC key apart from the
+bearer token, so that the receiver's credential and the key proving the body differ).
+Everything in it is treated as secret, not only the token: Slack
 and Teams webhook addresses carry their credential in the path, a proxy URL may carry a
 user and password, and headers often carry ``Authorization``. So ``repr``/``str`` show only
 the address's origin and header names, and no error raised here quotes a value.
@@ -24,7 +26,7 @@ from waveline.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SECRET_KEYS = ("address", "proxy", "token", "headers")
+SECRET_KEYS = ("address", "proxy", "token", "signing_key", "headers")
 # What YAML means by null; BaseLoader hands them over as these strings.
 _YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _MASK = "***"
@@ -79,7 +81,11 @@ class WebhookTarget(BaseModel):
     - ``proxy``: optional http(s) proxy URL; ``user:password@`` in it becomes
       ``Proxy-Authorization: Basic``.
     - ``token``: when set, sent as ``Authorization: Bearer`` (unless ``headers`` sets
-      ``Authorization``) and used as the HMAC key of ``X-Signature``.
+      ``Authorization``) and, without a ``signing_key``, used as the HMAC key of
+      ``X-Signature`` (as Flux's generic-hmac provider does).
+    - ``signing_key``: when set, the HMAC key of ``X-Signature`` instead of the token, which
+      is then only the bearer credential (a receiver can check the body's origin without
+      holding a credential that also lets it call anyone who accepts the token).
     - ``headers``: extra request headers. ``Content-Type``, ``Content-Length``, ``Host``,
       ``Connection``, ``Transfer-Encoding``, ``Proxy-Authorization`` and ``X-Signature`` are
       set by the library and refused here.
@@ -92,6 +98,7 @@ class WebhookTarget(BaseModel):
     address: str
     proxy: str | None = None
     token: SecretStr | None = None
+    signing_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
@@ -110,7 +117,7 @@ class WebhookTarget(BaseModel):
             return _check_url(value, "proxy") if value.strip() else None
         return value
 
-    @field_validator("token", mode="before")
+    @field_validator("token", "signing_key", mode="before")
     @classmethod
     def _token(cls, value: Any) -> Any:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -121,7 +128,7 @@ class WebhookTarget(BaseModel):
         if not raw:
             return None
         if _has_control(raw):
-            raise ValueError("token must not contain control characters")
+            raise ValueError("must not contain control characters")
         return SecretStr(raw)
 
     @field_validator("headers")
@@ -150,6 +157,13 @@ class WebhookTarget(BaseModel):
         return _origin(self.address)
 
     @property
+    def signature_key(self) -> str | None:
+        """The HMAC key of ``X-Signature``: ``signing_key``, else ``token``, else none
+        (the body goes unsigned)."""
+        key = self.signing_key or self.token
+        return None if key is None else key.get_secret_value()
+
+    @property
     def proxy_url(self) -> str | None:
         """The proxy URL without its credentials (those go in ``proxy_authorization``)."""
         if self.proxy is None:
@@ -172,8 +186,9 @@ class WebhookTarget(BaseModel):
     def secret_values(self) -> tuple[str, ...]:
         """Every value that must not reach a log or an error: feed it to a redacting filter."""
         values: list[str] = []
-        if self.token is not None:
-            values.append(self.token.get_secret_value())
+        for secret in (self.token, self.signing_key):
+            if secret is not None:
+                values.append(secret.get_secret_value())
         values.extend(self.headers.values())
         if self.proxy is not None:
             userinfo = urlsplit(self.proxy).netloc.rpartition("@")[0]
@@ -204,6 +219,7 @@ class WebhookTarget(BaseModel):
         yield "address", self.origin + "/" + _MASK
         yield "proxy", None if self.proxy is None else _origin(self.proxy)
         yield "token", None if self.token is None else _MASK
+        yield "signing_key", None if self.signing_key is None else _MASK
         yield "headers", dict.fromkeys(self.headers, _MASK)
         yield "timeout_s", self.timeout_s
 
@@ -217,11 +233,12 @@ class WebhookTarget(BaseModel):
         headers: Mapping[str, str] | None = None,
     ) -> WebhookTarget:
         """Parse a provider secret (a YAML mapping of ``address``, ``proxy``, ``token``,
-        ``headers``) into a target.
+        ``signing_key``, ``headers``) into a target.
 
         ``headers`` is a YAML-encoded map in a string (as Flux stores it) or a nested mapping.
         Scalars are read as written (``token: 0123`` stays ``"0123"``, never the number 83);
-        an empty or null (``~``, ``null``) ``address``, ``proxy`` or ``token`` means unset.
+        an empty or null (``~``, ``null``) ``address``, ``proxy``, ``token`` or
+        ``signing_key`` means unset.
         Give the secret text itself: a ``yaml.safe_load``/``safe_dump`` round trip would already
         have turned such values into other strings.
 
@@ -240,7 +257,7 @@ class WebhookTarget(BaseModel):
                 f"webhook secret has unknown keys {unknown}; allowed: {', '.join(SECRET_KEYS)}"
             )
         fields: dict[str, Any] = {}
-        for key in ("address", "proxy", "token"):
+        for key in ("address", "proxy", "token", "signing_key"):
             value = raw.get(key)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"webhook secret: {key} must be a string")
