@@ -30,7 +30,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Leaf]:
 
 
 def settings(**fields: Any) -> Settings:
-    return Settings(kafka_bootstrap="127.0.0.1:9", **fields)
+    return Settings(**{"kafka_bootstrap": "127.0.0.1:9"} | fields)
 
 
 def refused(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
@@ -238,3 +238,42 @@ async def test_plaintext_is_never_diagnosed_as_refused() -> None:
     async with asyncio.timeout(5):
         assert await kafka_clients.diagnose(settings()) is None
         assert await kafka_clients.diagnose("127.0.0.1:9") is None
+
+
+@pytest.mark.parametrize(
+    ("trusted", "names", "why"),
+    [
+        ("other", ("127.0.0.1",), "unable to get local issuer certificate"),
+        ("own", ("kafka.example.com",), "address mismatch"),
+    ],
+)
+async def test_an_untrusted_broker_certificate_fails_start_at_once(
+    tmp_path: Path, trusted: str, names: tuple[str, ...], why: str
+) -> None:
+    """A TLS listener (no Kafka behind it: the handshake is what fails) whose certificate
+    comes from a CA the client does not trust, or names another host."""
+    ca, other = make_authority(tmp_path, "own"), make_authority(tmp_path, "other")
+    leaf = make_leaf(ca, tmp_path, "listener", hosts=names)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(leaf.cert, leaf.key)
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=server_side)
+    port = server.sockets[0].getsockname()[1]
+    s = settings(
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=(other if trusted == "other" else ca).cert,
+    )
+    client = kafka_clients.producer(s)
+    try:
+        with pytest.raises(KafkaAccessRefused) as refused:
+            async with asyncio.timeout(10):
+                await kafka_clients.start(client, s)
+    finally:
+        await client.stop()
+        server.close()
+    assert "its TLS certificate is not trusted" in str(refused.value)
+    assert why in str(refused.value)
