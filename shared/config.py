@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from waveline.shared.errors import ConfigError
+from waveline.shared.gitengine import transport
 from waveline.shared.names import NAME_PATTERN, check_relative_path
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -82,6 +83,10 @@ class RepoConfig(_Frozen):
     auto_branch: str = "auto"
     token_env: str | None = None
     ssh_key_env: str | None = None
+    # Git transport (docs/security.md): a token crosses http:// only with this set; an SSH
+    # remote needs the env var holding its known_hosts lines (others' host keys are refused).
+    allow_insecure_http: bool = False
+    ssh_known_hosts_env: str | None = None
     author: Author = Author()
     required_checks: tuple[str, ...] = ()
     # "owner/name" on the forge, as GitHub webhooks name it; derived from url when unset.
@@ -109,6 +114,15 @@ class RepoConfig(_Frozen):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", name) or ".." in name:
             raise ValueError(f"invalid branch name {name!r}")
         return name
+
+    @model_validator(mode="after")
+    def _safe_transport(self) -> RepoConfig:
+        refusal = transport.config_refusal(
+            self.url, self.token_env, self.allow_insecure_http, self.ssh_known_hosts_env
+        )
+        if refusal is not None:
+            raise ValueError(refusal)
+        return self
 
 
 class LayoutConfig(_Frozen):

@@ -45,6 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _serve(self) -> None:
+        if self.headers.get("Authorization"):
+            self.server.credentials_seen += 1
         if not self._authorized():
             self.server.refused += 1
             self.send_response(401)
@@ -97,16 +99,19 @@ class _Server(ThreadingHTTPServer):
     root: Path
     token: str
     refused: int
+    credentials_seen: int
 
 
 class GitHttpServer:
-    """``with GitHttpServer(root, token) as srv: srv.url("cfg-app.git")``."""
+    """``with GitHttpServer(root, token) as srv: srv.url("cfg-app.git")``; ``host`` another
+    loopback address (127.0.0.2) stands for another machine."""
 
-    def __init__(self, root: Path, token: str) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+    def __init__(self, root: Path, token: str, host: str = "127.0.0.1") -> None:
+        self._server = _Server((host, 0), _Handler)
         self._server.root = root
         self._server.token = token
         self._server.refused = 0
+        self._server.credentials_seen = 0
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, repo: str) -> str:
@@ -116,6 +121,11 @@ class GitHttpServer:
     @property
     def refused(self) -> int:
         return self._server.refused
+
+    @property
+    def credentials_seen(self) -> int:
+        """Requests that carried an Authorization header, right or wrong."""
+        return self._server.credentials_seen
 
     def __enter__(self) -> GitHttpServer:
         self._thread.start()

@@ -10,7 +10,6 @@ lease on the remote value we built on.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,15 @@ from waveline.shared.gitengine.packfiles import (
     write_staged,
 )
 from waveline.shared.gitengine.packmerge import merge_packs
+from waveline.shared.gitengine.remote import (
+    Callbacks,
+    Credentials,
+    credentials_from_env,
+    use_known_hosts,
+)
+
+# Credentials and credentials_from_env live in remote.py; callers import them from here too.
+__all__ = ["REMOTE", "ZERO", "ConfigRepo", "Credentials", "Runner", "credentials_from_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,55 +51,6 @@ def _here(fn: Callable[..., Any], *args: Any) -> Any:
 
 ZERO = pygit2.Oid(hex="0" * 40)
 REMOTE = "origin"
-
-
-@dataclass
-class Credentials:
-    """Resolved credentials; ``token`` and key passphrase never leave this object."""
-
-    token: str | None = None
-    ssh_private_key: str | None = None
-    ssh_user: str = "git"
-
-
-class _Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, creds: Credentials, leases: Mapping[str, pygit2.Oid] | None = None):
-        super().__init__()
-        self._creds = creds
-        self._leases = dict(leases or {})
-        self.rejected: dict[str, str] = {}
-        self.lease_broken: str | None = None
-        self._asked = 0
-
-    def credentials(
-        self, url: str, username_from_url: str | None, allowed_types: pygit2.enums.CredentialType
-    ) -> pygit2.UserPass | pygit2.KeypairFromMemory:
-        kinds = pygit2.enums.CredentialType
-        self._asked += 1
-        if self._asked > 1:
-            # libgit2 asks again after a refusal; the same answer would loop forever.
-            raise GitFailure("the remote refused Waveline's credentials", retriable=False)
-        if allowed_types & kinds.USERPASS_PLAINTEXT and self._creds.token:
-            return pygit2.UserPass("x-access-token", self._creds.token)
-        if allowed_types & kinds.SSH_KEY and self._creds.ssh_private_key:
-            return pygit2.KeypairFromMemory(
-                username_from_url or self._creds.ssh_user, None, self._creds.ssh_private_key, ""
-            )
-        # Raising tells libgit2 to stop asking: no credential we could offer fits.
-        raise GitFailure("the remote asked for credentials Waveline does not have", retriable=False)
-
-    def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
-        for update in updates:
-            expected = self._leases.get(update.dst_refname)
-            if expected is not None and update.src != expected:
-                self.lease_broken = (
-                    f"{update.dst_refname} is {update.src} on the remote, expected {expected}"
-                )
-                raise PushRejected(f"lease broken: {self.lease_broken}")
-
-    def push_update_reference(self, refname: str, message: str | None) -> None:
-        if message is not None:
-            self.rejected[refname] = message
 
 
 @dataclass
@@ -143,9 +102,11 @@ class ConfigRepo:
                 repo.references.delete(name)
 
     def fetch(self) -> None:
+        remote = self.repo.remotes[REMOTE]
+        use_known_hosts(self.path, self.config, self.creds)
         try:
-            self.repo.remotes[REMOTE].fetch(
-                callbacks=_Callbacks(self.creds), prune=pygit2.enums.FetchPrune.PRUNE
+            remote.fetch(
+                callbacks=Callbacks(self.config, self.creds), prune=pygit2.enums.FetchPrune.PRUNE
             )
         except pygit2.GitError as exc:
             # The remote did not answer as a remote should (refused, reset, timed out by
@@ -259,9 +220,11 @@ class ConfigRepo:
             # that was ~100 object reads per push, through the Python memory backend.
             specs.append(f"+{new}:refs/heads/{branch}")
             leases[f"refs/heads/{branch}"] = expected if expected is not None else ZERO
-        callbacks = _Callbacks(self.creds, leases)
+        callbacks = Callbacks(self.config, self.creds, leases)
+        remote = self.repo.remotes[REMOTE]
+        use_known_hosts(self.path, self.config, self.creds)
         try:
-            self.repo.remotes[REMOTE].push(specs, callbacks=callbacks)
+            remote.push(specs, callbacks=callbacks)
         except PushRejected:
             raise
         except pygit2.GitError as exc:
@@ -371,10 +334,3 @@ def _scrub(text: str, creds: Credentials) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def credentials_from_env(config: RepoConfig, env: Mapping[str, str] | None = None) -> Credentials:
-    source = os.environ if env is None else env
-    token = source.get(config.token_env) if config.token_env else None
-    key = source.get(config.ssh_key_env) if config.ssh_key_env else None
-    return Credentials(token=token or None, ssh_private_key=key or None)

@@ -122,12 +122,17 @@ def test_drone_plugin_commits_the_tag(tmp_path: Path) -> None:
     assert len(branch_log(str(bare), "master")) == 2
 
 
-def test_drone_plugin_over_https_with_token(tmp_path: Path) -> None:
+def test_drone_plugin_over_http_with_token(tmp_path: Path) -> None:
     seed_repo(tmp_path / "srv" / "infra.git")
     with GitHttpServer(tmp_path / "srv", "pat-123456") as server:
-        env = plugin_env(server.url("infra.git"), PLUGIN_ACCESS_TOKEN="pat-123456")
+        # Plain http: the token is refused before anything is sent, unless opted in.
+        plain = plugin_env(server.url("infra.git"), PLUGIN_ACCESS_TOKEN="pat-123456")
+        with pytest.raises(Exception, match="allow_insecure_http"):
+            plugin_run(plain)
+        assert server.refused == 0
+        env = {**plain, "PLUGIN_ALLOW_INSECURE_HTTP": "true"}
         assert "committed" in plugin_run(env)
-        bad = plugin_env(server.url("infra.git"), PLUGIN_ACCESS_TOKEN="wrong")
+        bad = {**env, "PLUGIN_ACCESS_TOKEN": "wrong"}
         with pytest.raises(Exception, match="refused"):
             plugin_run(bad)
     assert len(branch_log(str(tmp_path / "srv" / "infra.git"), "master")) == 2

@@ -26,7 +26,9 @@ def server(tmp_path: Path) -> GitHttpServer:
 
 def writer(url: str, token: str, data: Path) -> Applier:
     config = make_config(url)
-    repo = ConfigRepo("cfg-app", config.repos["cfg-app"], data, Credentials(token=token))
+    # The test server speaks plain http on loopback; a token goes there only with the opt-in.
+    repo_config = config.repos["cfg-app"].model_copy(update={"allow_insecure_http": True})
+    repo = ConfigRepo("cfg-app", repo_config, data, Credentials(token=token))
     return Applier(repo, config)
 
 

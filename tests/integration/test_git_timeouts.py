@@ -79,7 +79,13 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 def two_repos(remote: Path, hang_url: str) -> WavelineConfig:
     base = make_config(remote.as_uri()).model_dump(mode="json")
-    base["repos"]["hang"] = {**base["repos"]["cfg-app"], "url": hang_url, "token_env": TOKEN_ENV}
+    base["repos"]["hang"] = {
+        **base["repos"]["cfg-app"],
+        "url": hang_url,
+        "token_env": TOKEN_ENV,
+        # A loopback test server: the token may cross plain http here.
+        "allow_insecure_http": True,
+    }
     base["pipelines"]["other"] = {**base["pipelines"]["app"], "repo": "hang"}
     return WavelineConfig.model_validate(base)
 

@@ -26,6 +26,7 @@ from waveline.shared.names import check_relative_path
 from waveline.shared.topics import Topics
 
 DEFAULT_MESSAGE = "[Auto] Automated commit to write $PLUGIN_IMAGE_TAG to $PLUGIN_DESTINATION_FILE"
+
 # What ``PLUGIN_COMMIT_MESSAGE`` may expand: the plugin's own non-secret settings and the
 # build facts Drone (``DRONE_*``) and Woodpecker (``CI_*``) set. Any other ``$VAR`` is left as
 # written. An allow-list, not a deny-list: CI systems put secrets into the environment under
@@ -102,7 +103,6 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|_KEY
 _MIN_SECRET = 6
 
 
-
 def is_plugin_run(env: Mapping[str, str]) -> bool:
     return "PLUGIN_GIT_REPO" in env and "PLUGIN_IMAGE_TAG" in env
 
@@ -112,6 +112,7 @@ def _need(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise CliError(f"PLUGIN_{name} is required")
     return value
+
 
 def commit_message(env: Mapping[str, str]) -> str:
     """``PLUGIN_COMMIT_MESSAGE`` (or the default) with the ``SAFE_VARIABLES`` in ``env``
@@ -135,7 +136,6 @@ def _without_userinfo(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)
 
 
-
 def run(env: Mapping[str, str], workdir: Path | None = None) -> str:
     """Commit ``PLUGIN_IMAGE_TAG`` into ``PLUGIN_DESTINATION_FILE``; returns a summary."""
     branch = env.get("PLUGIN_BRANCH", "main") or "main"
@@ -146,6 +146,10 @@ def run(env: Mapping[str, str], workdir: Path | None = None) -> str:
             url=_need(env, "GIT_REPO"),
             watched_branch=branch,
             auto_branch=branch,
+            # Named so the config's transport rule refuses a token over http:// up front
+            # (docs/security.md, "Git transport"); PLUGIN_ALLOW_INSECURE_HTTP=true accepts it.
+            token_env="PLUGIN_ACCESS_TOKEN" if env.get("PLUGIN_ACCESS_TOKEN") else None,
+            allow_insecure_http=env.get("PLUGIN_ALLOW_INSECURE_HTTP", "").lower() == "true",
             author=Author(
                 name=env.get("PLUGIN_AUTHOR_NAME") or "waveline",
                 email=env.get("PLUGIN_AUTHOR_EMAIL") or "waveline@localhost",
