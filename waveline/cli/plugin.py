@@ -1,4 +1,5 @@
-"""``waveline publish`` as a Drone/Woodpecker plugin (seed 000), and straight-to-Kafka publish.
+"""``waveline publish`` as a Drone/Woodpecker plugin, and straight-to-Kafka publish (README.md,
+Operating it).
 
 Plugin mode reads ``PLUGIN_*`` variables — ``GIT_REPO``, ``BRANCH``, ``IMAGE_TAG``,
 ``DESTINATION_FILE``, ``AUTHOR_NAME``, ``AUTHOR_EMAIL``, ``COMMIT_MESSAGE`` (with ``$VAR``
