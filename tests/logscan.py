@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from waveline.shared.config import Settings
 from waveline.shared.topics import Topics
@@ -154,18 +154,22 @@ async def keep_leftovers(settings: Settings, into: Path | None = None) -> Path |
 async def _dead_letters(settings: Settings) -> list[str]:
     topic = Topics(settings.topic_prefix).dlq
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
+        # Subscribing to a topic that is not there could have the broker create it.
         if topic not in await consumer.topics():
             return []
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return []
+        # Without a group, a subscription is assigned every partition at once.
+        consumer.subscribe([topic])
+        while not consumer.assignment():  # noqa: ASYNC110 (aiokafka offers no event)
+            await asyncio.sleep(0.05)
+        partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         lines: list[str] = []
         while [p for p in partitions if await consumer.position(p) < ends[p]]:
             batch = await consumer.getmany(timeout_ms=500)
