@@ -12,6 +12,7 @@ once more, directly, to tell a refusal from an outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from typing import Any, Protocol
@@ -207,11 +208,20 @@ class _Startable(Protocol):
 async def start(client: _Startable, kafka: KafkaTarget) -> None:
     """Start an aiokafka client built here. ``KafkaAccessRefused`` (permanent) when Kafka
     refused its credentials or certificate; aiokafka's errors otherwise (a broker that does
-    not answer stays ``KafkaConnectionError``, retriable)."""
+    not answer stays ``KafkaConnectionError``, retriable). A client that did not start is
+    closed (aiokafka leaves its connections to the garbage collector otherwise)."""
     try:
-        await client.start()
-    except KafkaConnectionError as exc:
-        await _raise_refusal(kafka, exc)
+        try:
+            await client.start()
+        except KafkaConnectionError as exc:
+            await _raise_refusal(kafka, exc)
+            raise
+    except BaseException:
+        # Producers and consumers stop, the admin client closes; both are idempotent.
+        close = getattr(client, "stop", None) or getattr(client, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
         raise
 
 
