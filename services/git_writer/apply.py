@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
+from waveline.services.git_writer import admit
 from waveline.shared.config import PipelineConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.gitengine import layouts, trailers
@@ -54,6 +55,7 @@ class Result:
     replayed: dict[str, str] = field(default_factory=dict)
     trailers: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
+    rule: str | None = None  # rejected by an admission rule (admit.py): its name
     wave_apps: dict[str, dict[str, str]] = field(default_factory=dict)
     values_before: layouts.Values = field(default_factory=dict)
     values_after: layouts.Values = field(default_factory=dict)
@@ -192,13 +194,12 @@ class Applier:
             raise GitFailure(f"{what} {sha} is not in {self.repo.name} (yet)", retriable=True)
         return obj
 
-    def _pipeline(self, name: str, repo: str) -> PipelineConfig:
-        pipeline = self.config.pipelines.get(name)
-        if pipeline is None:
-            raise PreconditionFailed(f"unknown pipeline {name!r}")
-        if pipeline.repo != repo:
-            raise PreconditionFailed(f"pipeline {name!r} lives in repo {pipeline.repo!r}")
-        return pipeline
+    def _pipeline(self, cmd: IntroduceImages | PromoteWave | RollbackWave) -> PipelineConfig:
+        """The command's pipeline, once ``cmd`` keeps every rule the config decides."""
+        refusal = admit.by_config(self.config, cmd)
+        if refusal is not None:
+            raise admit.Refused(refusal.rule, refusal.reason)
+        return self.config.pipelines[cmd.pipeline]
 
     # -- alignment and replay ------------------------------------------------------------
 
@@ -314,6 +315,7 @@ class Applier:
 
     def _apply(self, cmd: Command) -> Result:
         if isinstance(cmd, IntroduceImages | PromoteWave | RollbackWave):
+            self._pipeline(cmd)  # before any branch the command names is looked at
             done = self.already_applied(str(cmd.command_id))
             if done is None and isinstance(cmd, IntroduceImages | PromoteWave) and cmd.branch:
                 branch_tip = self.tip(cmd.branch)
@@ -340,14 +342,29 @@ class Applier:
 
         return read
 
-    def _values_on_watched(
-        self, pipeline: PipelineConfig, wave: str, sha: str, what: str
+    def _admitted_values(
+        self, pipeline: PipelineConfig, cmd: PromoteWave | RollbackWave, wave: str, sha: str
     ) -> layouts.Values:
-        """What ``wave`` holds at ``sha``, which must be on watched (deployed commits are)."""
-        commit = self._commit_at(sha, f"{what} commit")
-        if not self.repo.is_ancestor(commit.id, self._watched()):
-            raise PreconditionFailed(f"{what} commit {sha} is not on {self.watched_branch}")
-        return layouts.extract(pipeline.layout, wave, self._reader(commit))
+        """What ``wave`` holds at ``sha``, once ``cmd`` keeps the rules the repository
+        decides (admit.by_git): on watched, holding images, the set the command names."""
+        try:
+            commit: pygit2.Commit | None = self._commit_at(sha, "commit")
+        except PreconditionFailed:
+            commit = None  # on no branch after this batch's fetch: not on watched either
+        on_watched = commit is not None and self.repo.is_ancestor(commit.id, self._watched())
+        if commit is not None and not on_watched and not self._fresh:
+            # Watched may have moved since our last fetch (a merged pull request).
+            raise GitFailure(f"{sha} is not on {self.watched_branch} (yet)", retriable=True)
+        values: layouts.Values = {}
+        held = None
+        if commit is not None and on_watched:
+            values = layouts.extract(pipeline.layout, wave, self._reader(commit))
+            held = self.wave_apps(commit.id).get(f"{cmd.pipeline}/{wave}")
+        seen = admit.Seen(on_watched=on_watched, holds_images=bool(values), app_sha=held)
+        refusal = admit.by_git(cmd, seen, self.watched_branch)
+        if refusal is not None:
+            raise admit.Refused(refusal.rule, refusal.reason)
+        return values
 
     def _write_wave(  # noqa: PLR0917 (one call site per command kind, all keyword-shaped)
         self,
@@ -430,9 +447,7 @@ class Applier:
         )
 
     def introduce(self, cmd: IntroduceImages) -> Result:
-        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
-        if pipeline.wave(cmd.wave) is None:
-            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
+        pipeline = self._pipeline(cmd)
         body = "\n".join(
             f"- {svc}: {ref.tag} ({ref.bare_digest})" for svc, ref in sorted(cmd.images.items())
         )
@@ -454,17 +469,8 @@ class Applier:
         )
 
     def promote(self, cmd: PromoteWave) -> Result:
-        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
-        names = [w.name for w in pipeline.waves]
-        if cmd.from_wave not in names or cmd.to_wave not in names:
-            raise PreconditionFailed(f"unknown wave in {cmd.from_wave!r} -> {cmd.to_wave!r}")
-        if names.index(cmd.to_wave) != names.index(cmd.from_wave) + 1:
-            raise PreconditionFailed(f"{cmd.to_wave!r} does not follow {cmd.from_wave!r}")
-        values = self._values_on_watched(pipeline, cmd.from_wave, cmd.deployed_sha, "deployed")
-        if not values:
-            raise PreconditionFailed(
-                f"wave {cmd.from_wave!r} holds no images at {cmd.deployed_sha}"
-            )
+        pipeline = self._pipeline(cmd)
+        values = self._admitted_values(pipeline, cmd, cmd.from_wave, cmd.deployed_sha)
         return self._write_wave(
             pipeline,
             cmd.to_wave,
@@ -484,10 +490,8 @@ class Applier:
         )
 
     def rollback(self, cmd: RollbackWave) -> Result:
-        pipeline = self._pipeline(cmd.pipeline, cmd.repo)
-        if pipeline.wave(cmd.wave) is None:
-            raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
-        values = self._values_on_watched(pipeline, cmd.wave, cmd.to_sha, "rollback")
+        pipeline = self._pipeline(cmd)
+        values = self._admitted_values(pipeline, cmd, cmd.wave, cmd.to_sha)
         return self._write_wave(
             pipeline,
             cmd.wave,

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 
 import pygit2
 
+from waveline.services.git_writer.admit import Refused
 from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared import cpu
 from waveline.shared.config import RepoConfig, WavelineConfig
@@ -133,6 +134,8 @@ class RepoHost:
             mark = applier.mark()
             try:
                 results[cmd.command_id] = applier.apply(cmd)
+            except Refused as exc:
+                results[cmd.command_id] = Result("rejected", reason=str(exc), rule=exc.rule)
             except PreconditionFailed as exc:
                 results[cmd.command_id] = Result("rejected", reason=str(exc))
             except GitFailure as exc:

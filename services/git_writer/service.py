@@ -470,6 +470,7 @@ class GitWriter:
             wave=getattr(cmd, "wave", None) or getattr(cmd, "to_wave", None),
             app_sha=getattr(cmd, "app_sha", None),
             reason=result.reason,
+            rule=result.rule,
             timings_ms=timings,
             at=utcnow(),
         )

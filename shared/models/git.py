@@ -118,5 +118,9 @@ class GitEvent(Message):
         default_factory=dict, description="the wave's layout values the commit wrote"
     )
     reason: str | None = None
+    rule: str | None = Field(
+        default=None,
+        description="rejected: the admission rule the command broke (docs/security.md)",
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     at: datetime
