@@ -295,7 +295,11 @@ class PipelineConfig(_Frozen):
 
 
 class AuthConfig(_Frozen):
-    """Names of the environment variables that hold the inbound tokens."""
+    """Names of the environment variables that hold the inbound tokens.
+
+    The single-token settings are shorthands: each is a token of its role on every pipeline
+    (actor ``ci``, ``operator``, ``argocd``); ``tokens`` adds named, scoped ones. Both count.
+    """
 
     ci_token_env: str = "WAVELINE_CI_TOKEN"  # noqa: S105 (a variable name)
     github_webhook_secret_env: str = "WAVELINE_GITHUB_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
@@ -304,12 +308,26 @@ class AuthConfig(_Frozen):
 
 
 class WavelineConfig(_Frozen):
+    # Image repositories (registry/path, no tag or digest) an announcement may name, as
+    # fnmatch globs; empty: any (docs/security.md, Tokens, roles and actors).
+    allowed_images: tuple[str, ...] = ()
     """The whole ``WAVELINE_CONFIG`` file."""
 
     repos: dict[Name, RepoConfig]
     pipelines: dict[Name, PipelineConfig]
     auth: AuthConfig = AuthConfig()
     notifications: dict[Name, NotificationConfig] = {}
+    @field_validator("allowed_images")
+    @classmethod
+    def _image_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            if not pattern or "@" in pattern or pattern != pattern.strip():
+                raise ValueError(
+                    f"invalid allowed_images pattern {pattern!r}: a registry/repository glob,"
+                    " without tag or digest"
+                )
+        return patterns
+
     delivery: DeliveryConfig = DeliveryConfig()
 
     def secret_env_names(self) -> set[str]:
@@ -321,6 +339,37 @@ class WavelineConfig(_Frozen):
         for pipeline in self.pipelines.values():
             strategies = [pipeline.strategy, *(w.strategy for w in pipeline.waves if w.strategy)]
             names.update(s.secret_env for s in strategies if s.secret_env)
+TokenRole = Literal["ci", "operator", "result", "argocd"]
+# The names the single-token settings go by as actors (shared/auth_rules.py); a result
+# token of pipeline P is "result:P", which no token of ``auth.tokens`` can be called.
+RESERVED_TOKEN_NAMES = frozenset({"ci", "operator", "argocd"})
+
+
+class TokenConfig(_Frozen):
+    """A named inbound token: its role, the pipelines it may act on (names or fnmatch
+    globs) and the environment variable holding it. Its name is the actor it records."""
+
+    name: Name
+    role: TokenRole
+    pipelines: tuple[str, ...] = Field(min_length=1)
+    token_env: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_TOKEN_NAMES:
+            raise ValueError(f"token name {name!r} is the single-token setting's; choose another")
+        return name
+
+    @field_validator("pipelines")
+    @classmethod
+    def _patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            if not pattern.strip() or pattern != pattern.strip():
+                raise ValueError(f"invalid pipeline pattern {pattern!r}")
+        return patterns
+
+
             if pipeline.result_token_env:
                 names.add(pipeline.result_token_env)
         names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
@@ -328,6 +377,15 @@ class WavelineConfig(_Frozen):
 
     def repo_by_full_name(self, full_name: str) -> str | None:
         """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
+    tokens: tuple[TokenConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> AuthConfig:
+        names = [t.name for t in self.tokens]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"auth.tokens: names must be unique, got {twice} more than once")
+        return self
         wanted = full_name.lower()
         return next((k for k, r in self.repos.items() if r.full_name().lower() == wanted), None)
 
@@ -375,8 +433,8 @@ class Secrets(BaseModel):
     github_webhook_secret: SecretStr | None = None
     argocd_token: SecretStr | None = None
     operator_token: SecretStr | None = None
-    # Outbound secrets by the environment variable the config names (forge tokens, webhook
-    # secrets, per-pipeline result tokens).
+    # Secrets by the environment variable the config names (forge tokens, webhook secrets,
+    # per-pipeline result tokens, the tokens of ``auth.tokens``).
     named: dict[str, SecretStr] = {}
 
     def get(self, env_name: str | None) -> SecretStr | None:
@@ -390,12 +448,18 @@ class Secrets(BaseModel):
         names: Iterable[str] = (),
     ) -> Secrets:
         source = os.environ if env is None else env
+        for token in self.auth.tokens:
+            # A plain name (no glob) is meant to be a pipeline: a typo would scope to nothing.
+            unknown = {p for p in token.pipelines if not set(p) & set("*?[")} - set(self.pipelines)
+            if unknown:
+                raise ValueError(f"auth.tokens.{token.name}.pipelines: unknown {sorted(unknown)}")
 
         def get(name: str) -> SecretStr | None:
             value = source.get(name)
             return SecretStr(value) if value else None
 
-        named = {n: v for n in names if (v := get(n)) is not None}
+        wanted = {*names, *(t.token_env for t in auth.tokens)}
+        named = {n: v for n in wanted if (v := get(n)) is not None}
         return cls(
             ci_token=get(auth.ci_token_env),
             github_webhook_secret=get(auth.github_webhook_secret_env),
@@ -593,6 +657,11 @@ class Settings(BaseSettings):
         problems = kafka_security_problems(self)
         if problems:
             raise ValueError("Kafka security settings: " + "; ".join(problems))
+    # Dashboard and metrics (docs/security.md): the dashboard needs the operator token
+    # unless this is "loopback" (then a request from loopback naming a loopback Host needs
+    # none); /metrics (ingest's and the consumers') needs this bearer token when set.
+    dashboard_open: Literal["off", "loopback"] = "off"
+    metrics_token: SecretStr | None = None
         return self
 
 

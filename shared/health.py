@@ -11,11 +11,13 @@ green meanwhile.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from waveline.shared.runtime import Runtime
 
@@ -65,8 +67,30 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
+def metrics_refusal(request: web.Request, token: SecretStr | None) -> web.Response | None:
+    """None when ``request`` may read the metrics: no token is configured, or it sends it
+    as its bearer token (compared in constant time); else the 401 or 403 answer."""
+    if token is None:
+        return None
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not sent.strip():
+        return web.json_response(
+            {"error": "unauthorized", "detail": "send 'Authorization: Bearer <metrics token>'"},
+            status=401,
+        )
+    if not hmac.compare_digest(sent.strip().encode(), token.get_secret_value().encode()):
+        return web.json_response(
+            {"error": "forbidden", "detail": "wrong metrics token"}, status=403
+        )
+    return None
+
+
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[RUNTIME_KEY].waits.registry)
+    runtime = request.app[RUNTIME_KEY]
+    refused = metrics_refusal(request, runtime.settings.metrics_token)
+    if refused is not None:
+        return refused
+    body = generate_latest(runtime.waits.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

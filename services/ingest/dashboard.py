@@ -1,13 +1,16 @@
-"""``GET /``: the dashboard page of the waves (DESIGN §3: "operator token or local").
+"""``GET /``: the dashboard page of the waves (docs/security.md, Dashboard and metrics).
 
 One self-contained HTML page (inline CSS, no scripts, no external assets) listing every
 pipeline of the config with its waves — state, image set (tags and digests), config commit,
 gate — and Waveline's commits on ``auto`` still awaiting checks. It refreshes itself every
 5 seconds. Every value that comes from data is passed through ``html.escape``.
 
-Access: the operator bearer token, or a request from a loopback address that carries no
-proxy header. A reverse proxy on the same host connects from loopback, so without that
-second condition it would make every outside request "local".
+Access: an operator token (the page shows the pipelines it covers). Without one, only when
+``WAVELINE_DASHBOARD_OPEN=loopback``, and then only for a request from a loopback address
+that carries no proxy header and whose ``Host`` names localhost, 127.0.0.1 or [::1]: a
+reverse proxy on the same host connects from loopback, so without the proxy check it would
+make every outside request "local"; and a page of another site that a browser on this host
+reaches by DNS rebinding names that site's host, so the Host check refuses it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.auth import Caller, caller
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.pipeline_view import pipeline_snapshot
 from waveline.services.ingest.responses import ApiError
+from waveline.shared.auth_rules import loopback_host
 from waveline.shared.models.base import utcnow
 
 logger = logging.getLogger(__name__)
@@ -65,29 +69,31 @@ def is_local(request: web.Request) -> bool:
     return address.is_loopback
 
 
-def authorize(request: web.Request) -> None:
-    """A sent token must be the operator token (401/403 otherwise); none is fine from local."""
+def authorize(request: web.Request) -> Caller | None:
+    """The operator the page is for (401/403 for no or a wrong token), or None for an open
+    loopback request (every pipeline)."""
     if "Authorization" in request.headers:
-        require_bearer(
-            request, IngestContext.of(request).runtime.secrets.operator_token, "operator token"
-        )
-        return
-    if not is_local(request):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "send 'Authorization: Bearer <operator token>' or open the page on this host",
-        )
+        return caller(request, "operator", what="operator token")
+    settings = IngestContext.of(request).runtime.settings
+    # The Host header as sent: aiohttp's request.host falls back to this machine's name.
+    host = request.headers.get("Host")
+    if settings.dashboard_open == "loopback" and is_local(request) and loopback_host(host):
+        return None
+    hint = (
+        " or open it as http://localhost:<port>/ on this host"
+        if settings.dashboard_open == "loopback"
+        else ""
+    )
+    raise ApiError(401, "unauthorized", f"send 'Authorization: Bearer <operator token>'{hint}")
 
 
 async def index(request: web.Request) -> web.Response:
-    authorize(request)
+    operator = authorize(request)
     ctx = IngestContext.of(request)
     pool = ctx.runtime.pool
-    snapshots = [
-        await pipeline_snapshot(pool, name, pipeline)
-        for name, pipeline in ctx.runtime.config.pipelines.items()
-    ]
+    pipelines = ctx.runtime.config.pipelines
+    names = list(pipelines) if operator is None else operator.visible(list(pipelines))
+    snapshots = [await pipeline_snapshot(pool, name, pipelines[name]) for name in names]
     images = await running_images(pool, snapshots)
     page = render_page(snapshots, images, utcnow())
     return web.Response(text=page, content_type="text/html", charset="utf-8", headers=_HEADERS)
@@ -132,18 +138,35 @@ def _images(images: Mapping[str, Any] | None) -> str:
     return "<br>".join(lines)
 
 
+def _announced(wave: Mapping[str, Any]) -> str:
+    by = wave.get("announced_by")
+    return f' <span class="muted">announced by {_e(by)}</span>' if by else ""
+
+
 def _gate(wave: Mapping[str, Any]) -> str:
     gate = wave.get("gate") or {}
     notes = []
     if gate.get("held"):
-        notes.append("<b>held</b>")
+        by = f" by {_e(gate['held_by'])}" if gate.get("held_by") else ""
+        notes.append(f"<b>held</b>{by}")
     if gate.get("bake_remaining_s"):
         notes.append(f"bake {_e(gate['bake_remaining_s'])} s left")
     if gate.get("awaiting_approval"):
         notes.append("awaiting approval")
     for p in wave.get("promotions") or []:
         source = _e(p.get("from_wave") or "CI")
-        notes.append(f"{_e(p.get('status'))} {_short(p.get('app_sha'))} from {source}")
+        who = "".join(
+            f' <span class="muted">{what} by {_e(p[key])}</span>'
+            for what, key in (("announced", "announced_by"), ("approved", "approved_by"))
+            if p.get(key)
+        )
+        notes.append(f"{_e(p.get('status'))} {_short(p.get('app_sha'))} from {source}{who}")
+    for a in wave.get("actions") or []:
+        detail = f" {_e(a['detail'])}" if a.get("detail") else ""
+        notes.append(
+            f'<span class="muted">{_e(a.get("action"))}{detail} by {_e(a.get("actor"))}'
+            f" at {_e(a.get('at'))}</span>"
+        )
     return "<br>".join(notes) or '<span class="muted">open</span>'
 
 
@@ -159,7 +182,7 @@ def _pipeline(snapshot: Mapping[str, Any], images: Mapping[tuple[str, str], Any]
             f"{_e(', '.join(wave.get('targets') or []))}</span></td>"
             f'<td class="{css}">{_e(state)}<br><span class="muted">{_e(wave.get("since"))}</span>'
             "</td>"
-            f"<td>{_short(wave.get('app_sha'))}<br>"
+            f"<td>{_short(wave.get('app_sha'))}{_announced(wave)}<br>"
             f"{_images(images.get((name, wave.get('app_sha') or '')))}</td>"
             f"<td>{_short(wave.get('cfg_commit'))}</td>"
             f"<td>{_gate(wave)}</td>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from waveline.services.ingest.auth import require_bearer
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.openapi import document
 from waveline.shared.health import dependencies
@@ -22,7 +23,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics; with ``WAVELINE_METRICS_TOKEN`` set, only for that bearer token."""
     ctx = IngestContext.of(request)
+    if ctx.runtime.settings.metrics_token is not None:
+        require_bearer(request, ctx.runtime.settings.metrics_token, "metrics token")
     body = generate_latest(ctx.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -7,22 +7,44 @@ from typing import Any
 
 from aiohttp import web
 
-from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.auth import Caller, caller
 from waveline.services.ingest.body import read_json, validate
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.responses import ApiError
+from waveline.shared.auth_rules import images_refused
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.images import ImageSetAnnounced
 
 
-def _validate(ctx: IngestContext, doc: dict[str, Any]) -> ImageSetAnnounced:
+def _validate(ctx: IngestContext, ci: Caller, doc: dict[str, Any]) -> ImageSetAnnounced:
+    """The announcement as ingest publishes it: the token's scope checked (403, before the
+    pipeline's existence), its images against ``allowed_images`` (422), and the server's
+    fields set, the actor being the token's name (any sent by the client is dropped)."""
     pipeline = doc.get("pipeline")
-    if isinstance(pipeline, str) and pipeline not in ctx.runtime.config.pipelines:
-        raise ApiError(404, "unknown_pipeline", f"no pipeline named {pipeline!r}")
-    for server_field in ("event_id", "received_at", "source"):
+    if isinstance(pipeline, str):
+        ci.on(pipeline)
+        if pipeline not in ctx.runtime.config.pipelines:
+            raise ApiError(404, "unknown_pipeline", f"no pipeline named {pipeline!r}")
+    for server_field in ("event_id", "received_at", "source", "actor"):
         doc.pop(server_field, None)
-    return validate(ImageSetAnnounced, doc).model_copy(
-        update={"event_id": uuid.uuid4(), "received_at": utcnow(), "source": "http"}
+    announced = validate(ImageSetAnnounced, doc)
+    actor = ci.on(announced.pipeline).name
+    allowed = ctx.runtime.config.pipelines[announced.pipeline].allowed_images
+    refused = images_refused(allowed, announced.images)
+    if refused:
+        raise ApiError(
+            422,
+            "image_not_allowed",
+            [
+                {
+                    "field": f"images.{service}",
+                    "reason": f"repository {repository!r} is not in the pipeline's allowed_images",
+                }
+                for service, repository in sorted(refused.items())
+            ],
+        )
+    return announced.model_copy(
+        update={"event_id": uuid.uuid4(), "received_at": utcnow(), "source": "http", "actor": actor}
     )
 
 
@@ -34,16 +56,17 @@ async def _accept(ctx: IngestContext, announced: ImageSetAnnounced, route: str) 
 
 async def post_images(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
-    require_bearer(request, ctx.runtime.secrets.ci_token, "CI token")
+    ci = caller(request, "ci", what="CI token")
     doc = await read_json(request)
-    return await _accept(ctx, _validate(ctx, doc), "images")
+    return await _accept(ctx, _validate(ctx, ci, doc), "images")
 
 
 async def post_pipeline_images(request: web.Request) -> web.Response:
-    """Seed 001's bare ``{svc: {"Digest", "Tag"}}`` object, exactly as its CI script writes it."""
+    """The bare ``{svc: {"Digest", "Tag"}}`` object, exactly as a CI script writes it."""
     ctx = IngestContext.of(request)
-    require_bearer(request, ctx.runtime.secrets.ci_token, "CI token")
+    ci = caller(request, "ci", what="CI token")
     pipeline = request.match_info["pipeline"]
+    ci.on(pipeline)
     if pipeline not in ctx.runtime.config.pipelines:
         raise ApiError(404, "unknown_pipeline", f"no pipeline named {pipeline!r}")
     app_sha = request.query.get("app_sha")
@@ -53,4 +76,4 @@ async def post_pipeline_images(request: web.Request) -> web.Response:
         )
     images = await read_json(request)
     doc: dict[str, Any] = {"pipeline": pipeline, "app_sha": app_sha, "images": images}
-    return await _accept(ctx, _validate(ctx, doc), "pipeline_images")
+    return await _accept(ctx, _validate(ctx, ci, doc), "pipeline_images")

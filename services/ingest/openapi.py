@@ -105,8 +105,9 @@ _IMAGES = {
 }
 _ANNOUNCE = {
     "type": "object",
-    "description": "An image set: CI's announcement (event_id, received_at and source are"
-    " set by ingest)",
+    "description": "An image set: CI's announcement (event_id, received_at, source and actor,"
+    " the token's name, are set by ingest); 422 image_not_allowed when an image's repository"
+    " is outside the pipeline's allowed_images",
     "required": ["pipeline", "app_sha", "images"],
     "additionalProperties": False,
     "properties": {"pipeline": _NAME, "app_sha": _APP_SHA, "images": _IMAGES},
@@ -155,10 +156,16 @@ def document() -> dict[str, Any]:
     bare_images = _json_body(_IMAGES)
     paths: dict[str, Any] = {
         "/v1/images": _post(
-            "Announce an image set (CI token)", image_set, {"202": _ACCEPTED}, 401, 403, 404
+            "Announce an image set (a CI token covering the pipeline)",
+            image_set,
+            {"202": _ACCEPTED},
+            401,
+            403,
+            404,
         ),
         "/v1/pipelines/{pipeline}/images": _post(
-            "Announce a bare {service: {Tag, Digest}} object for the path's pipeline (CI token)",
+            "Announce a bare {service: {Tag, Digest}} object for the path's pipeline (a CI token"
+            " covering the pipeline)",
             bare_images,
             {"202": _ACCEPTED},
             401,
@@ -182,10 +189,20 @@ def document() -> dict[str, Any]:
                     " shown are read",
                 }
             ),
-            {"202": _ACCEPTED, "204": {"description": "an event or repository Waveline ignores"}},
+            {
+                "200": {"description": "this X-GitHub-Delivery was handled before: nothing done"},
+                "202": _ACCEPTED,
+                "204": {"description": "an event or repository Waveline ignores"},
+            },
             401,
             403,
             parameters=[
+                {
+                    "name": "X-GitHub-Delivery",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 100},
+                },
                 _header(
                     "X-GitHub-Event",
                     minLength=1,
@@ -196,7 +213,8 @@ def document() -> dict[str, Any]:
             secured=False,
         ),
         "/v1/webhooks/argocd": _post(
-            "argocd-notifications webhook (Argo CD token)",
+            "argocd-notifications webhook (an Argo CD token covering every pipeline whose"
+            " waves list the app)",
             _json_body(_body_of(ArgoReport)),
             {
                 "202": _ACCEPTED,
@@ -206,12 +224,16 @@ def document() -> dict[str, Any]:
             403,
         ),
         "/v1/pipelines/{pipeline}/waves/{wave}/{action}": _post(
-            "approve, hold or release a wave (operator token)",
+            "approve, hold or release a wave (an operator token covering the pipeline; its"
+            " name is recorded as the actor). The command names the image set waiting at the"
+            " gate (approve, hold) or the hold it ends (release); 409: nothing to approve or"
+            " release",
             _json_body({"type": "object", "description": "nothing is read"}, required=False),
             {"202": _ACCEPTED},
             401,
             403,
             404,
+            409,
             parameters=[
                 pipeline,
                 wave,
@@ -219,7 +241,8 @@ def document() -> dict[str, Any]:
             ],
         ),
         "/v1/pipelines/{pipeline}/waves/{wave}/rollback": _post(
-            "roll a wave back to its previous or a named image set, in one step (operator token)",
+            "roll a wave back to its previous or a named image set, in one step (an operator"
+            " token covering the pipeline)",
             _json_body(_body_of(Rollback)),
             {"202": _ACCEPTED},
             401,
@@ -228,7 +251,7 @@ def document() -> dict[str, Any]:
             parameters=[pipeline, wave],
         ),
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": _post(
-            "the result of a webhook promotion (operator or pipeline result token)",
+            "the result of a webhook promotion (an operator or result token covering the pipeline)",
             _json_body(_body_of(PromotionResult)),
             {"202": _ACCEPTED},
             401,
@@ -238,7 +261,8 @@ def document() -> dict[str, Any]:
             parameters=[pipeline, wave, _path("promotion", {"type": "string", "format": "uuid"})],
         ),
         "/v1/pipelines/{pipeline}": _get(
-            "Waves (image set, config commit, state, gates) and pending commits",
+            "Waves (image set, config commit, state, gates, who announced, approved, held)"
+            " and pending commits (an operator token covering the pipeline)",
             {"description": "pipeline state"},
             401,
             403,
@@ -247,14 +271,15 @@ def document() -> dict[str, Any]:
             parameters=[pipeline],
         ),
         "/": _get(
-            "dashboard page of the waves (operator token, or from loopback)",
+            "dashboard page of the waves (an operator token: the pipelines it covers; or none"
+            " with WAVELINE_DASHBOARD_OPEN=loopback, from loopback with a localhost Host)",
             {
                 "description": "self-contained HTML page, refreshed every 5 s",
                 "content": {"text/html": {"schema": {"type": "string"}}},
             },
             401,
             403,
-            # Optional: a request from loopback without a proxy header needs no token.
+            # Optional only with WAVELINE_DASHBOARD_OPEN=loopback (docs/security.md).
             security=[*_BEARER, {}],
         ),
         "/healthz": _get("liveness", {"description": "alive"}),
@@ -262,7 +287,13 @@ def document() -> dict[str, Any]:
             "readiness: Kafka and Postgres reachable",
             {"description": "ready"},
         ),
-        "/metrics": _get("Prometheus metrics", {"description": "metrics"}),
+        "/metrics": _get(
+            "Prometheus metrics (the bearer WAVELINE_METRICS_TOKEN when it is set)",
+            {"description": "metrics"},
+            401,
+            403,
+            security=[*_BEARER, {}],
+        ),
         "/openapi.json": _get("this document", {"description": "OpenAPI"}),
     }
     paths["/readyz"]["get"]["responses"]["503"] = {"description": "not ready"}

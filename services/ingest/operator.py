@@ -6,7 +6,7 @@ import uuid
 
 from aiohttp import web
 
-from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.payloads import NoFields, Rollback
@@ -37,12 +37,13 @@ async def rollback(request: web.Request) -> web.Response:
 
 async def _command(request: web.Request, body: type[Rollback] | None) -> web.Response:
     ctx = IngestContext.of(request)
-    require_bearer(request, ctx.runtime.secrets.operator_token, "operator token")
+    # The actor is the token's name; a client-sent actor header is not read.
+    operator = caller(request, "operator", what="operator token").on(request.match_info["pipeline"])
     name, pipeline = _pipeline(ctx, request)
     wave = request.match_info["wave"]
     if pipeline.wave(wave) is None:
         raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
-    actor = request.headers.get("X-Waveline-Actor", "operator")[:100]
+    actor = operator.name
     if body is None:
         await read_model(request, NoFields, optional=True)
         action, to = request.match_info["action"], None
@@ -64,6 +65,6 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
 async def pipeline_state(request: web.Request) -> web.Response:
     """``GET /v1/pipelines/{p}``: the snapshot of ``pipeline_view`` (operator token)."""
     ctx = IngestContext.of(request)
-    require_bearer(request, ctx.runtime.secrets.operator_token, "operator token")
+    caller(request, "operator", what="operator token").on(request.match_info["pipeline"])
     name, pipeline = _pipeline(ctx, request)
     return web.json_response(await pipeline_snapshot(ctx.runtime.pool, name, pipeline))

@@ -3,8 +3,9 @@ dashboard page (README.md, Operating it).
 
 Read-only SQL over the tables the status-tracker and the promoter own (``wave_status``,
 ``wave_gates``, ``promotions``, ``wave_runs``, ``approvals``, ``image_sets``,
-``auto_commits``, ``commit_checks``) and the notifier (``deliveries``,
-``delivery_attempts``, ``pull_requests``); ingest never writes them.
+``operator_actions``, ``auto_commits``, ``commit_checks``) and the notifier
+(``deliveries``, ``delivery_attempts``, ``pull_requests``); ingest never writes them.
+Actors are token names (docs/security.md, Tokens, roles and actors).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 # prunes them (docs/reliability.md): unbounded, the answer, built in memory for every
 # request and dashboard refresh, grew with them (10.8 MB after 3 minutes at 100 sets/s).
 LISTED = 100
+# Each wave lists its newest operator actions, this many.
+ACTIONS = 5
 
 
 async def pipeline_snapshot(
@@ -37,10 +40,12 @@ async def pipeline_snapshot(
     ``{"pipeline", "repo", "waves": [...], "pending_commits": [...]}``: each wave in config
     order with its targets, state (``unknown`` before the first report), the image set it
     runs and the config commit, its gate (``held``; while a promotion into it waits:
-    ``bake_remaining_s`` and ``awaiting_approval``) and the promotions into it not yet
+    ``bake_remaining_s`` and ``awaiting_approval``; ``held_by``) and the promotions into it not yet
     done (its newest ``LISTED``, and every waiting or blocked one); then Waveline's commits
     on ``auto`` still awaiting a verdict (the newest ``LISTED``), with the latest state of
-    each check context.
+    each check context. Who did what: each wave's running set and each promotion's set name
+    ``announced_by``, a promotion ``approved_by``, a wave its newest ``actions`` (action,
+    actor, detail, at); an actor is null for a set produced straight to Kafka without one.
     """
     status = {
         r["wave"]: r
@@ -52,6 +57,31 @@ async def pipeline_snapshot(
         r["wave"]
         for r in await pool.fetch("SELECT wave FROM wave_gates WHERE pipeline = $1 AND held", name)
     }
+    announced_by = {
+        r["app_sha"]: r["actor"]
+        for r in await pool.fetch(
+            "SELECT app_sha, actor FROM image_sets WHERE pipeline = $1 AND app_sha = ANY($2)",
+            name,
+            [r["app_sha"] for r in status.values() if r["app_sha"]],
+        )
+    }
+    actions = await pool.fetch(
+        "SELECT wave, action, actor, detail, recorded_at FROM (SELECT *, row_number() OVER"
+        " (PARTITION BY wave ORDER BY recorded_at DESC) AS newest FROM operator_actions"
+        " WHERE pipeline = $1) q WHERE newest <= $2 ORDER BY recorded_at DESC",
+        name,
+        ACTIONS,
+    )
+    held_by = {
+        r["wave"]: r["actor"]
+        for r in await pool.fetch(
+            "SELECT DISTINCT ON (wave) wave, action, actor FROM operator_actions"
+            " WHERE pipeline = $1 AND action IN ('hold', 'release')"
+            " ORDER BY wave, recorded_at DESC",
+            name,
+        )
+        if r["action"] == "hold"
+    }
     promotions = await pool.fetch(
         "WITH listed AS (SELECT * FROM (SELECT p.*, row_number() OVER"
         " (PARTITION BY p.wave ORDER BY p.created_at DESC) AS newest FROM promotions p"
@@ -59,7 +89,8 @@ async def pipeline_snapshot(
         " AND p.status IN ('waiting', 'requested', 'blocked', 'opened', 'delivered')) q"
         " WHERE q.newest <= $2 OR q.status IN ('waiting', 'blocked'))"
         " SELECT p.promotion_id, p.wave, p.from_wave, p.app_sha, p.status, p.cfg_sha, r.since,"
-        " a.promotion_id IS NOT NULL AS approved, i.images, p.strategy, p.url, p.detail"
+        " a.promotion_id IS NOT NULL AS approved, i.images, p.strategy, p.url, p.detail,"
+        " i.actor AS announced_by, a.actor AS approved_by"
         " FROM listed p"
         " LEFT JOIN wave_runs r ON r.pipeline = p.pipeline AND r.wave = p.from_wave"
         "  AND r.app_sha = p.app_sha"
@@ -74,6 +105,8 @@ async def pipeline_snapshot(
     for wave in pipeline.waves:
         row = status.get(wave.name)
         gate: dict[str, Any] = {"held": wave.name in held}
+        if wave.name in held:
+            gate["held_by"] = held_by.get(wave.name)
         pending = [p for p in promotions if p["wave"] == wave.name]
         for p in pending:
             if p["status"] == "waiting" and p["since"] is not None:
@@ -87,6 +120,7 @@ async def pipeline_snapshot(
                 "strategy": pipeline.strategy_of(wave.name).kind,
                 "state": row["state"] if row else "unknown",
                 "app_sha": row["app_sha"] if row else None,
+                "announced_by": announced_by.get(row["app_sha"]) if row else None,
                 "cfg_commit": row["cfg_sha"] if row else None,
                 "since": row["since"].isoformat() if row else None,
                 "gate": gate,
@@ -100,8 +134,20 @@ async def pipeline_snapshot(
                         "url": p["url"],
                         "detail": p["detail"],
                         "images": json.loads(p["images"]) if p["images"] else None,
+                        "announced_by": p["announced_by"],
+                        "approved_by": p["approved_by"],
                     }
                     for p in pending
+                ],
+                "actions": [
+                    {
+                        "action": a["action"],
+                        "actor": a["actor"],
+                        "detail": a["detail"],
+                        "at": a["recorded_at"].isoformat(),
+                    }
+                    for a in actions
+                    if a["wave"] == wave.name
                 ],
             }
         )

@@ -1,7 +1,8 @@
 """``POST /v1/pipelines/{p}/waves/{w}/promotions/{id}/result``: an external system reports
 how a webhook promotion ended.
 
-Accepted with the operator token or the pipeline's own result token. The promotion must
+Accepted with an operator token or a result token (the pipeline's own ``result_token_env``
+or a ``result`` token of ``auth.tokens``) covering the pipeline. The promotion must
 exist, belong to that pipeline and wave, and travel by webhook; a second report for a
 promotion that already ended answers 409. The report goes to ``waveline.operator`` (action
 ``result``), where the promoter completes or fails the promotion.
@@ -9,12 +10,11 @@ promotion that already ended answers 409. The report goes to ``waveline.operator
 
 from __future__ import annotations
 
-import hmac
 import uuid
 
 from aiohttp import web
 
-from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.payloads import PromotionResult
@@ -25,28 +25,14 @@ from waveline.shared.models.operator import OperatorCommand
 _FINAL = {"done", "failed", "cancelled", "superseded"}
 
 
-def _authorize(request: web.Request, ctx: IngestContext, token_env: str | None) -> str:
-    """Who reports: 'operator' or 'pipeline' (its result token)."""
-    own = ctx.runtime.secrets.get(token_env)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if (
-        own is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(token.strip().encode(), own.get_secret_value().encode())
-    ):
-        return "pipeline"
-    require_bearer(request, ctx.runtime.secrets.operator_token, "operator or result token")
-    return "operator"
-
-
 async def promotion_result(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
     name, wave = request.match_info["pipeline"], request.match_info["wave"]
+    reporter = caller(request, "result", "operator", what="operator or result token").on(name)
+    actor = reporter.name
     pipeline = ctx.runtime.config.pipelines.get(name)
     if pipeline is None:
         raise ApiError(404, "unknown_pipeline", f"no pipeline named {name!r}")
-    actor = _authorize(request, ctx, pipeline.result_token_env)
     if pipeline.wave(wave) is None:
         raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
     try:

@@ -16,7 +16,7 @@ import uuid
 
 from aiohttp import web
 
-from waveline.services.ingest.auth import require_bearer
+from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import parse_json, read_body, read_model, validate
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.payloads import (
@@ -153,10 +153,13 @@ async def _pull_request(
 
 async def argocd(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
-    require_bearer(request, ctx.runtime.secrets.argocd_token, "Argo CD token")
+    argo = caller(request, "argocd", what="Argo CD token")
     report = await read_model(request, ArgoReport)
-    if not ctx.runtime.config.pipelines_of_target(report.app):
+    waves = ctx.runtime.config.pipelines_of_target(report.app)
+    if not waves:
         return _ignored()  # an Application that is no wave's target
+    # The report counts for every pipeline naming the target: all must be in the scope.
+    argo.on(*{pipeline for pipeline, _ in waves})
     if report.revision == "":
         # Multi-source Applications report no single revision: nothing to judge.
         return _ignored()

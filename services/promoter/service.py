@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
+from waveline.services.promoter.actors import check_images, record_action
 from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.waves import Waves
@@ -54,7 +55,7 @@ class Promoter:
             rt.topics.operator,
             group,
             OperatorCommand.model_validate_json,
-            waves.on_operator,
+            self.on_operator,
             title="promoter operator commands",
         )
         rt.consume(
@@ -83,17 +84,26 @@ class Promoter:
         if self._ticker is not None:
             self._ticker.cancel()
 
-    @staticmethod
-    def _parse_images(body: bytes) -> ImageSetAnnounced:
+    def _parse_images(self, body: bytes) -> ImageSetAnnounced:
+        """The announcement, refused (``ImageNotAllowed``: dead-lettered) when it names an
+        image outside its pipeline's ``allowed_images``, whoever produced it."""
         announced = ImageSetAnnounced.model_validate_json(body)
+        check_images(self.runtime.config, announced)
         if announced.event_id is None:
             announced = announced.model_copy(update={"event_id": content_event_id(body)})
         return announced
 
+    async def on_operator(self, cmd: OperatorCommand) -> None:
+        """Carry the command out, then record it with its actor (after: a refused command
+        is dead-lettered, not recorded as done)."""
+        assert self._waves is not None
+        await self._waves.on_operator(cmd)
+        await record_action(self.runtime.pool, cmd)
+
     async def on_image_sets(self, batch: list[ImageSetAnnounced]) -> None:
         """Record each set and introduce it into its pipeline's first wave, exactly once per
         set: one statement for the whole batch, then every dispatch sent together."""
-        by_id: dict[UUID, tuple[PipelineConfig, Promotion, str]] = {}
+        by_id: dict[UUID, tuple[PipelineConfig, Promotion, str, str | None]] = {}
         for announced in batch:
             pipeline = self.runtime.config.pipelines.get(announced.pipeline)
             if pipeline is None:
@@ -111,36 +121,40 @@ class Promoter:
                 deployed_sha=None,
             )
             # The same set twice in one batch is introduced once.
-            by_id.setdefault(promotion.promotion_id, (pipeline, promotion, str(announced.event_id)))
+            by_id.setdefault(
+                promotion.promotion_id,
+                (pipeline, promotion, str(announced.event_id), announced.actor),
+            )
         todo = list(by_id.values())
         # One statement, so one round trip, and atomic without an explicit transaction.
         await self.runtime.pool.execute(
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-            " $4::uuid[], $5::uuid[], $6::text[], $7::text[])"
-            " AS t (pipeline, app_sha, images, event_id, promotion_id, wave, strategy)),"
-            " image_set AS (INSERT INTO image_sets (pipeline, app_sha, images, event_id)"
-            " SELECT pipeline, app_sha, images::jsonb, event_id FROM input"
+            " $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[])"
+            " AS t (pipeline, app_sha, images, event_id, promotion_id, wave, strategy, actor)),"
+            " image_set AS (INSERT INTO image_sets (pipeline, app_sha, images, event_id, actor)"
+            " SELECT pipeline, app_sha, images::jsonb, event_id, actor FROM input"
             " ON CONFLICT DO NOTHING)"
             " INSERT INTO promotions"
             " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
             " SELECT promotion_id, pipeline, wave, app_sha, 'introduce', 'requested', strategy"
             " FROM input ON CONFLICT DO NOTHING",
-            [p.pipeline for _, p, _ in todo],
-            [p.app_sha for _, p, _ in todo],
+            [p.pipeline for _, p, _, _ in todo],
+            [p.app_sha for _, p, _, _ in todo],
             [
                 json.dumps({s: r.model_dump() for s, r in p.images.items()}, sort_keys=True)
-                for _, p, _ in todo
+                for _, p, _, _ in todo
             ],
-            [event_id for _, _, event_id in todo],
-            [p.promotion_id for _, p, _ in todo],
-            [p.to_wave for _, p, _ in todo],
-            [pipeline.strategy_of(p.to_wave).kind for pipeline, p, _ in todo],
+            [event_id for _, _, event_id, _ in todo],
+            [p.promotion_id for _, p, _, _ in todo],
+            [p.to_wave for _, p, _, _ in todo],
+            [pipeline.strategy_of(p.to_wave).kind for pipeline, p, _, _ in todo],
+            [actor for _, _, _, actor in todo],
         )
         # Dispatched on every delivery, not only the first: if we crashed after the insert
         # and before this publish, the redelivery must still send it. The ids are
         # deterministic, so git-writer and the notifier turn any repeat into a no-op.
-        await asyncio.gather(*(dispatch(self.runtime, pl, p) for pl, p, _ in todo))
-        for _, p, _ in todo:
+        await asyncio.gather(*(dispatch(self.runtime, pl, p) for pl, p, _, _ in todo))
+        for _, p, _, _ in todo:
             logger.info(
                 "pipeline %s: image set %s -> introduce into %s (%s)",
                 p.pipeline,

@@ -62,6 +62,10 @@ class ImageSetAnnounced(Message):
     event_id: UUID | None = None
     received_at: datetime | None = None
     source: Literal["http", "kafka", "cli"] = "kafka"
+    # Who announced it: the name of the token ingest accepted (docs/security.md); on a
+    # message produced straight to the topic, whatever its producer says (Kafka's ACLs
+    # decide who may produce).
+    actor: str | None = Field(default=None, max_length=100)
 
     @field_validator("images", mode="before")
     @classmethod

@@ -18,7 +18,8 @@ class OperatorCommand(Message):
     wave: WaveName
     action: Literal["approve", "hold", "release", "rollback", "result"]
     to: str | None = None
-    actor: str = "operator"
+    # The name of the token that sent it (ingest sets it; no client-supplied actor is read).
+    actor: str = Field(default="operator", max_length=100)
     # action "result": which promotion, and how it ended
     promotion_id: UUID | None = None
     result: Literal["succeeded", "failed"] | None = None

@@ -1,4 +1,5 @@
-"""``GET /``: the dashboard page, on real PostgreSQL rows; operator token or local access."""
+"""``GET /``: the dashboard page, on real PostgreSQL rows, with the operator token (access
+without one: tests/integration/test_tokens.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ B_SHA = "2222222222222222222222222222222222222222"
 CFG_SHA = "c" * 40
 PENDING_SHA = "d" * 40
 HOSTILE = '<script>alert("x")</script>'
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def pool_of(client: TestClient[Any, Any]) -> asyncpg.Pool:
@@ -83,7 +85,7 @@ async def test_page_lists_pipelines_waves_gates_and_pending_commits(
     client: TestClient[Any, Any],
 ) -> None:
     await seed(pool_of(client))
-    resp = await client.get("/")  # the test server is on loopback: local access, no token
+    resp = await client.get("/", headers=OPERATOR)
     assert resp.status == 200, await resp.text()
     assert resp.content_type == "text/html"
     assert resp.headers["Cache-Control"] == "no-store"
@@ -106,13 +108,13 @@ async def test_values_are_html_escaped(client: TestClient[Any, Any]) -> None:
     pool = pool_of(client)
     await seed(pool, context=HOSTILE)
     await pool.execute("UPDATE wave_status SET state = $1", HOSTILE)
-    page = await (await client.get("/")).text()
+    page = await (await client.get("/", headers=OPERATOR)).text()
     assert HOSTILE not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "<script" not in page
 
 
-async def test_non_local_needs_the_operator_token(client: TestClient[Any, Any]) -> None:
+async def test_proxied_needs_the_operator_token(client: TestClient[Any, Any]) -> None:
     proxied = {"X-Forwarded-For": "203.0.113.7"}
     resp = await client.get("/", headers=proxied)
     assert resp.status == 401

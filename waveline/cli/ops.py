@@ -117,7 +117,7 @@ def format_status(doc: dict[str, Any]) -> str:
         gate = wave.get("gate", {})
         notes = []
         if gate.get("held"):
-            notes.append("held")
+            notes.append(f"held by {gate['held_by']}" if gate.get("held_by") else "held")
         if gate.get("awaiting_approval"):
             notes.append("awaiting approval")
         if gate.get("bake_remaining_s"):
@@ -125,11 +125,20 @@ def format_status(doc: dict[str, Any]) -> str:
         for p in wave.get("promotions", []):
             via = f" by {p['strategy']}" if p.get("strategy", "commit") != "commit" else ""
             url = f" {p['url']}" if p.get("url") else ""
-            notes.append(
-                f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}{via}{url}"
+            who = "".join(
+                f" {what} by {p[key]}"
+                for what, key in (("announced", "announced_by"), ("approved", "approved_by"))
+                if p.get(key)
             )
+            notes.append(
+                f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}{via}{url}{who}"
+            )
+        if wave.get("actions"):
+            last = wave["actions"][0]
+            notes.append(f"last {last['action']} by {last['actor']}")
+        by = f" by {wave['announced_by']}" if wave.get("announced_by") else ""
         lines.append(
-            f"  {wave['name']:<12} {wave['state']:<9} app {app:<12} cfg {cfg:<12} "
+            f"  {wave['name']:<12} {wave['state']:<9} app {app:<12}{by} cfg {cfg:<12} "
             + "; ".join(notes)
         )
     for commit in doc.get("pending_commits", []):

@@ -2,8 +2,9 @@
 
 Pure: ``build_timeline`` turns ``(timestamp_ms, topic, model)`` tuples into hops (the
 announcement, the git commands and what the git-writer did with them, the checks on the
-set's commits, Argo CD's reports, the waves' verdicts and the promotions) with the time of
-each and a summary; ``render`` and ``to_json`` present it. ``waveline trace`` reads Kafka.
+set's commits, Argo CD's reports, the waves' verdicts, the promotions and the operator
+actions concerning it, each with who did it) with the time of each and a summary;
+``render`` and ``to_json`` present it. ``waveline trace`` reads Kafka.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from waveline.shared.models.git import (
     RollbackWave,
 )
 from waveline.shared.models.images import ImageSetAnnounced
-from waveline.shared.models.promotions import PromotionEvent
+from waveline.shared.models.operator import OperatorCommand
+from waveline.shared.models.promotions import TERMINAL, PromotionEvent
 from waveline.shared.models.waves import WaveStatus
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ Observed = tuple[int, str, BaseModel]  # (record timestamp in ms, base topic nam
 class Hop:
     at_ms: int
     topic: str
-    kind: str  # announce, command, commit, watched, check, deploy, wave, promotion, git
+    kind: str  # announce, command, commit, watched, check, deploy, wave, promotion, git, operator
     name: str
 
 
@@ -120,6 +122,8 @@ class _Trace:
     watched: dict[str, int] = field(default_factory=dict)  # wave -> watched first held it
     healthy: dict[str, int] = field(default_factory=dict)  # wave -> first "runs it"
     running: set[tuple[str, str]] = field(default_factory=set)
+    promotion_ids: set[UUID] = field(default_factory=set)
+    arrived: set[tuple[str, str]] = field(default_factory=set)  # (pipeline, wave) it reached
 
     def mine(self, pipeline: str | None, app_sha: str | None) -> bool:
         return app_sha == self.app_sha and self.pipeline in (None, pipeline)
@@ -155,7 +159,11 @@ class _Trace:
             self.pipelines.add(m.pipeline)
             n = len(m.images)
             what = f"{n} service{'s' if n != 1 else ''}"
-            self.add(at, topic, "announce", f"announced in {m.pipeline} ({what})")
+            by = f" by {m.actor}" if m.actor else ""
+            self.add(at, topic, "announce", f"announced in {m.pipeline} ({what}){by}")
+        elif isinstance(m, OperatorCommand):
+            if self.acted_on(m):
+                self.add(at, topic, "operator", _operator_name(m))
         elif isinstance(m, GitEvent):
             self.git(at, topic, m)
         elif getattr(m, "command_id", None) in self.linked:
@@ -170,6 +178,7 @@ class _Trace:
             key = (m.pipeline, m.wave)
             if m.app_sha == self.app_sha and m.state == "running":
                 self.running.add(key)
+                self.arrived.add(key)
                 self.healthy.setdefault(m.wave, at)
                 self.add(at, topic, "wave", f"wave {m.wave} runs it at {_s(m.cfg_sha)}")
             elif m.app_sha == self.app_sha:
@@ -185,6 +194,27 @@ class _Trace:
             )
             url = f" {m.url}" if m.url else ""
             self.add(at, topic, "promotion", f"{route} {m.status}{url}")
+            self.promotion_ids.add(m.promotion_id)
+            if m.status in TERMINAL:
+                self.arrived.add((m.pipeline, m.to_wave))
+
+    def acted_on(self, m: OperatorCommand) -> bool:
+        """Whether an operator command concerns this set: a result about one of its
+        promotions; a command naming a set (a rollback's ``to``, an approval's set) names
+        this one; else a wave command (hold, release, an approval naming no set) of its
+        pipeline on a wave it has not reached yet, or a rollback of a wave running it."""
+        if self.pipeline not in (None, m.pipeline) or m.pipeline not in self.pipelines:
+            return False
+        if m.action == "result":
+            return m.promotion_id in self.promotion_ids
+        named = getattr(m, "app_sha", None)
+        if m.action == "rollback":
+            if m.to not in (None, "previous"):
+                return m.to == self.app_sha
+            return (m.pipeline, m.wave) in self.running
+        if isinstance(named, str):
+            return named == self.app_sha
+        return (m.pipeline, m.wave) not in self.arrived
 
     def git(self, at: int, topic: str, m: GitEvent) -> None:
         replays = {o: n for o, n in m.replayed.items() if o in self.commits}
@@ -251,6 +281,11 @@ def _command_name(m: BaseModel) -> str:
         return f"rollback command {m.wave} to {_s(m.to_sha)}"
     verb = "fast-forward" if isinstance(m, FastForward) else "evict"
     return f"{verb} command for {_s(getattr(m, 'sha', None))}"
+
+
+def _operator_name(m: OperatorCommand) -> str:
+    what = {"result": f"result {m.result}", "rollback": f"rollback to {m.to or 'previous'}"}
+    return f"{what.get(m.action, m.action)} {m.wave} by {m.actor}"
 
 
 def format_delta(ms: int) -> str:

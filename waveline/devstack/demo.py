@@ -15,6 +15,10 @@ import pygit2
 from waveline.devstack.paths import StackPaths
 
 WAVES = ("staging", "internal", "production")
+# Settings ``make up`` gives its services besides the tokens (an environment variable set
+# by the caller wins): the dashboard opens without a token from this host, when asked for
+# as localhost (docs/security.md, Dashboard and metrics); a deployment leaves it unset.
+DEMO_ENV = {"WAVELINE_DASHBOARD_OPEN": "loopback"}
 
 
 def seed_repo(bare: Path) -> bool:

@@ -40,7 +40,7 @@ NICE = {
 
 def service_env(paths: StackPaths) -> dict[str, str]:
     env = dict(os.environ)
-    for key, value in demo.demo_secrets(paths).items():
+    for key, value in {**demo.demo_secrets(paths), **demo.DEMO_ENV}.items():
         env.setdefault(key, value)
     env.setdefault("WAVELINE_CONFIG", str(paths.run / "demo" / "waveline.yaml"))
     env.setdefault("WAVELINE_KAFKA_BOOTSTRAP", paths.bootstrap)
