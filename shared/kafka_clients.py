@@ -287,5 +287,6 @@ async def _refusal_of(
 
 
 def _text(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text, name = str(exc).strip(), type(exc).__name__
+    # aiokafka's broker errors already read "[Error 58] SaslAuthenticationFailed: ...".
+    return text if name in text else f"{name}: {text}" if text else name
