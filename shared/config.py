@@ -277,11 +277,25 @@ class PipelineConfig(_Frozen):
     waves: tuple[WaveConfig, ...] = Field(min_length=1)
     # A token (besides the operator's) allowed to report webhook promotion results.
     result_token_env: str | None = None
+    # Image repositories (registry/path, no tag or digest) an announcement may name, as
+    # fnmatch globs; empty: any (docs/security.md, Tokens, roles and actors).
+    allowed_images: tuple[str, ...] = ()
 
     def strategy_of(self, wave: str) -> StrategyConfig:
         """The wave's own strategy when it overrides the pipeline's."""
         found = self.wave(wave)
         return found.strategy if found is not None and found.strategy else self.strategy
+
+    @field_validator("allowed_images")
+    @classmethod
+    def _image_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            if not pattern or "@" in pattern or pattern != pattern.strip():
+                raise ValueError(
+                    f"invalid allowed_images pattern {pattern!r}: a registry/repository glob,"
+                    " without tag or digest"
+                )
+        return patterns
 
     @model_validator(mode="after")
     def _unique_waves(self) -> PipelineConfig:
@@ -294,51 +308,6 @@ class PipelineConfig(_Frozen):
         return next((w for w in self.waves if w.name == name), None)
 
 
-class AuthConfig(_Frozen):
-    """Names of the environment variables that hold the inbound tokens.
-
-    The single-token settings are shorthands: each is a token of its role on every pipeline
-    (actor ``ci``, ``operator``, ``argocd``); ``tokens`` adds named, scoped ones. Both count.
-    """
-
-    ci_token_env: str = "WAVELINE_CI_TOKEN"  # noqa: S105 (a variable name)
-    github_webhook_secret_env: str = "WAVELINE_GITHUB_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
-    argocd_token_env: str = "WAVELINE_ARGOCD_TOKEN"  # noqa: S105 (a variable name)
-    operator_token_env: str = "WAVELINE_OPERATOR_TOKEN"  # noqa: S105 (a variable name)
-
-
-class WavelineConfig(_Frozen):
-    # Image repositories (registry/path, no tag or digest) an announcement may name, as
-    # fnmatch globs; empty: any (docs/security.md, Tokens, roles and actors).
-    allowed_images: tuple[str, ...] = ()
-    """The whole ``WAVELINE_CONFIG`` file."""
-
-    repos: dict[Name, RepoConfig]
-    pipelines: dict[Name, PipelineConfig]
-    auth: AuthConfig = AuthConfig()
-    notifications: dict[Name, NotificationConfig] = {}
-    @field_validator("allowed_images")
-    @classmethod
-    def _image_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in patterns:
-            if not pattern or "@" in pattern or pattern != pattern.strip():
-                raise ValueError(
-                    f"invalid allowed_images pattern {pattern!r}: a registry/repository glob,"
-                    " without tag or digest"
-                )
-        return patterns
-
-    delivery: DeliveryConfig = DeliveryConfig()
-
-    def secret_env_names(self) -> set[str]:
-        """Every environment variable the file names for an outbound secret."""
-        names: set[str] = set()
-        for repo in self.repos.values():
-            if repo.forge is not None:
-                names.add(repo.forge.token_env)
-        for pipeline in self.pipelines.values():
-            strategies = [pipeline.strategy, *(w.strategy for w in pipeline.waves if w.strategy)]
-            names.update(s.secret_env for s in strategies if s.secret_env)
 TokenRole = Literal["ci", "operator", "result", "argocd"]
 # The names the single-token settings go by as actors (shared/auth_rules.py); a result
 # token of pipeline P is "result:P", which no token of ``auth.tokens`` can be called.
@@ -370,13 +339,17 @@ class TokenConfig(_Frozen):
         return patterns
 
 
-            if pipeline.result_token_env:
-                names.add(pipeline.result_token_env)
-        names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
-        return names
+class AuthConfig(_Frozen):
+    """Names of the environment variables that hold the inbound tokens.
 
-    def repo_by_full_name(self, full_name: str) -> str | None:
-        """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
+    The single-token settings are shorthands: each is a token of its role on every pipeline
+    (actor ``ci``, ``operator``, ``argocd``); ``tokens`` adds named, scoped ones. Both count.
+    """
+
+    ci_token_env: str = "WAVELINE_CI_TOKEN"  # noqa: S105 (a variable name)
+    github_webhook_secret_env: str = "WAVELINE_GITHUB_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+    argocd_token_env: str = "WAVELINE_ARGOCD_TOKEN"  # noqa: S105 (a variable name)
+    operator_token_env: str = "WAVELINE_OPERATOR_TOKEN"  # noqa: S105 (a variable name)
     tokens: tuple[TokenConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -386,6 +359,33 @@ class TokenConfig(_Frozen):
         if twice:
             raise ValueError(f"auth.tokens: names must be unique, got {twice} more than once")
         return self
+
+
+class WavelineConfig(_Frozen):
+    """The whole ``WAVELINE_CONFIG`` file."""
+
+    repos: dict[Name, RepoConfig]
+    pipelines: dict[Name, PipelineConfig]
+    auth: AuthConfig = AuthConfig()
+    notifications: dict[Name, NotificationConfig] = {}
+    delivery: DeliveryConfig = DeliveryConfig()
+
+    def secret_env_names(self) -> set[str]:
+        """Every environment variable the file names for an outbound secret."""
+        names: set[str] = set()
+        for repo in self.repos.values():
+            if repo.forge is not None:
+                names.add(repo.forge.token_env)
+        for pipeline in self.pipelines.values():
+            strategies = [pipeline.strategy, *(w.strategy for w in pipeline.waves if w.strategy)]
+            names.update(s.secret_env for s in strategies if s.secret_env)
+            if pipeline.result_token_env:
+                names.add(pipeline.result_token_env)
+        names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
+        return names
+
+    def repo_by_full_name(self, full_name: str) -> str | None:
+        """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
         wanted = full_name.lower()
         return next((k for k, r in self.repos.items() if r.full_name().lower() == wanted), None)
 
@@ -421,6 +421,11 @@ class TokenConfig(_Frozen):
             unknown = set(notification.pipelines) - set(self.pipelines)
             if unknown:
                 raise ValueError(f"notifications.{name}.pipelines: unknown {sorted(unknown)}")
+        for token in self.auth.tokens:
+            # A plain name (no glob) is meant to be a pipeline: a typo would scope to nothing.
+            unknown = {p for p in token.pipelines if not set(p) & set("*?[")} - set(self.pipelines)
+            if unknown:
+                raise ValueError(f"auth.tokens.{token.name}.pipelines: unknown {sorted(unknown)}")
         return self
 
 
@@ -448,11 +453,6 @@ class Secrets(BaseModel):
         names: Iterable[str] = (),
     ) -> Secrets:
         source = os.environ if env is None else env
-        for token in self.auth.tokens:
-            # A plain name (no glob) is meant to be a pipeline: a typo would scope to nothing.
-            unknown = {p for p in token.pipelines if not set(p) & set("*?[")} - set(self.pipelines)
-            if unknown:
-                raise ValueError(f"auth.tokens.{token.name}.pipelines: unknown {sorted(unknown)}")
 
         def get(name: str) -> SecretStr | None:
             value = source.get(name)
@@ -626,6 +626,11 @@ class Settings(BaseSettings):
     # serves the same paths on its own port.
     health_host: str = "127.0.0.1"
     health_port: int | None = Field(default=None, ge=0, le=65535)
+    # Dashboard and metrics (docs/security.md): the dashboard needs the operator token
+    # unless this is "loopback" (then a request from loopback naming a loopback Host needs
+    # none); /metrics (ingest's and the consumers') needs this bearer token when set.
+    dashboard_open: Literal["off", "loopback"] = "off"
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
     @classmethod
@@ -657,11 +662,6 @@ class Settings(BaseSettings):
         problems = kafka_security_problems(self)
         if problems:
             raise ValueError("Kafka security settings: " + "; ".join(problems))
-    # Dashboard and metrics (docs/security.md): the dashboard needs the operator token
-    # unless this is "loopback" (then a request from loopback naming a loopback Host needs
-    # none); /metrics (ingest's and the consumers') needs this bearer token when set.
-    dashboard_open: Literal["off", "loopback"] = "off"
-    metrics_token: SecretStr | None = None
         return self
 
 
