@@ -19,6 +19,7 @@ DB_URL = "postgresql://waveline:db-p%40ss%3Aword%2F42@db.internal:5432/waveline"
 SASL_PASSWORD = "sasl-password-7f3e2d"
 GIT_TOKEN = "ghp_gittoken0123456789abcdef"
 FORGE_TOKEN = "ghs_forgetoken9876543210"
+SCOPED_TOKEN = "team-b-scoped-ci-token-8080"
 SSH_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\n"
     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
@@ -62,6 +63,11 @@ def _config() -> WavelineConfig:
                     "waves": [{"name": "staging", "targets": ["s"]}],
                 }
             },
+            "auth": {
+                "tokens": [
+                    {"name": "team-b", "role": "ci", "pipelines": ["app"], "token_env": "TEAM_B"}
+                ]
+            },
         }
     )
 
@@ -71,6 +77,7 @@ ENV = {
     "SSH_KEY_ENV": SSH_KEY,
     "FORGE_TOKEN_ENV": FORGE_TOKEN,
     "HOOK_SECRET_ENV": HOOK_SECRET,
+    "TEAM_B": SCOPED_TOKEN,
     "UNRELATED": "not-named-by-the-config-value",
 }
 
@@ -125,6 +132,7 @@ def values() -> Iterator[list[str]]:
         FUTURE_SECRET,
         GIT_TOKEN,
         FORGE_TOKEN,
+        SCOPED_TOKEN,
         HOOK_TOKEN,
         HOOK_SIGNING,
         HOOK_PATH + "?k=queryval",
