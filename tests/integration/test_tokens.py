@@ -36,13 +36,22 @@ from waveline.shared.gitengine import trailers
 
 pytestmark = pytest.mark.timeout(90)
 
+# Module constants named *_TOKEN: the suite's last test scans every log line, dead letter
+# and stored row for them (tests/logscan.py).
+TEAM_A_CI_TOKEN = "team-a-ci-secret-0001"
+TEAM_B_CI_TOKEN = "team-b-ci-secret-0002"
+TEAM_A_OPS_TOKEN = "team-a-ops-secret-0003"
+TEAM_B_OPS_TOKEN = "team-b-ops-secret-0004"
+TEAM_B_ARGO_TOKEN = "team-b-argo-secret-0005"
+TEAM_B_RESULT_TOKEN = "team-b-result-secret-06"
+# env var -> (name, role, pipelines, token)
 TOKENS = {
-    "TEAM_A_CI": ("team-a-ci", "ci", ["app"], "team-a-ci-secret-0001"),
-    "TEAM_B_CI": ("team-b-ci", "ci", ["web", "web-*"], "team-b-ci-secret-0002"),
-    "TEAM_A_OPS": ("team-a-ops", "operator", ["app"], "team-a-ops-secret-0003"),
-    "TEAM_B_OPS": ("team-b-ops", "operator", ["web"], "team-b-ops-secret-0004"),
-    "TEAM_B_ARGO": ("team-b-argo", "argocd", ["web"], "team-b-argo-secret-0005"),
-    "TEAM_B_RESULT": ("team-b-result", "result", ["web"], "team-b-result-secret-06"),
+    "TEAM_A_CI": ("team-a-ci", "ci", ["app"], TEAM_A_CI_TOKEN),
+    "TEAM_B_CI": ("team-b-ci", "ci", ["web", "web-*"], TEAM_B_CI_TOKEN),
+    "TEAM_A_OPS": ("team-a-ops", "operator", ["app"], TEAM_A_OPS_TOKEN),
+    "TEAM_B_OPS": ("team-b-ops", "operator", ["web"], TEAM_B_OPS_TOKEN),
+    "TEAM_B_ARGO": ("team-b-argo", "argocd", ["web"], TEAM_B_ARGO_TOKEN),
+    "TEAM_B_RESULT": ("team-b-result", "result", ["web"], TEAM_B_RESULT_TOKEN),
 }
 OTHER_SHA = "2222222222222222222222222222222222222222"
 EVIL_SHA = "3333333333333333333333333333333333333333"
