@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +203,18 @@ def test_dashboard_and_metrics_settings(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("WAVELINE_DASHBOARD_OPEN", "yes")
     with pytest.raises(ValidationError, match="dashboard_open"):
         Settings()
+
+
+def test_make_up_opens_the_dashboard_to_loopback_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo stack's services get WAVELINE_DASHBOARD_OPEN=loopback (a caller's own value
+    wins); nothing else opens the dashboard."""
+    from waveline.devstack.paths import StackPaths
+    from waveline.devstack.stack import service_env
+
+    paths = StackPaths(tmp_path, tmp_path / "run", tmp_path / "cache", 1, 2, 3, 4)
+    monkeypatch.delenv("WAVELINE_DASHBOARD_OPEN", raising=False)
+    assert service_env(paths)["WAVELINE_DASHBOARD_OPEN"] == "loopback"
+    monkeypatch.setenv("WAVELINE_DASHBOARD_OPEN", "off")
+    assert service_env(paths)["WAVELINE_DASHBOARD_OPEN"] == "off"
