@@ -104,6 +104,16 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     )
 
 
+async def reachable(settings: Settings) -> None:
+    """Return once a client built from ``settings`` can bootstrap from Kafka; aiokafka's
+    ``KafkaConnectionError`` (retriable) when no broker answers, ``KafkaAccessRefused``
+    (permanent) when one refuses the client. Lets a service wait for Kafka before it starts
+    faststream's broker, whose ``start`` is not meant to be retried half-done."""
+    client = kafka_clients.admin(settings, request_timeout_ms=10_000)
+    await kafka_clients.start(client, settings)
+    await client.close()
+
+
 async def publish(
     broker: KafkaBroker,
     message: BaseModel,

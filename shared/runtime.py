@@ -23,6 +23,7 @@ from waveline.shared.boundary import Boundary
 from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config, load_settings
 from waveline.shared.db import create_pool
 from waveline.shared.kafka import RawMessage, hold_prefetch, make_broker, publish
+from waveline.shared.kafka import reachable as kafka_reachable
 from waveline.shared.offsets import CommitOnRevoke, LazyCommitter, rewind
 from waveline.shared.outage import (
     Backoff,
@@ -264,19 +265,20 @@ class Runtime:
         )
 
     async def start(self, *, with_db: bool = True) -> None:
-        """Open the pool and start the broker. PostgreSQL away at start is an outage like
-        any other: waited out with backoff (readiness says so), not a crash loop; a bad
-        URL, password or database name still fails at once."""
+        """Open the pool and start the broker. PostgreSQL or Kafka away at start is an
+        outage like any other: waited out with backoff (readiness says so), not a crash
+        loop; a bad URL, password, credential or certificate still fails at once."""
         if with_db and self._pool is None:
-            self._pool = await self._open_pool()
+            self._pool = await self._until_up(lambda: create_pool(self.settings))
+        await self._until_up(lambda: kafka_reachable(self.settings))
         await self.broker.start()
         hold_prefetch(self.broker)
 
-    async def _open_pool(self) -> asyncpg.Pool:
+    async def _until_up(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
             try:
-                pool = await create_pool(self.settings)
+                result = await attempt_once()
             except Exception as exc:
                 if not is_retriable(exc):
                     raise
@@ -285,7 +287,7 @@ class Runtime:
                 continue
             if attempt:
                 self.waits.succeeded("start")
-            return pool
+            return result
 
     async def stop_consuming(self) -> None:
         """Commit what was handled and stop the broker (waiting for batches in flight, which

@@ -375,3 +375,29 @@ async def test_a_service_started_while_postgres_is_down_waits_for_it(
         assert await runtime.pool.fetchval("SELECT 1") == 1
     finally:
         await runtime.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_service_started_while_kafka_is_down_waits_for_it(
+    stack: StackPaths, private: Settings, secrets: Secrets, tmp_path: Path
+) -> None:
+    """The same for the broker: no exit while Kafka is away at start; it starts once the
+    broker is back, and consumes."""
+    remote = tmp_path / "remote" / "cfg-app.git"
+    seed_repo(remote)
+    runtime = bootstrap("status-tracker", private, config_for(remote), secrets)
+    await asyncio.to_thread(kafka_kill, stack)
+    try:
+        starting = asyncio.create_task(runtime.start())
+        await wait_for(lambda: "start" in runtime.waits.current(), what="a wait at start")
+        assert runtime.waits.current()["start"]["dependency"] == "kafka"
+        await asyncio.sleep(2)
+        assert not starting.done()
+    finally:
+        await asyncio.to_thread(kafka.start, stack)
+    try:
+        async with asyncio.timeout(60):
+            await starting
+        assert runtime.waits.current() == {}
+    finally:
+        await runtime.stop()
