@@ -229,7 +229,7 @@ async def play_ci_and_argo(
             sends = [
                 _post(session, hook, *_status(stack, sha, context, secret), counts)
                 for sha in chunk
-                for context in stack.repo.required_checks
+                for context in stack.repo.required_check_names()
             ]
             await asyncio.gather(*sends)
             counts.statuses += len(sends)

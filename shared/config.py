@@ -75,6 +75,22 @@ class ForgeConfig(_Frozen):
     token_env: str = "WAVELINE_GITHUB_TOKEN"  # noqa: S105 (a variable name)
 
 
+class RequiredCheck(_Frozen):
+    """A check context that must be green, and who must report it: ``app`` (a GitHub App's
+    slug) or ``user`` (a login); neither: anyone (docs/security.md, Deploy reports, checks,
+    approvals). A plain string in the file is a check anyone may report."""
+
+    name: str = Field(min_length=1, max_length=255)
+    app: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\[\]-]{0,99}$")
+
+    @model_validator(mode="after")
+    def _one_reporter(self) -> RequiredCheck:
+        if self.app is not None and self.user is not None:
+            raise ValueError(f"required check {self.name!r}: name an app or a user, not both")
+        return self
+
+
 class RepoConfig(_Frozen):
     """A config repository Waveline commits to."""
 
@@ -88,7 +104,7 @@ class RepoConfig(_Frozen):
     allow_insecure_http: bool = False
     ssh_known_hosts_env: str | None = None
     author: Author = Author()
-    required_checks: tuple[str, ...] = ()
+    required_checks: tuple[RequiredCheck, ...] = ()
     # "owner/name" on the forge, as GitHub webhooks name it; derived from url when unset.
     forge_name: str | None = None
     # Needed by pipelines or waves whose strategy is pull-request.
@@ -107,6 +123,17 @@ class RepoConfig(_Frozen):
         if not re.match(r"^(https?|ssh|file)://", url) and not re.match(r"^[\w.-]+@[\w.-]+:", url):
             raise ValueError("url must be https://, http://, ssh://, file:// or user@host:path")
         return url
+
+    @field_validator("required_checks", mode="before")
+    @classmethod
+    def _check_strings(cls, checks: Any) -> Any:
+        """``ci/validate`` is short for ``{name: ci/validate}`` (anyone may report it)."""
+        if isinstance(checks, list | tuple):
+            return tuple({"name": c} if isinstance(c, str) else c for c in checks)
+        return checks
+
+    def required_check_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.required_checks)
 
     @field_validator("watched_branch", "auto_branch")
     @classmethod
@@ -612,6 +639,10 @@ class Settings(BaseSettings):
     # Rows deleted per statement (one short transaction each), and the time between passes.
     retention_batch_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    # A deploy report about a revision not known on the watched branch is held this long
+    # for its git event, then dropped and counted as ignored (docs/security.md, Deploy
+    # reports, checks, approvals).
+    deploy_hold_s: float = Field(default=300.0, gt=0, le=86400)
     log_level: str = "INFO"
     # Consumers waiting out an outage (shared/outage.py): the first and the longest wait
     # between tries; they try again indefinitely.

@@ -8,9 +8,10 @@ these rows are also what makes a redelivered or replayed Kafka record (``wavelin
 reaches back as far as the topics keep records) a no-op, so none may go while its record
 can still come back.
 
-Tables that do not grow with traffic are not pruned: ``wave_status``, ``wave_gates`` (one
-row per wave) and ``target_deploys`` (one row per Argo CD application a wave lists: ingest
-ignores reports about any other).
+Tables that do not grow with traffic are not pruned: ``wave_status``, ``wave_gates`` and
+``wave_positions`` (one row per wave) and ``target_deploys`` (one row per Argo CD
+application a wave lists: ingest ignores reports about any other). ``held_deploys`` empties
+itself (the status-tracker drops a held report after ``WAVELINE_DEPLOY_HOLD_S``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,14 @@ RULES: tuple[Rule, ...] = (
         "commits a target reports, a wave runs or may roll back to, pending commits, and "
         "each repo's newest commit",
     ),
+    Rule(
+        "watched_commits",
+        "status-tracker",
+        "commits a target reports, and each repo's newest (what Argo CD may report next)",
+    ),
+    # Ingest owns no housekeeping; the status-tracker reads the checks these deliveries
+    # carried, so it prunes them.
+    Rule("github_deliveries", "status-tracker", "none: an older redelivery is handled again"),
     Rule(
         "deliveries",
         "notifier",

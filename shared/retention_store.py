@@ -115,6 +115,16 @@ PRUNABLE: dict[str, Prunable] = {
             "  WHERE n.repo = t.repo)",
         ),
         Prunable(
+            "watched_commits",
+            "t.recorded_at < now() - {cutoff}"
+            # A target's last report is compared with its position; the newest tip of a
+            # repo is what Argo CD may report next.
+            " AND NOT EXISTS (SELECT 1 FROM target_deploys d WHERE d.revision = t.sha)"
+            " AND t.position < (SELECT max(n.position) FROM watched_commits n"
+            "  WHERE n.repo = t.repo)",
+        ),
+        Prunable("github_deliveries", "t.received_at < now() - {cutoff}"),
+        Prunable(
             "deliveries",
             "t.created_at < now() - {cutoff} AND t.updated_at < now() - {cutoff}"
             # Pending: still to be sent. Unannounced: its follow-up is still to be published.

@@ -9,6 +9,7 @@ from aiohttp import web
 from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.gate_sets import gate_subject
 from waveline.services.ingest.payloads import NoFields, Rollback
 from waveline.services.ingest.pipeline_view import pipeline_snapshot
 from waveline.services.ingest.responses import ApiError
@@ -49,6 +50,8 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
         action, to = request.match_info["action"], None
     else:
         action, to = "rollback", (await read_model(request, body)).to
+    # The set (and hold) the command is about, fixed now: docs/security.md.
+    subject = await gate_subject(ctx.runtime.pool, name, wave, action)
     command = OperatorCommand(
         event_id=uuid.uuid4(),
         pipeline=name,
@@ -57,9 +60,14 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
         to=to,
         actor=actor,
         issued_at=utcnow(),
+        app_sha=subject.app_sha,
+        hold_id=subject.hold_id,
     )
     await ctx.publish(command, ctx.runtime.topics.operator, key=name, route="operator")
-    return web.json_response({"event_id": str(command.event_id)}, status=202)
+    answer: dict[str, str] = {"event_id": str(command.event_id)}
+    if command.app_sha is not None:
+        answer["app_sha"] = command.app_sha
+    return web.json_response(answer, status=202)
 
 
 async def pipeline_state(request: web.Request) -> web.Response:

@@ -61,10 +61,19 @@ class GitHubRepository(Body):
     full_name: str
 
 
+class GitHubUser(Body):
+    """The account that caused a delivery; for a commit status, the one that created it
+    (an App's installation token shows as ``<slug>[bot]``, type ``Bot``)."""
+
+    login: str
+    type: str | None = None
+
+
 class GitHubDelivery(Body):
     """The part every acted-on GitHub delivery shares."""
 
     repository: GitHubRepository
+    sender: GitHubUser | None = None
 
 
 class StatusDelivery(GitHubDelivery):
@@ -78,6 +87,11 @@ class GitHubSuiteRef(Body):
     head_branch: str | None = None
 
 
+class GitHubApp(Body):
+    slug: str | None = None
+    name: str | None = None
+
+
 class GitHubCheckRun(Body):
     name: str
     head_sha: str
@@ -85,15 +99,11 @@ class GitHubCheckRun(Body):
     conclusion: str | None = None
     head_branch: str | None = None
     check_suite: GitHubSuiteRef | None = None
+    app: GitHubApp | None = None
 
 
 class CheckRunDelivery(GitHubDelivery):
     check_run: GitHubCheckRun
-
-
-class GitHubApp(Body):
-    slug: str | None = None
-    name: str | None = None
 
 
 class GitHubCheckSuite(Body):

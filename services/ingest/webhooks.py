@@ -1,9 +1,12 @@
 """``POST /v1/webhooks/github`` and ``POST /v1/webhooks/argocd``.
 
 GitHub deliveries are authenticated by ``X-Hub-Signature-256`` over the raw body, compared in
-constant time. Each accepted report gets an id derived from what it means (repo, sha,
-context, state; or app, revision, phase, health, sync), so a redelivery — which reuses
-``X-GitHub-Delivery`` — or the same fact sent twice is recognisably one event downstream.
+constant time. A delivery whose ``X-GitHub-Delivery`` was handled before is answered 200 and
+changes nothing (``deliveries.py``). Each accepted report gets an id derived from what it
+means (repo, sha, context, state, reporter; or app, revision, phase, health, sync), so the
+same fact sent twice is recognisably one event downstream. A check carries who reported it
+(the App of a check run or suite; the creator of a commit status), which the status-tracker
+matches against the required check (docs/security.md).
 ``pull_request`` deliveries go to ``waveline.pulls``, where the notifier follows the
 promotion pull requests it opened.
 """
@@ -13,17 +16,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from waveline.services.ingest import deliveries
 from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import parse_json, read_body, read_model, validate
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.deliveries import delivery_id
 from waveline.services.ingest.payloads import (
     ArgoReport,
     CheckRunDelivery,
     CheckSuiteDelivery,
     GitHubDelivery,
+    GitHubUser,
     PullRequestDelivery,
     StatusDelivery,
 )
@@ -57,23 +64,51 @@ def _conclusion_state(status: str | None, conclusion: str | None) -> CheckState:
     return "success" if conclusion in _SUCCESS else "failure"
 
 
-def _fact(event: str, doc: dict[str, object]) -> tuple[str, str, CheckState, tuple[str, ...]]:
-    """(sha, context, state, branches) of a status, check_run or check_suite delivery."""
+@dataclass(frozen=True)
+class _Fact:
+    sha: str
+    context: str
+    state: CheckState
+    branches: tuple[str, ...]
+    app: str | None  # the GitHub App that reported it (slug)
+    user: str | None  # the login that created a commit status
+
+
+def _status_reporter(sender: GitHubUser | None) -> tuple[str | None, str | None]:
+    """(app, user) of a commit status: its creator, an App when it is the App's bot."""
+    if sender is None:
+        return None, None
+    login = sender.login
+    if sender.type == "Bot" and login.endswith("[bot]"):
+        return login.removesuffix("[bot]"), login
+    return None, login
+
+
+def _fact(event: str, doc: dict[str, object]) -> _Fact:
+    """What a status, check_run or check_suite delivery reports, and who reported it."""
     if event == "status":
         status = validate(StatusDelivery, doc)
         branches = tuple(b.name for b in status.branches)
-        return status.sha, status.context, status.state, branches
+        by_app, by_user = _status_reporter(status.sender)
+        return _Fact(status.sha, status.context, status.state, branches, by_app, by_user)
     if event == "check_run":
         run = validate(CheckRunDelivery, doc).check_run
         branch = run.head_branch or (run.check_suite.head_branch if run.check_suite else None)
         state = _conclusion_state(run.status, run.conclusion)
-        return run.head_sha, run.name, state, (branch,) if branch else ()
+        slug = run.app.slug if run.app else None
+        return _Fact(run.head_sha, run.name, state, (branch,) if branch else (), slug, None)
     suite = validate(CheckSuiteDelivery, doc).check_suite
     app = suite.app
     context = f"check_suite:{(app and (app.slug or app.name)) or 'unknown'}"
     state = _conclusion_state(suite.status, suite.conclusion)
     branch = suite.head_branch
-    return suite.head_sha, context, state, (branch,) if branch else ()
+    slug = app.slug if app else None
+    return _Fact(suite.head_sha, context, state, (branch,) if branch else (), slug, None)
+
+
+def _duplicate(delivery: str) -> web.Response:
+    """200: this delivery was handled before; nothing is done again."""
+    return web.json_response({"duplicate": True, "delivery": delivery}, status=200)
 
 
 async def github(request: web.Request) -> web.Response:
@@ -88,49 +123,75 @@ async def github(request: web.Request) -> web.Response:
     event = request.headers.get("X-GitHub-Event", "")
     if not event:
         raise ApiError(400, "malformed", "missing X-GitHub-Event")
+    delivery = delivery_id(request.headers.get("X-GitHub-Delivery"))
+    # Judged in full first: a body that is not valid is refused, seen before or not.
+    message = _github_message(ctx, event, body)
+    if delivery is not None and await deliveries.seen(ctx.runtime.pool, delivery):
+        return _duplicate(delivery)
+    response = _ignored()
+    if message is not None:
+        topic = (
+            ctx.runtime.topics.pulls
+            if isinstance(message, PullRequestReported)
+            else ctx.runtime.topics.checks
+        )
+        await ctx.publish(message, topic, key=message.repo, route="github")
+        response = web.json_response({"event_id": str(message.event_id)}, status=202)
+    if delivery is not None:
+        await deliveries.remember(ctx.runtime.pool, delivery)
+    return response
+
+
+def _github_message(
+    ctx: IngestContext, event: str, body: bytes
+) -> CheckReported | PullRequestReported | None:
+    """What a delivery reports, to publish; None for one Waveline ignores."""
     doc = parse_json(body)  # GitHub only ever sends a JSON object
     if event not in {"status", "check_run", "check_suite", "pull_request"}:
-        return _ignored()  # ping and every kind we do not act on
+        return None  # ping and every kind we do not act on
     full_name = validate(GitHubDelivery, doc).repository.full_name
     repo = ctx.runtime.config.repo_by_full_name(full_name)
     if repo is None:
-        return _ignored()  # not a repository Waveline writes to
+        return None  # not a repository Waveline writes to
     if event == "pull_request":
-        return await _pull_request(ctx, repo, validate(PullRequestDelivery, doc))
-    sha, context, state, branches = _fact(event, doc)
-    check = validate(
+        return _pull_request(repo, validate(PullRequestDelivery, doc))
+    fact = _fact(event, doc)
+    meaning = f"check/{repo}/{fact.sha}/{fact.context}/{fact.state}"
+    if fact.app is not None or fact.user is not None:
+        # Who reported it is part of the fact: the same result from another reporter is
+        # another event (and may not count).
+        meaning += f"/{fact.app or ''}/{fact.user or ''}"
+    return validate(
         CheckReported,
         {
-            "event_id": uuid.uuid5(_NS, f"check/{repo}/{sha}/{context}/{state}"),
+            "event_id": uuid.uuid5(_NS, meaning),
             "repo": repo,
-            "sha": sha,
-            "context": context,
-            "state": state,
+            "sha": fact.sha,
+            "context": fact.context,
+            "state": fact.state,
             "kind": event,
-            "branches": branches,
+            "branches": fact.branches,
             "reported_at": utcnow(),
+            "app": fact.app,
+            "user": fact.user,
         },
     )
-    await ctx.publish(check, ctx.runtime.topics.checks, key=repo, route="github")
-    return web.json_response({"event_id": str(check.event_id)}, status=202)
 
 
 # Actions that change what a promotion pull request means to Waveline.
 _PR_ACTIONS = {"opened", "reopened", "synchronize", "closed", "edited"}
 
 
-async def _pull_request(
-    ctx: IngestContext, repo: str, delivery: PullRequestDelivery
-) -> web.Response:
+def _pull_request(repo: str, delivery: PullRequestDelivery) -> PullRequestReported | None:
     action, pr = delivery.action, delivery.pull_request
     if action not in _PR_ACTIONS:
-        return _ignored()  # labels, reviews, assignments...
+        return None  # labels, reviews, assignments...
     if pr is None:
         raise ApiError(422, "invalid_field", [{"field": "pull_request", "reason": "missing"}])
     number = pr.number if pr.number is not None else delivery.number
     merged = bool(pr.merged)
     meaning = f"pr/{repo}/{number}/{action}/{pr.head.sha}/{merged}"
-    report = validate(
+    return validate(
         PullRequestReported,
         {
             "event_id": uuid.uuid5(_NS, meaning),
@@ -147,8 +208,6 @@ async def _pull_request(
             "reported_at": utcnow(),
         },
     )
-    await ctx.publish(report, ctx.runtime.topics.pulls, key=repo, route="github")
-    return web.json_response({"event_id": str(report.event_id)}, status=202)
 
 
 async def argocd(request: web.Request) -> web.Response:

@@ -283,7 +283,7 @@ class PullRequests:
                 head_sha,
             )
         }
-        if any(checks.get(c) != "success" for c in repo.required_checks):
+        if any(checks.get(c) != "success" for c in repo.required_check_names()):
             return
         forge = self.forges[repo_name]
         try:

@@ -3,7 +3,9 @@
 State lives in Postgres (promotions, wave_runs, wave_gates, approvals). A promotion W→W+1 is
 created ``waiting`` when W runs an image set; ``open_gates`` turns it ``requested`` (and sends
 the git command) once W+1's gate opens. The unique index on (pipeline, wave, app_sha) makes a
-redelivered wave report unable to create a second promotion.
+redelivered wave report unable to create a second promotion; a wave status about an earlier
+watched position than one applied is ignored, and approvals, holds and releases apply only to
+what they name (``gates.py``, rules in ``trust.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
+from waveline.services.promoter import gates
 from waveline.services.promoter.dispatch import Promotion, dispatch, publish_status
 from waveline.services.promoter.ids import promotion_id
 from waveline.shared.config import PipelineConfig
@@ -53,6 +56,8 @@ class Waves:
         if status.wave not in names:
             raise PreconditionFailed(f"pipeline {status.pipeline!r} has no wave {status.wave!r}")
         pool = self.runtime.pool
+        if await gates.stale(pool, status):
+            return  # an old status: it neither supersedes nor blocks a newer set
         if status.state == "failing":
             # A failing wave stops promotion from it until it runs a set again.
             await pool.execute(
@@ -318,34 +323,12 @@ class Waves:
             raise PreconditionFailed(f"pipeline {cmd.pipeline!r} has no wave {cmd.wave!r}")
         pool = self.runtime.pool
         if cmd.action in {"hold", "release"}:
-            await pool.execute(
-                "INSERT INTO wave_gates (pipeline, wave, held) VALUES ($1, $2, $3)"
-                " ON CONFLICT (pipeline, wave) DO UPDATE SET held = EXCLUDED.held",
-                cmd.pipeline,
-                cmd.wave,
-                cmd.action == "hold",
-            )
+            await gates.hold_or_release(pool, cmd)
         elif cmd.action == "result":
             await self._result(pipeline, cmd)
             return
         elif cmd.action == "approve":
-            waiting = await pool.fetch(
-                "SELECT promotion_id FROM promotions WHERE pipeline = $1 AND wave = $2"
-                " AND status = 'waiting' AND kind = 'promote'",
-                cmd.pipeline,
-                cmd.wave,
-            )
-            for row in waiting:
-                await pool.execute(
-                    "INSERT INTO approvals (promotion_id, actor) VALUES ($1, $2)"
-                    " ON CONFLICT DO NOTHING",
-                    row["promotion_id"],
-                    cmd.actor,
-                )
-            if not waiting:
-                logger.warning(
-                    "pipeline %s: nothing waits for approval into %s", cmd.pipeline, cmd.wave
-                )
+            await gates.approve(pool, cmd)
         else:
             await self._rollback(pipeline, cmd)
         logger.info("pipeline %s wave %s: %s by %s", cmd.pipeline, cmd.wave, cmd.action, cmd.actor)

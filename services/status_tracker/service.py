@@ -4,20 +4,32 @@
   replayed commit is a new commit, judged on its own checks) and what every wave holds at
   each commit Waveline made;
 - ``waveline.checks``: the latest state per (commit, context) wins; when every required check
-  of a commit on ``auto`` is green → fast-forward command, any red → evict command;
-- ``waveline.deploys``: the latest report per Argo CD target; when a wave's verdict changes →
+  of a commit on ``auto`` is green → fast-forward command, any red → evict command; a
+  required check from another reporter than the one it names does not count;
+- ``waveline.deploys``: the latest report per Argo CD target, if its revision is on watched
+  and not earlier than the target's last (``deploys.py``); when a wave's verdict changes →
   ``waveline.waves``.
 Commands carry ids derived from (repo, sha), so repeats are no-ops downstream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
-from waveline.services.status_tracker.decide import TargetReport, verdict, wave_verdict
+from waveline.services.status_tracker.decide import (
+    ChangeLog,
+    TargetReport,
+    trusted_reporter,
+    verdict,
+    watched_tips,
+    wave_verdict,
+)
+from waveline.services.status_tracker.deploys import DeployReports, TrackerMetrics
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
@@ -30,9 +42,21 @@ logger = logging.getLogger(__name__)
 _NS = uuid.UUID("3c8b3d1a-0f0e-4b8e-a5a7-1b9f0e2d7c64")
 
 
+# Held deploy reports are looked at on this period (docs/security.md).
+HOLD_TICK_S = 0.5
+
+
 @dataclass
 class StatusTracker:
     runtime: Runtime
+    metrics: TrackerMetrics = field(init=False)
+    deploys: DeployReports = field(init=False)
+    _checks_log: ChangeLog = field(default_factory=ChangeLog)
+    _ticker: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = TrackerMetrics(self.runtime)
+        self.deploys = DeployReports(self.runtime, self.metrics, self.evaluate_wave)
 
     def register(self) -> None:
         rt = self.runtime
@@ -48,7 +72,7 @@ class StatusTracker:
             rt.topics.deploys,
             group,
             DeployReported.model_validate_json,
-            self.on_deploy,
+            self.deploys.on_deploy,
             title="status-tracker deploys",
         )
         rt.consume(
@@ -60,12 +84,31 @@ class StatusTracker:
             batched=True,
         )
 
+    async def on_started(self) -> None:
+        """Start dropping expired held deploy reports once connected."""
+        self._ticker = asyncio.create_task(self._tick(), name="status-tracker-held-reports")
+
+    async def _tick(self) -> None:
+        hold = timedelta(seconds=self.runtime.settings.deploy_hold_s)
+        while True:
+            await asyncio.sleep(min(HOLD_TICK_S, hold.total_seconds()))
+            try:
+                await self.deploys.drop_expired(hold)
+            except Exception:
+                logger.exception("status-tracker: held reports check failed; next tick")
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+
     # -- git events ----------------------------------------------------------------------
 
     async def on_git_event(self, event: GitEvent) -> None:
         repo = self.runtime.config.repos.get(event.repo)
         on_auto = repo is not None and event.branch == repo.auto_branch
+        tips = watched_tips(event, repo.watched_branch) if repo is not None else []
         async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await self.deploys.record_watched(conn, event.repo, tips)
             for sha, waves in event.wave_apps.items():
                 await conn.execute(
                     "INSERT INTO commit_waves (repo, sha, waves) VALUES ($1, $2, $3::jsonb)"
@@ -102,6 +145,8 @@ class StatusTracker:
                     old,
                     new,
                 )
+        if tips:
+            await self.deploys.apply_held(event.repo, tips)
         if event.outcome == "committed" and event.sha and on_auto:
             await self.evaluate_commit(event.repo, event.sha)
         if event.command_kind == "align" and event.wave_apps:
@@ -127,6 +172,24 @@ class StatusTracker:
     # -- checks --------------------------------------------------------------------------
 
     async def on_check(self, check: CheckReported) -> None:
+        repo = self.runtime.config.repos.get(check.repo)
+        required = repo.required_checks if repo is not None else ()
+        key = (check.repo, check.context, check.app, check.user)
+        if not trusted_reporter(required, check.context, check.app, check.user):
+            # Stored, it would stand for the trusted reporter's result: dropped instead.
+            self.metrics.checks_ignored.labels("untrusted_reporter").inc()
+            if self._checks_log.changed(key, "untrusted"):
+                logger.warning(
+                    "repo %s: check %r on %s reported by app %s / user %s ignored: the"
+                    " required check names another reporter",
+                    check.repo,
+                    check.context,
+                    check.sha[:10],
+                    check.app or "-",
+                    check.user or "-",
+                )
+            return
+        self._checks_log.changed(key, None)
         await self.runtime.pool.execute(
             "INSERT INTO commit_checks (repo, sha, context, state, reported_at)"
             " VALUES ($1, $2, $3, $4, $5)"
@@ -155,7 +218,8 @@ class StatusTracker:
         rows = await pool.fetch(
             "SELECT context, state FROM commit_checks WHERE repo = $1 AND sha = $2", repo, sha
         )
-        decision = verdict(repo_config.required_checks, {r["context"]: r["state"] for r in rows})
+        latest = {r["context"]: r["state"] for r in rows}
+        decision = verdict(repo_config.required_check_names(), latest)
         if decision == "pending":
             return
         kind = "fast_forward" if decision == "green" else "evict"
@@ -173,24 +237,6 @@ class StatusTracker:
 
     # -- deploys -------------------------------------------------------------------------
 
-    async def on_deploy(self, deploy: DeployReported) -> None:
-        await self.runtime.pool.execute(
-            "INSERT INTO target_deploys (target, revision, phase, health, sync, reported_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (target) DO UPDATE SET revision = EXCLUDED.revision,"
-            " phase = EXCLUDED.phase, health = EXCLUDED.health, sync = EXCLUDED.sync,"
-            " reported_at = EXCLUDED.reported_at"
-            " WHERE target_deploys.reported_at <= EXCLUDED.reported_at",
-            deploy.app,
-            deploy.revision,
-            deploy.phase,
-            deploy.health,
-            deploy.sync,
-            deploy.reported_at,
-        )
-        for pipeline, wave in self.runtime.config.pipelines_of_target(deploy.app):
-            await self.evaluate_wave(pipeline, wave)
-
     async def evaluate_wave(self, pipeline_name: str, wave_name: str) -> None:
         pipeline = self.runtime.config.pipelines[pipeline_name]
         wave = pipeline.wave(wave_name)
@@ -198,7 +244,7 @@ class StatusTracker:
         pool = self.runtime.pool
         rows = await pool.fetch(
             "SELECT d.target, d.revision, d.phase, d.health, d.sync, d.reported_at,"
-            " c.waves ->> $3 AS app_sha"
+            " d.position, c.waves ->> $3 AS app_sha"
             " FROM target_deploys d LEFT JOIN commit_waves c"
             " ON c.repo = $2 AND c.sha = d.revision"
             " WHERE d.target = ANY($1::text[])",
@@ -215,6 +261,7 @@ class StatusTracker:
                 r["sync"],
                 r["app_sha"],
                 r["reported_at"].timestamp(),
+                r["position"],
             )
             for r in rows
         }
@@ -241,6 +288,7 @@ class StatusTracker:
             cfg_sha=result.cfg_sha,
             reason=result.reason,
             at=now,
+            cfg_position=result.cfg_position,
         )
         await self.runtime.publish(status, self.runtime.topics.waves, key=pipeline_name)
         await pool.execute(

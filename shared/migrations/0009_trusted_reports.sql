@@ -17,8 +17,8 @@ CREATE INDEX watched_commits_recorded ON watched_commits (recorded_at);
 ALTER TABLE target_deploys ADD COLUMN position bigint;
 
 -- Reports about a revision not (yet) known on watched: Argo CD may deploy a fast-forward
--- before its git event reaches the status-tracker. Applied when the commit is recorded,
--- dropped (and counted) after WAVELINE_DEPLOY_HOLD_S.
+-- before its git event reaches the status-tracker. Applied when the commit is recorded
+-- within WAVELINE_DEPLOY_HOLD_S; after that dropped, logged and counted as ignored.
 CREATE TABLE held_deploys (
     target      text        NOT NULL,
     revision    text        NOT NULL,
@@ -45,6 +45,8 @@ ALTER TABLE wave_gates
     ADD COLUMN hold_id      uuid,
     ADD COLUMN held_app_sha text,
     ADD COLUMN changed_at   timestamptz;
+-- A hold in force before this migration gets an id, so a release can name it.
+UPDATE wave_gates SET hold_id = gen_random_uuid() WHERE held AND hold_id IS NULL;
 
 -- promoter: the highest watched position of a wave status applied per wave; a status
 -- about an earlier position (a stale or replayed one) is ignored.

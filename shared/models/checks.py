@@ -27,3 +27,14 @@ class CheckReported(Message):
     kind: Literal["status", "check_run", "check_suite"] = "status"
     branches: tuple[str, ...] = ()
     reported_at: datetime
+    # Who reported it (docs/security.md, Deploy reports, checks, approvals): a required
+    # check naming its reporter counts only from that app or user.
+    app: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the GitHub App that reported it: a check run's or suite's app slug, or "
+        "a status created by an App installation (sender '<slug>[bot]')",
+    )
+    user: str | None = Field(
+        default=None, max_length=100, description="a commit status: the login that created it"
+    )

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+from pydantic import Field
+
 from waveline.shared.models.base import Message, PipelineName, WaveName
 
 
@@ -20,3 +22,9 @@ class WaveStatus(Message):
     cfg_sha: str | None = None
     reason: str | None = None
     at: datetime
+    cfg_position: int | None = Field(
+        default=None,
+        ge=0,
+        description="where cfg_sha is on the watched branch (higher: later); the promoter "
+        "ignores a status about an earlier position than one it applied",
+    )

@@ -213,6 +213,25 @@ async def pull_request(
     )
 
 
+async def watched(pool: asyncpg.Pool, age: float) -> str:
+    """A commit Waveline saw watched point at (positions follow insertion order)."""
+    commit = sha()
+    await pool.execute(
+        "INSERT INTO watched_commits (repo, sha, recorded_at) VALUES ('cfg', $1, $2)",
+        commit,
+        ago(age),
+    )
+    return commit
+
+
+async def github_delivery(pool: asyncpg.Pool, age: float) -> str:
+    did = str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO github_deliveries (delivery_id, received_at) VALUES ($1, $2)", did, ago(age)
+    )
+    return did
+
+
 # -- what goes, what stays ----------------------------------------------------------------
 
 
@@ -243,6 +262,16 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     await pull_request(pool, YOUNG, 2)
     await check(pool, OLD, sha(), "pull_request_checks")
     await check(pool, YOUNG, sha(), "pull_request_checks")
+    # Watched commits: an old one nothing reports goes; one a target reports stays, and so
+    # does each repo's newest, whatever their age.
+    old_watched, reported_watched = await watched(pool, OLD + 1), await watched(pool, OLD)
+    await pool.execute(
+        "INSERT INTO target_deploys (target, revision, phase, health, sync, reported_at,"
+        " position) VALUES ('staging-us', $1, '', 'Healthy', 'Synced', now(), 1)",
+        reported_watched,
+    )
+    newest_watched = await watched(pool, OLD)
+    old_hook, young_hook = await github_delivery(pool, OLD), await github_delivery(pool, YOUNG)
 
     deleted = await prune_all(pool, settings)
 
@@ -254,6 +283,8 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
         "auto_commits": 1,
         "commit_checks": 1,
         "commit_waves": 1,
+        "watched_commits": 1,
+        "github_deliveries": 1,
         "deliveries": 1,
         "pull_requests": 1,
         "pull_request_checks": 1,
@@ -273,6 +304,11 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     assert await count(pool, "delivery_attempts", "delivery_id = $1", young_delivery) == 2
     assert await count(pool, "pull_requests", "number = 2") == 1
     assert await count(pool, "pull_request_checks") == 1
+    assert await count(pool, "watched_commits", "sha = $1", old_watched) == 0
+    assert await count(pool, "watched_commits") == 2
+    assert await count(pool, "watched_commits", "sha = $1", newest_watched) == 1
+    assert await count(pool, "github_deliveries", "delivery_id = $1", old_hook) == 0
+    assert await count(pool, "github_deliveries", "delivery_id = $1", young_hook) == 1
     # A second pass finds nothing more.
     assert set((await prune_all(pool, settings)).values()) == {0}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ def signed(event: str, doc: dict[str, Any], secret: str = GITHUB_SECRET) -> dict
         "data": body,
         "headers": {
             "X-GitHub-Event": event,
-            "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            # Each delivery its own id: one seen before is answered 200 and not published.
+            "X-GitHub-Delivery": str(uuid.uuid4()),
             "X-Hub-Signature-256": f"sha256={digest}",
             "Content-Type": "application/json",
         },

@@ -46,7 +46,7 @@ def test_design_example_loads(tmp_path: Path) -> None:
     assert [w.name for w in pipeline.waves] == ["staging", "internal", "production"]
     assert pipeline.waves[1].gate.bake == timedelta(minutes=10)
     assert pipeline.waves[2].gate.approval is True
-    assert config.repos["cfg-app"].required_checks == ("ci/validate",)
+    assert config.repos["cfg-app"].required_check_names() == ("ci/validate",)
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,8 @@ SAMPLES: list[BaseModel] = [
         context="ci/lint",
         state="pending",
         reported_at=AT,
+        app="github-actions",
+        user="github-actions[bot]",
     ),
     DeployReported(
         event_id=_id(12),
@@ -177,7 +179,21 @@ SAMPLES: list[BaseModel] = [
         issued_at=AT,
     ),
     OperatorCommand(
-        event_id=_id(15), pipeline="app", wave="production", action="approve", issued_at=AT
+        event_id=_id(15),
+        pipeline="app",
+        wave="production",
+        action="approve",
+        issued_at=AT,
+        app_sha=APP_SHA,
+    ),
+    OperatorCommand(
+        event_id=_id(27),
+        pipeline="app",
+        wave="production",
+        action="release",
+        issued_at=AT,
+        app_sha=APP_SHA,
+        hold_id=_id(28),
     ),
     WaveStatus(
         event_id=_id(16),
@@ -187,6 +203,7 @@ SAMPLES: list[BaseModel] = [
         app_sha=APP_SHA,
         cfg_sha=CFG_SHA,
         at=AT,
+        cfg_position=42,
     ),
     WaveStatus(
         event_id=_id(17),
