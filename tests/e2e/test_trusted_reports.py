@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from tests.support import (
 from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine import trailers
+from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
@@ -388,3 +390,56 @@ async def test_a_replayed_approval_never_approves_a_newer_set(approved_internal:
     assert (await resp.json())["app_sha"] == B_SHA
     await api.wait_auto(5, "B's internal commit")
     assert stack.refs()["auto"] != before["auto"]
+
+
+async def test_a_late_approval_of_a_superseded_set_approves_nothing(
+    approved_internal: Stack,
+) -> None:
+    """A waits for approval into internal; B runs staging and supersedes it at the gate; an
+    approval of A delivered only now (a late redelivery) is refused and B stays waiting."""
+    stack = approved_internal
+    api = stack.api
+    await api.announce(APP_SHA)
+    first = await api.wait_auto(2, "A's staging commit")
+    await api.announce(B_SHA)
+    second = await api.wait_auto(3, "B's staging commit")
+    await stack.staging_runs(APP_SHA, first)
+    await api.wait_state(
+        lambda d: any(p["app_sha"] == APP_SHA for p in d["waves"][1]["promotions"]),
+        "A waits for approval into internal",
+    )
+    await stack.staging_runs(B_SHA, second)
+    await api.wait_state(
+        lambda d: [p["app_sha"] for p in d["waves"][1]["promotions"]] == [B_SHA],
+        "B alone waits at internal",
+    )
+    before = stack.refs()
+    late = OperatorCommand(
+        event_id=uuid.uuid4(),
+        pipeline="app",
+        wave="internal",
+        action="approve",
+        actor="operator",
+        issued_at=datetime.now(UTC),
+        app_sha=APP_SHA,
+    )
+    await produce(stack.settings, "waveline.operator", [late.to_bytes()], key=b"app")
+    letters = await read_topic(
+        stack.settings.kafka_bootstrap,
+        f"{stack.settings.topic_prefix}waveline.dlq",
+        until=lambda ms: any(m["source_topic"].endswith("waveline.operator") for m in ms),
+    )
+    (letter,) = [m for m in letters if m["source_topic"].endswith("waveline.operator")]
+    assert letter["error_code"] == "operator_command_refused"
+    assert "needs its own approval" in letter["reason"]
+    conn = await stack.db()
+    try:
+        approved = await conn.fetchval("SELECT count(*) FROM approvals")
+        status = await conn.fetchval(
+            "SELECT status FROM promotions WHERE wave = 'internal' AND app_sha = $1", B_SHA
+        )
+    finally:
+        await conn.close()
+    assert (approved, status) == (0, "waiting")
+    await asyncio.sleep(1.0)
+    assert stack.refs() == before
