@@ -3,15 +3,18 @@ when it accepts them (docs/security.md, Deploy reports, checks, approvals)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from typing import Any
 
 import asyncpg
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import OPERATOR_TOKEN
-from tests.support import APP_SHA, count_topic, read_topic
-from waveline.shared.config import Settings
+from tests.support import APP_SHA, count_topic, produce, read_topic, running
+from waveline.services.ingest.app import create_app
+from waveline.shared.config import Secrets, Settings, WavelineConfig
 
 OPS = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 OLDER = "1" * 40
@@ -102,3 +105,50 @@ async def test_hold_and_release_name_what_they_hold(
         str(hold_id),
         APP_SHA,
     )
+
+
+async def test_a_replayed_release_cannot_end_a_later_hold(
+    settings: Settings, config: WavelineConfig, secrets: Secrets
+) -> None:
+    """hold → release → hold again; the first release replayed on ``waveline.operator``
+    (and the first hold, after its release) change nothing: the gate stays held."""
+    topic = f"{settings.topic_prefix}waveline.operator"
+    async with (
+        running(["ingest", "promoter"], settings, config, secrets) as rts,
+        TestClient(TestServer(create_app(rts["ingest"]))) as client,
+    ):
+        assert (await post(client, "internal", "hold"))[0] == 202
+        await held(settings, True)
+        assert (await post(client, "internal", "release"))[0] == 202
+        await held(settings, False)
+        assert (await post(client, "internal", "hold"))[0] == 202
+        await held(settings, True)
+        first_hold, release, _ = await read_topic(
+            settings.kafka_bootstrap, topic, until=lambda m: len(m) >= 3
+        )
+        replays = [json.dumps(release).encode(), json.dumps(first_hold).encode()]
+        await produce(settings, "waveline.operator", replays, key=b"app")
+        letters = await read_topic(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}waveline.dlq",
+            until=lambda m: len(m) >= 2,
+        )
+        assert {m["error_code"] for m in letters} == {"operator_command_refused"}
+        assert any("another hold" in m["reason"] for m in letters)
+        assert any("replayed hold" in m["reason"] for m in letters)
+        await held(settings, True)
+
+
+async def held(settings: Settings, state: bool) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            conn = await db(settings)
+            try:
+                now = await conn.fetchval(
+                    "SELECT held FROM wave_gates WHERE pipeline = 'app' AND wave = 'internal'"
+                )
+            finally:
+                await conn.close()
+            if now is state:
+                return
+            await asyncio.sleep(0.1)
