@@ -73,6 +73,7 @@ RULES: tuple[Rule, ...] = (
         "promoter",
         "sets a remaining promotion or wave run names, and the sets the waves run now",
     ),
+    Rule("operator_actions", "promoter", "none: who did what is history only"),
     Rule("git_command_results", "git-writer", "results still 'pushing' (settled on redelivery)"),
     Rule(
         "auto_commits",

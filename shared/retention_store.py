@@ -124,6 +124,8 @@ PRUNABLE: dict[str, Prunable] = {
             "  WHERE n.repo = t.repo)",
         ),
         Prunable("github_deliveries", "t.received_at < now() - {cutoff}"),
+        # Who did what: history only, nothing reads it to decide.
+        Prunable("operator_actions", "t.recorded_at < now() - {cutoff}"),
         Prunable(
             "deliveries",
             "t.created_at < now() - {cutoff} AND t.updated_at < now() - {cutoff}"

@@ -232,6 +232,17 @@ async def github_delivery(pool: asyncpg.Pool, age: float) -> str:
     return did
 
 
+async def operator_action(pool: asyncpg.Pool, age: float) -> str:
+    event_id = str(uuid.uuid4())
+    await pool.execute(
+        "INSERT INTO operator_actions (event_id, pipeline, wave, action, actor, issued_at,"
+        " recorded_at) VALUES ($1, 'app', 'staging', 'approve', 'ops', $2, $2)",
+        uuid.UUID(event_id),
+        ago(age),
+    )
+    return event_id
+
+
 # -- what goes, what stays ----------------------------------------------------------------
 
 
@@ -272,6 +283,7 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     )
     newest_watched = await watched(pool, OLD)
     old_hook, young_hook = await github_delivery(pool, OLD), await github_delivery(pool, YOUNG)
+    old_action, young_action = await operator_action(pool, OLD), await operator_action(pool, YOUNG)
 
     deleted = await prune_all(pool, settings)
 
@@ -285,6 +297,7 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
         "commit_waves": 1,
         "watched_commits": 1,
         "github_deliveries": 1,
+        "operator_actions": 1,
         "deliveries": 1,
         "pull_requests": 1,
         "pull_request_checks": 1,
@@ -309,6 +322,8 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     assert await count(pool, "watched_commits", "sha = $1", newest_watched) == 1
     assert await count(pool, "github_deliveries", "delivery_id = $1", old_hook) == 0
     assert await count(pool, "github_deliveries", "delivery_id = $1", young_hook) == 1
+    assert await count(pool, "operator_actions", "event_id = $1::uuid", old_action) == 0
+    assert await count(pool, "operator_actions", "event_id = $1::uuid", young_action) == 1
     # A second pass finds nothing more.
     assert set((await prune_all(pool, settings)).values()) == {0}
 
