@@ -189,7 +189,8 @@ def _heads(stack: Stack) -> tuple[str | None, list[str]]:
 
 
 def _status(stack: Stack, sha: str, context: str, secret: bytes) -> tuple[bytes, dict[str, str]]:
-    """A GitHub ``status`` delivery (success), signed as GitHub signs it."""
+    """A GitHub ``status`` delivery (success), signed as GitHub signs it, with a delivery id
+    of its own as GitHub sends (ingest remembers each: a table that grows with traffic)."""
     body = json.dumps(
         {
             "sha": sha,
@@ -202,6 +203,7 @@ def _status(stack: Stack, sha: str, context: str, secret: bytes) -> tuple[bytes,
     signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
     headers = {
         "X-GitHub-Event": "status",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": f"sha256={signature}",
         "Content-Type": "application/json",
     }
