@@ -1,4 +1,4 @@
-"""Schema files for every topic's messages, generated from the pydantic models (DESIGN §1).
+"""Schema files for every topic's messages, generated from the pydantic models (README.md).
 
 ``schemas/<topic>/<Model>.schema.json`` is the model's JSON Schema (validation mode, by alias);
 ``schemas/<topic>/<Model>.avsc`` is an Avro record kept in step with it. The Avro schema is
