@@ -1,7 +1,7 @@
 """Strict validation of names, tags, digests and paths that come from outside.
 
 Anything that may end up in a git path or a ref passes through here first, so no input can
-escape a layout's directory (DESIGN §3, "no path from input may escape").
+escape a layout's directory (docs/architecture.md, Layouts).
 """
 
 from __future__ import annotations
