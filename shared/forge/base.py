@@ -1,6 +1,6 @@
 """The forge interface: pull requests on GitHub (and later GitLab), as the promoter needs them.
 
-Promotion by pull request (seed 003) needs four things from a forge: open a pull request for a
+Promotion by pull request (README.md) needs four things from a forge: open a pull request for a
 branch, or refresh the one already open for it; read one back; merge it only if its head is
 still the commit that was vetted; and release the connection. Results are plain dataclasses so
 callers never see a forge's wire format.
