@@ -1,4 +1,4 @@
-"""``waveline.images``: a CI announcement of a new image set (seed 001's object)."""
+"""``waveline.images``: a CI announcement of a new image set (docs/architecture.md)."""
 
 from __future__ import annotations
 
