@@ -18,7 +18,7 @@ class ImageRef(Message):
     """One service's image: ``Tag`` is ``repo:tag``, ``Digest`` is ``repo@sha256:…``.
 
     Lower-case keys (``tag``, ``digest``) are accepted; a bare ``sha256:…`` digest takes the
-    repository from the tag. Output always uses seed 001's capitalised keys.
+    repository from the tag. Output always uses the capitalised keys.
     """
 
     tag: str = Field(alias="Tag")
