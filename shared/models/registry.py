@@ -1,4 +1,5 @@
-"""Which model travels on which topic (DESIGN §1). The schema files are generated from this."""
+"""Which model travels on which topic (docs/architecture.md, Topics). The schema files are
+generated from this."""
 
 from __future__ import annotations
 
