@@ -1,1 +1,1 @@
-"""The git engine: pygit2 on persistent bare clones, no working tree (DESIGN §2)."""
+"""The git engine: pygit2 on persistent bare clones, no working tree (docs/architecture.md)."""
