@@ -1,1 +1,1 @@
-"""git-writer: the single serialized committer (DESIGN §1, §2)."""
+"""git-writer: the single serialized committer (docs/architecture.md, Git rules)."""
