@@ -1,4 +1,5 @@
-"""JSON error answers: ``{"error": code, "detail": …}`` with the right status (DESIGN §3)."""
+"""JSON error answers: ``{"error": code, "detail": …}`` with the right status
+(docs/architecture.md, HTTP API)."""
 
 from __future__ import annotations
 
