@@ -1,1 +1,2 @@
-"""ingest: the HTTP ingress (DESIGN §3). Authenticates, validates, publishes with acks=all."""
+"""ingest: the HTTP ingress (docs/architecture.md, HTTP API). Authenticates, validates,
+publishes with acks=all."""
