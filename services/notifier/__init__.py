@@ -1,1 +1,1 @@
-"""notifier: webhook promotion strategy and event notifications (DESIGN §1)."""
+"""notifier: webhook promotion strategy and event notifications (docs/architecture.md)."""
