@@ -2,8 +2,8 @@
 pipeline or wave that uses it, and every configured notification.
 
 The non-secret part (``url``, ``headers``) comes from the config file; the secret named by
-``secret_env`` (a YAML map of address, proxy, token, headers, as seed 003 and Flux store
-it) completes or overrides it. A missing or invalid secret stops the notifier at start
+``secret_env`` (a YAML map of address, proxy, token, headers, as Flux's provider secrets
+hold it) completes or overrides it. A missing or invalid secret stops the notifier at start
 with the variable's name, never its value.
 """
 
