@@ -1,4 +1,4 @@
-"""Sending a promotion on its way, by the strategy its target wave uses (seed 003).
+"""Sending a promotion on its way, by the strategy its target wave uses (docs/architecture.md).
 
 - ``commit``: a git command; git-writer commits on ``auto``.
 - ``pull-request``: the same command naming the wave's promotion branch; git-writer pushes
