@@ -1,1 +1,2 @@
-"""promoter: introduces image sets into the first wave and advances waves (DESIGN §1)."""
+"""promoter: introduces image sets into the first wave and advances waves
+(docs/architecture.md, Waves and gates)."""
