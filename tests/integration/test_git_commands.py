@@ -1,4 +1,5 @@
-"""Every git-writer command and its preconditions, against real bare remotes (DESIGN §2)."""
+"""Every git-writer command and its preconditions, against real bare remotes
+(docs/architecture.md, Git rules)."""
 
 from __future__ import annotations
 
