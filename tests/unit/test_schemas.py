@@ -1,4 +1,4 @@
-"""The committed ``schemas/`` files agree with the message models (DESIGN §1).
+"""The committed ``schemas/`` files agree with the message models (docs/architecture.md).
 
 Each model gets hand-built, realistic samples; every sample must survive the trip through
 its committed Avro schema and validate against its committed JSON Schema.
