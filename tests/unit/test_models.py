@@ -20,7 +20,7 @@ def test_seed_document_and_lower_case_keys() -> None:
     lower = {"Tag": "reg.io/a/svc:v1.2", "Digest": f"reg.io/a/svc@{DIGEST_1}"}
     ref = ImageRef.model_validate({"tag": lower["Tag"], "digest": lower["Digest"]})
     assert ref == ImageRef.model_validate(lower)
-    assert ref.model_dump() == lower  # output always uses seed 001's keys
+    assert ref.model_dump() == lower  # output always uses the capitalised keys
 
 
 def test_bare_digest_takes_the_tag_repository() -> None:
