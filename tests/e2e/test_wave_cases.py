@@ -136,7 +136,8 @@ async def test_rollback_to_previous(api: Api, remote: Path) -> None:
 
 
 async def test_bad_input_never_reaches_git(api: Api, remote: Path) -> None:
-    """Every refusal code of DESIGN §3, with all services running: the repo stays as it was."""
+    """Every refusal code of the HTTP API (docs/architecture.md), with all services running:
+    the repo stays as it was."""
     before = {ref: head(remote, ref) for ref in ("master", "auto")}
     client = api.client
     ci = {"Authorization": f"Bearer {CI_TOKEN}"}
