@@ -33,7 +33,7 @@ DIGEST_2 = "sha256:621f0ce9f70ad34dcc76d4b28c0e16ff30afa7f0318ec9ed85f9979255006
 
 
 def image_set(app_sha: str = APP_SHA, pipeline: str = "app") -> dict[str, Any]:
-    """Seed 001's document for two services."""
+    """A ``POST /v1/images`` body for two services."""
     return {
         "pipeline": pipeline,
         "app_sha": app_sha,
