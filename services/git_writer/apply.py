@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pygit2
 
 from waveline.services.git_writer import admit
+from waveline.services.git_writer.autoline import AutoLine
 from waveline.shared.config import PipelineConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.gitengine import layouts, trailers
@@ -86,6 +87,7 @@ class Applier:
         # auto's whole history on every command (merge-base), O(n) per commit.
         self._aligned: tuple[pygit2.Oid, pygit2.Oid] | None = None
         self._wave_apps: OrderedDict[pygit2.Oid, dict[str, str]] = OrderedDict()
+        self._auto_line = AutoLine()
         self._fetched_at = float("-inf")
         self._fresh = False  # the state was fetched for the batch being built
         self._updates = 0  # branch updates since the clone was last compacted
@@ -144,11 +146,17 @@ class Applier:
 
     def _set(self, branch: str, oid: pygit2.Oid) -> None:
         self._updates += 1
+        if branch == self.auto_branch:
+            self._auto_line.moved(oid, self._first_parent)
         if oid == self.repo.remote_ref(branch):
             self._pending.pop(branch, None)
         else:
             self._pending[branch] = oid
         self.index.update(self.repo, [oid])
+
+    def _first_parent(self, oid: pygit2.Oid) -> pygit2.Oid | None:
+        parents = self.repo.commit(oid).parent_ids
+        return parents[0] if parents else None
 
     @property
     def dirty(self) -> bool:
@@ -521,7 +529,7 @@ class Applier:
         auto, replayed = self.aligned_auto()
         if replayed:
             self._set(self.auto_branch, auto)
-        if not self.repo.is_ancestor(green, auto):
+        if not self._auto_line.holds(green, auto) and not self.repo.is_ancestor(green, auto):
             raise PreconditionFailed(f"{cmd.sha} is not on {self.auto_branch}")
         if not self.repo.is_ancestor(watched, green):
             raise PreconditionFailed(f"{self.watched_branch} is not an ancestor of {cmd.sha}")
