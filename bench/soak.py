@@ -38,6 +38,7 @@ import json
 import os
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,20 +173,24 @@ def _remote_path(stack: Stack) -> str:
     return parsed.path
 
 
-def _heads(stack: Stack) -> tuple[str | None, list[str]]:
-    """The watched branch's head, and the commits on auto that it lacks (oldest first)."""
+def _heads(stack: Stack, seen: str | None) -> tuple[str | None, str | None, list[str]]:
+    """The watched branch's head, auto's head, and the commits on auto that neither the
+    watched branch nor ``seen`` (auto's head last time) reach, oldest first: each round walks
+    only what is new, however far auto runs ahead (a walk of auto's whole lead each round
+    made the driver itself fall behind once the stack did)."""
     repo = pygit2.Repository(_remote_path(stack))
     watched = repo.references.get(f"refs/heads/{stack.repo.watched_branch}")
     auto = repo.references.get(f"refs/heads/{stack.repo.auto_branch}")
     head = str(watched.target) if watched is not None else None
     if auto is None:
-        return head, []
-    walker = repo.walk(
-        auto.target, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE
-    )
-    if watched is not None:
-        walker.hide(watched.target)
-    return head, [str(c.id) for c in walker][:5000]
+        return head, None, []
+    walker = repo.walk(auto.target, pygit2.enums.SortMode.TOPOLOGICAL)
+    for stop in (watched.target if watched is not None else None, seen):
+        if stop is not None and stop in repo:
+            walker.hide(stop)
+    new = [str(c.id) for c in walker]
+    new.reverse()
+    return head, str(auto.target), new
 
 
 def _status(stack: Stack, sha: str, context: str, secret: bytes) -> tuple[bytes, dict[str, str]]:
@@ -217,17 +222,21 @@ async def play_ci_and_argo(
     argo = {**stack.bearer("WAVELINE_ARGOCD_TOKEN"), "Content-Type": "application/json"}
     targets = [t for wave in stack.pipeline.waves for t in wave.targets]
     hook = f"{stack.url}/v1/webhooks/github"
-    reported: set[str] = set()  # auto commits already given their checks
+    backlog: deque[str] = deque()  # commits made on auto, in order, not yet given checks
+    seen: str | None = None
     deployed: str | None = None
     last_deploy = 0.0
     while time.monotonic() < until:
-        head, pending = await asyncio.to_thread(_heads, stack)
-        # Only what is still pending is remembered: the set stays as small as auto's lead.
-        reported &= set(pending)
-        todo = [sha for sha in pending if sha not in reported]
-        # 32 deliveries at a time, as a CI fleet would; a long backlog does not hold the
-        # Argo CD reports (or the end of the run) back for more than one round.
-        for chunk in (todo[i : i + 32] for i in range(0, min(len(todo), 512), 32)):
+        head, seen, new = await asyncio.to_thread(_heads, stack, seen)
+        backlog.extend(new)
+        # 32 deliveries at a time, as a CI fleet would, and every commit once (a commit the
+        # watched branch took meanwhile still gets its checks, as CI reports it anyway); a
+        # long backlog does not hold the Argo CD reports (or the end of the run) back for
+        # more than one round.
+        for _ in range(16):
+            chunk = [backlog.popleft() for _ in range(min(32, len(backlog)))]
+            if not chunk:
+                break
             sends = [
                 _post(session, hook, *_status(stack, sha, context, secret), counts)
                 for sha in chunk
@@ -235,7 +244,6 @@ async def play_ci_and_argo(
             ]
             await asyncio.gather(*sends)
             counts.statuses += len(sends)
-            reported.update(chunk)
             if time.monotonic() >= until:
                 return
         if head and head != deployed and time.monotonic() - last_deploy >= deploy_every:
