@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,9 +54,10 @@ def is_retriable(exc: BaseException) -> bool:
     message itself is at fault."""
     if isinstance(exc, WavelineError | KafkaError):
         return bool(exc.retriable)
-    # An untrusted certificate is an OSError too, but the same one is refused every time.
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return False
+    # A certificate that stops verifying while a service runs (a server's certificate or
+    # CA rotated) is not the message's fault: it waits like an outage, and readiness says
+    # so. At start the same failure is a ConfigError (shared/db.py, shared/kafka_clients.py),
+    # so a wrong CA still stops a process at once.
     # OSError covers refused and reset connections and names that do not resolve (gaierror).
     return isinstance(exc, POSTGRES_OUTAGES + POSTGRES_CONFLICTS + (OSError, TimeoutError))
 

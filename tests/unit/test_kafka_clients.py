@@ -230,8 +230,10 @@ def test_a_refusal_is_a_config_error_never_an_outage() -> None:
     assert isinstance(refusal, ConfigError)
     assert refusal.retriable is False
     assert is_retriable(refusal) is False
-    # An untrusted certificate as the standard library raises it: not an outage either.
-    assert is_retriable(ssl.SSLCertVerificationError(1, "certificate verify failed")) is False
+    # The bare standard-library error is met only once a service runs (start turns it into
+    # a refusal): a certificate that changed under a running service is waited out, its
+    # message is not dead-lettered.
+    assert is_retriable(ssl.SSLCertVerificationError(1, "certificate verify failed")) is True
 
 
 async def test_plaintext_is_never_diagnosed_as_refused() -> None:
