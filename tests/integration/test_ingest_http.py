@@ -18,7 +18,9 @@ from waveline.shared.runtime import bootstrap
 AUTH = {"Authorization": f"Bearer {CI_TOKEN}"}
 
 
-async def test_accepts_an_image_set_and_publishes_it(client: TestClient[Any, Any], settings: Settings) -> None:
+async def test_accepts_an_image_set_and_publishes_it(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
     resp = await client.post("/v1/images", json=image_set(), headers=AUTH)
     assert resp.status == 202, await resp.text()
     event_id = (await resp.json())["event_id"]
