@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from waveline.shared.errors import ConfigError
 from waveline.shared.gitengine import transport
 from waveline.shared.names import NAME_PATTERN, check_relative_path
+from waveline.shared.reconcile_config import ReconcileSettings
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -662,6 +663,8 @@ class Settings(BaseSettings):
     # none); /metrics (ingest's and the consumers') needs this bearer token when set.
     dashboard_open: Literal["off", "loopback"] = "off"
     metrics_token: SecretStr | None = None
+    # The reconciler (docs/reconcile.md): WAVELINE_RECONCILE_*, WAVELINE_ARGOCD_API_*.
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
     @classmethod

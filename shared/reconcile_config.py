@@ -1,0 +1,48 @@
+"""The reconciler's settings (docs/reconcile.md): when lost webhooks are made up for by
+polling the forge and the deployer, how fast, and within which share of the forge's budget.
+
+A settings class of its own, read from the same ``WAVELINE_*`` environment as ``Settings``
+(which holds it as ``Settings.reconcile``), so the reconciler's knobs live in one place and
+its secret is masked in logs like every ``SecretStr`` of ``Settings``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReconcileSettings(BaseSettings):
+    """``WAVELINE_RECONCILE_*`` and ``WAVELINE_ARGOCD_API_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="WAVELINE_", frozen=True, extra="ignore")
+
+    # A commit of auto still pending this long after it was recorded is polled on the forge.
+    reconcile_checks_after_s: float = Field(default=60.0, gt=0, le=86400)
+    # A wave whose targets have not all reported the set it holds on watched's tip this
+    # long after that tip was recorded has its targets read from the deployer's API.
+    reconcile_deploys_after_s: float = Field(default=120.0, gt=0, le=86400)
+    # How often the store is scanned for what is due; each item then waits its own
+    # backoff: first ``*_after_s``, doubling, capped here.
+    reconcile_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    reconcile_backoff_cap_s: float = Field(default=600.0, gt=0, le=86400)
+    # The share of the forge's rate-limit budget polling may spend: the rest is left for
+    # every other user of the same credentials (the notifier's pull requests, people's
+    # scripts). GitHub answers a conditional request with 304 free of charge.
+    reconcile_budget_share: float = Field(default=0.5, gt=0, le=1)
+    # Argo CD's API (argocd-server): with both set, targets are read from it.
+    argocd_api_url: str | None = None
+    argocd_api_token: SecretStr | None = None
+    argocd_api_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("argocd_api_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            raise ValueError("WAVELINE_ARGOCD_API_URL must be an http:// or https:// address")
+        return url.rstrip("/") if url else None
+
+    def argocd_configured(self) -> bool:
+        return self.argocd_api_url is not None and self.argocd_api_token is not None
