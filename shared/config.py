@@ -69,11 +69,24 @@ class Author(_Frozen):
 
 
 class ForgeConfig(_Frozen):
-    """Where pull requests are opened. Only GitHub's REST API today."""
+    """Where pull requests are opened: GitHub's REST API, or GitLab's v4 (docs/gitlab.md).
+    ``api_url`` and ``token_env`` default by ``kind`` (``WAVELINE_GITLAB_TOKEN`` holds a
+    GitLab project access token)."""
 
-    kind: Literal["github"] = "github"
+    kind: Literal["github", "gitlab"] = "github"
     api_url: str = "https://api.github.com"
     token_env: str = "WAVELINE_GITHUB_TOKEN"  # noqa: S105 (a variable name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "gitlab":
+            data = {
+                "api_url": "https://gitlab.com/api/v4",
+                "token_env": "WAVELINE_GITLAB_TOKEN",
+                **data,
+            }
+        return data
 
 
 class RequiredCheck(_Frozen):
@@ -106,7 +119,8 @@ class RepoConfig(_Frozen):
     ssh_known_hosts_env: str | None = None
     author: Author = Author()
     required_checks: tuple[RequiredCheck, ...] = ()
-    # "owner/name" on the forge, as GitHub webhooks name it; derived from url when unset.
+    # "owner/name" on the forge, as GitHub webhooks name it ("group/sub/name" on GitLab);
+    # derived from url when unset.
     forge_name: str | None = None
     # Needed by pipelines or waves whose strategy is pull-request.
     forge: ForgeConfig | None = None
@@ -114,6 +128,12 @@ class RepoConfig(_Frozen):
     def full_name(self) -> str:
         if self.forge_name:
             return self.forge_name
+        if self.forge is not None and self.forge.kind == "gitlab":
+            # GitLab nests projects in subgroups: the whole path after the host is the name.
+            after_host = r"(?:(?:https?|ssh)://[^/]+/|[\w.-]+@[\w.-]+:)/*(.+?)(?:\.git)?/*"
+            found = re.fullmatch(after_host, self.url)
+            if found:
+                return found.group(1)
         path = re.split(r"[:/]", self.url.rstrip("/"))
         tail = [p for p in path if p][-2:]
         return "/".join(tail).removesuffix(".git")
@@ -207,6 +227,9 @@ class StrategyConfig(_Frozen):
     base: str | None = None  # default: the repo's watched branch
     auto_merge: bool = False
     merge_method: Literal["merge", "squash", "rebase"] = "merge"
+    # GitLab: ask GitLab to merge once the merge request's pipeline succeeds (its auto-merge),
+    # instead of Waveline merging when the repo's required checks are green (auto_merge).
+    merge_when_pipeline_succeeds: bool = False
 
     @field_validator("url")
     @classmethod
@@ -376,6 +399,7 @@ class AuthConfig(_Frozen):
 
     ci_token_env: str = "WAVELINE_CI_TOKEN"  # noqa: S105 (a variable name)
     github_webhook_secret_env: str = "WAVELINE_GITHUB_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+    gitlab_webhook_secret_env: str = "WAVELINE_GITLAB_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
     argocd_token_env: str = "WAVELINE_ARGOCD_TOKEN"  # noqa: S105 (a variable name)
     operator_token_env: str = "WAVELINE_OPERATOR_TOKEN"  # noqa: S105 (a variable name)
     tokens: tuple[TokenConfig, ...] = ()
@@ -443,6 +467,14 @@ class WavelineConfig(_Frozen):
                     raise ValueError(
                         f"{where}.strategy: pull-request needs repos.{pipeline.repo}.forge"
                     )
+                forge = self.repos[pipeline.repo].forge
+                if strategy.merge_when_pipeline_succeeds and (
+                    strategy.auto_merge or forge is None or forge.kind != "gitlab"
+                ):
+                    raise ValueError(
+                        f"{where}.strategy: merge_when_pipeline_succeeds needs a gitlab forge"
+                        " and no auto_merge (one of them merges)"
+                    )
                 if strategy.kind == "webhook" and not (strategy.url or strategy.secret_env):
                     raise ValueError(f"{where}.strategy: webhook needs url or secret_env")
         for name, notification in self.notifications.items():
@@ -464,6 +496,7 @@ class Secrets(BaseModel):
 
     ci_token: SecretStr | None = None
     github_webhook_secret: SecretStr | None = None
+    gitlab_webhook_secret: SecretStr | None = None  # X-Gitlab-Token of GitLab's webhooks
     argocd_token: SecretStr | None = None
     operator_token: SecretStr | None = None
     # Secrets by the environment variable the config names (forge tokens, webhook secrets,
@@ -491,6 +524,7 @@ class Secrets(BaseModel):
         return cls(
             ci_token=get(auth.ci_token_env),
             github_webhook_secret=get(auth.github_webhook_secret_env),
+            gitlab_webhook_secret=get(auth.gitlab_webhook_secret_env),
             argocd_token=get(auth.argocd_token_env),
             operator_token=get(auth.operator_token_env),
             named=named,

@@ -7,7 +7,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from waveline.services.ingest import dashboard, health, images, operator, results, webhooks
+from waveline.services.ingest import (
+    dashboard,
+    gitlab,
+    health,
+    images,
+    operator,
+    results,
+    webhooks,
+)
 from waveline.services.ingest.body import encodings
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
 from waveline.services.ingest.frontdoor import FrontDoor
@@ -58,6 +66,7 @@ def create_app(
     app.router.add_post("/v1/images", images.post_images)
     app.router.add_post("/v1/pipelines/{pipeline}/images", images.post_pipeline_images)
     app.router.add_post("/v1/webhooks/github", webhooks.github)
+    app.router.add_post("/v1/webhooks/gitlab", gitlab.gitlab)
     app.router.add_post("/v1/webhooks/argocd", webhooks.argocd)
     app.router.add_post(
         "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release}",

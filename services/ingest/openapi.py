@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from waveline import __version__
+from waveline.services.ingest.gitlab_facts import EVENTS as GITLAB_EVENTS
+from waveline.services.ingest.gitlab_payloads import JobHook, MergeRequestHook, PipelineHook
 from waveline.services.ingest.payloads import (
     ArgoReport,
     CheckRunDelivery,
@@ -75,6 +77,12 @@ _GITHUB_KEYS, _GITHUB_SCHEMAS = models_json_schema(
     ref_template="#/components/schemas/{model}",
 )
 _GITHUB_REFS = list(_GITHUB_KEYS.values())
+# GitLab's, in the order of X-Gitlab-Event's Merge Request, Pipeline and Job Hook.
+_GITLAB_KEYS, _GITLAB_SCHEMAS = models_json_schema(
+    [(m, "validation") for m in (MergeRequestHook, PipelineHook, JobHook)],
+    ref_template="#/components/schemas/{model}",
+)
+_GITLAB_REFS = list(_GITLAB_KEYS.values())
 
 # What ``shared/names.py`` and the message models check, as patterns, so a body the
 # document calls valid is one the handlers take (but for the digest's repository, which must
@@ -212,6 +220,47 @@ def document() -> dict[str, Any]:
             ],
             secured=False,
         ),
+        "/v1/webhooks/gitlab": _post(
+            "A GitLab webhook (X-Gitlab-Token, the webhook's secret token): Merge Request,"
+            " Pipeline and Job Hook are read, every other event is ignored",
+            _json_body(
+                {
+                    "anyOf": [
+                        *_GITLAB_REFS,
+                        {"type": "object", "description": "any other event (ignored)"},
+                    ],
+                    "description": "GitLab's payload for X-Gitlab-Event; only the fields"
+                    " shown are read",
+                }
+            ),
+            {
+                "202": {
+                    "description": "accepted: every event durable in Kafka",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["event_ids"],
+                                "properties": {
+                                    "event_ids": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "uuid"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "204": {"description": "an event, project or action Waveline ignores"},
+            },
+            401,
+            403,
+            parameters=[
+                _header("X-Gitlab-Event", minLength=1, examples=[*GITLAB_EVENTS, "Push Hook"]),
+                _header("X-Gitlab-Token", description="the webhook's secret token"),
+            ],
+            secured=False,
+        ),
         "/v1/webhooks/argocd": _post(
             "argocd-notifications webhook (an Argo CD token covering every pipeline whose"
             " waves list the app)",
@@ -306,6 +355,7 @@ def document() -> dict[str, Any]:
                 "ImageSetAnnounced": _ANNOUNCE,
                 "ImageRef": _IMAGE_REF,
                 **_GITHUB_SCHEMAS["$defs"],
+                **_GITLAB_SCHEMAS["$defs"],
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -19,7 +19,8 @@ import asyncpg
 
 from waveline.shared.config import PipelineConfig, Secrets, WavelineConfig
 from waveline.shared.errors import ConfigError
-from waveline.shared.forge import Forge, GitHubForge, HeadChanged, PullRequestNotMergeable
+from waveline.shared.forge import Forge, HeadChanged, PullRequestNotMergeable
+from waveline.shared.forge.select import make_forge
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.git import GitEvent
@@ -39,7 +40,7 @@ def forges_from_config(config: WavelineConfig, secrets: Secrets) -> dict[str, Fo
         token = secrets.get(repo.forge.token_env)
         if token is None:
             raise ConfigError(f"repos.{name}.forge: {repo.forge.token_env} is not set")
-        forges[name] = GitHubForge(repo.forge.api_url, token=token)
+        forges[name] = make_forge(repo.forge, token)
     return forges
 
 
@@ -167,6 +168,8 @@ class PullRequests:
         )
         if strategy.auto_merge:
             await self.try_merge(pipeline.repo, event.sha)
+        elif strategy.merge_when_pipeline_succeeds and pr.state == "open":
+            await self._merge(pipeline.repo, event.sha, when_checks_pass=True)
 
     async def _stale(self, repo: str, event: GitEvent) -> bool:
         """True for a redelivered promotion whose pull request already ended, or that a
@@ -285,17 +288,48 @@ class PullRequests:
         }
         if any(checks.get(c) != "success" for c in repo.required_check_names()):
             return
+        await self._merge(repo_name, head_sha, row=row)
+
+    async def _merge(
+        self,
+        repo_name: str,
+        head_sha: str,
+        *,
+        row: asyncpg.Record | None = None,
+        when_checks_pass: bool = False,
+    ) -> None:
+        """Merge the open pull request recorded at ``head_sha`` now, or (``when_checks_pass``)
+        ask the forge to merge it once its pipeline succeeds; its webhook ends it then."""
+        if row is None:
+            row = await self.pool.fetchrow(
+                "SELECT * FROM pull_requests WHERE repo = $1 AND head_sha = $2 AND state = 'open'",
+                repo_name,
+                head_sha,
+            )
+            if row is None:
+                return
+        strategy = self.runtime.config.pipelines[row["pipeline"]].strategy_of(row["wave"])
+        full_name = self.runtime.config.repos[repo_name].full_name()
         forge = self.forges[repo_name]
         try:
             merge_sha = await forge.merge_pull_request(
-                repo.full_name(), row["number"], sha=head_sha, method=strategy.merge_method
+                full_name,
+                row["number"],
+                sha=head_sha,
+                method=strategy.merge_method,
+                when_checks_pass=when_checks_pass,
             )
         except (PullRequestNotMergeable, HeadChanged):
             # Maybe merged meanwhile (another check's handler, a human): that is success.
-            pr = await forge.get_pull_request(repo.full_name(), row["number"])
+            pr = await forge.get_pull_request(full_name, row["number"])
             if pr.state != "closed":
                 raise
             await self._closed(row, merged=pr.merged, merge_sha=pr.merge_commit_sha)
+            return
+        if merge_sha is None:
+            logger.info(
+                "pull request #%d of %s merges when its pipeline succeeds", row["number"], repo_name
+            )
             return
         await self._closed(row, merged=True, merge_sha=merge_sha)
 

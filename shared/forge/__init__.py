@@ -1,4 +1,7 @@
-"""Code forge clients (GitHub today): pull requests for promotion by pull request."""
+"""Code forge clients (GitHub, GitLab): pull requests for promotion by pull request.
+
+``select.make_forge`` picks the client by the config's ``kind``.
+"""
 
 from waveline.shared.forge.base import (
     MERGE_METHODS,
@@ -9,12 +12,14 @@ from waveline.shared.forge.base import (
     PullRequestNotMergeable,
 )
 from waveline.shared.forge.github import GitHubForge
+from waveline.shared.forge.gitlab import GitLabForge
 
 __all__ = [
     "MERGE_METHODS",
     "Forge",
     "ForgeError",
     "GitHubForge",
+    "GitLabForge",
     "HeadChanged",
     "PullRequest",
     "PullRequestNotMergeable",

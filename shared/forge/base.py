@@ -1,9 +1,10 @@
-"""The forge interface: pull requests on GitHub (and later GitLab), as the promoter needs them.
+"""The forge interface: pull requests (merge requests on GitLab), as the promoter needs them.
 
 Promotion by pull request (README.md) needs four things from a forge: open a pull request for a
 branch, or refresh the one already open for it; read one back; merge it only if its head is
 still the commit that was vetted; and release the connection. Results are plain dataclasses so
-callers never see a forge's wire format.
+callers never see a forge's wire format. ``repo_full_name`` is the repository's path on the
+forge: ``owner/name`` on GitHub, ``group/sub/name`` on GitLab (``RepoConfig.full_name``).
 """
 
 from __future__ import annotations
@@ -99,10 +100,15 @@ class Forge(Protocol):
         method: str = "merge",
         commit_title: str | None = None,
         commit_message: str | None = None,
-    ) -> str:
+        when_checks_pass: bool = False,
+    ) -> str | None:
         """Merge only if the head is still ``sha``; return the commit now on the base branch.
 
-        ``method`` is one of ``MERGE_METHODS``; anything else raises a permanent ForgeError.
+        ``method`` is one of ``MERGE_METHODS``; anything else (or one the forge cannot do
+        per merge) raises a permanent ForgeError. ``when_checks_pass`` asks the forge to
+        merge by itself once the head's pipeline succeeds (GitLab's auto-merge): None is
+        returned when the merge was scheduled rather than done; a forge without it raises a
+        permanent ForgeError.
 
         Raises ``HeadChanged`` when the head moved and ``PullRequestNotMergeable`` when the
         forge refuses (conflicts, closed, protected)."""

@@ -111,11 +111,17 @@ class GitHubForge:
         method: str = "merge",
         commit_title: str | None = None,
         commit_message: str | None = None,
+        when_checks_pass: bool = False,
     ) -> str:
         """PUT .../merge guarded by ``sha``; return the merge commit's sha.
 
         405 raises ``PullRequestNotMergeable``, 409 raises ``HeadChanged`` (both permanent).
+        ``when_checks_pass`` is refused: GitHub schedules a merge only through GraphQL.
         """
+        if when_checks_pass:
+            raise ForgeError(
+                "GitHub's REST API cannot merge when checks pass; use auto_merge", retriable=False
+            )
         if method not in MERGE_METHODS:
             raise ForgeError(
                 f"unknown merge method {method!r}; use one of {MERGE_METHODS}", retriable=False
