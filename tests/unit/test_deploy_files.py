@@ -17,7 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
-SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier", "reconciler")
 ARGOCD_TRIGGERS = ("on-deployed", "on-sync-failed", "on-health-degraded")
 WEBHOOK_KEYS = {"app", "revision", "phase", "health", "sync"}
 SECRET_ENV = (

@@ -18,14 +18,15 @@ import pytest
 import yaml
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier", "reconciler")
 CONSUMERS = SERVICES[1:]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 # What every Waveline pod may reach, by port: DNS, Kafka (plain and TLS listeners), PostgreSQL.
 DNS, KAFKA, POSTGRES = 53, 9092, 5432
 BASE_EGRESS = {53, 9092, 9093, 5432}
-# Beyond that: the git-writer reaches git remotes, the notifier the forge and webhooks.
-EXTRA_EGRESS = {"git-writer": {443, 22}, "notifier": {443}}
+# Beyond that: the git-writer reaches git remotes, the notifier the forge and webhooks, the
+# reconciler the forge and Argo CD's API server.
+EXTRA_EGRESS = {"git-writer": {443, 22}, "notifier": {443}, "reconciler": {443, 8080}}
 # Probes that check nothing: a shell builtin or a command that always succeeds.
 _CONSTANT_COMMANDS = {"true", "/bin/true", "/usr/bin/true", ":", "exit", "echo", "sleep"}
 

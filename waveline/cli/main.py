@@ -31,7 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a service (or all) in the foreground")
     run.add_argument(
         "service",
-        choices=["ingest", "git-writer", "status-tracker", "promoter", "notifier", "all"],
+        choices=[
+            "ingest",
+            "git-writer",
+            "status-tracker",
+            "promoter",
+            "notifier",
+            "reconciler",
+            "all",
+        ],
     )
 
     dev = sub.add_parser("dev", help="the local stack: Kafka, PostgreSQL and the five services")
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         secrets = Secrets.from_env(config.auth, names=config.secret_env_names())
         names = (
-            ["ingest", "git-writer", "status-tracker", "promoter", "notifier"]
+            ["ingest", "git-writer", "status-tracker", "promoter", "notifier", "reconciler"]
             if args.service == "all"
             else [args.service]
         )

@@ -12,6 +12,7 @@ from waveline.services.git_writer.service import GitWriter
 from waveline.services.ingest.server import IngestServer
 from waveline.services.notifier.service import Notifier
 from waveline.services.promoter.service import Promoter
+from waveline.services.reconciler.service import Reconciler
 from waveline.services.status_tracker.service import StatusTracker
 from waveline.shared import health
 from waveline.shared.config import Secrets, Settings, WavelineConfig
@@ -20,7 +21,7 @@ from waveline.shared.runtime import Runtime, bootstrap
 
 logger = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier", "reconciler")
 
 
 class Consumer(Protocol):
@@ -28,12 +29,16 @@ class Consumer(Protocol):
 
 
 def consumer_for(name: str, runtime: Runtime) -> Consumer:
-    factories: dict[str, type[GitWriter] | type[Promoter] | type[StatusTracker] | type[Notifier]]
+    factories: dict[
+        str,
+        type[GitWriter] | type[Promoter] | type[StatusTracker] | type[Notifier] | type[Reconciler],
+    ]
     factories = {
         "git-writer": GitWriter,
         "promoter": Promoter,
         "status-tracker": StatusTracker,
         "notifier": Notifier,
+        "reconciler": Reconciler,
     }
     return factories[name](runtime)
 
