@@ -26,6 +26,8 @@ import pygit2
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakegithub_checks import FakeChecks
+
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2022-11-28"
@@ -135,6 +137,8 @@ class FakeGitHub:
         self.url = ""
         self.requests: list[Recorded] = []
         self.deliveries: list[Delivery] = []
+        # Commit statuses, check runs and suites, ETags and the rate limit (fakegithub_checks).
+        self.checks = FakeChecks(self._repos)
 
     def send_webhooks_to(self, url: str) -> None:
         """Where to deliver ``pull_request`` webhooks (known only once the receiver runs)."""
@@ -148,6 +152,7 @@ class FakeGitHub:
         app.router.add_get(one, self._get)
         app.router.add_patch(one, self._patch)
         app.router.add_put(one + "/merge", self._merge_route)
+        self.checks.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
