@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from waveline.shared.errors import ConfigError
 from waveline.shared.gitengine import transport
+from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
 from waveline.shared.names import NAME_PATTERN, check_relative_path
 from waveline.shared.reconcile_config import ReconcileSettings
 
@@ -76,6 +77,17 @@ class ForgeConfig(_Frozen):
     kind: Literal["github", "gitlab"] = "github"
     api_url: str = "https://api.github.com"
     token_env: str = "WAVELINE_GITHUB_TOKEN"  # noqa: S105 (a variable name)
+    # A GitHub App instead of a token, for the REST API and git over HTTPS (docs/github.md).
+    app: GitHubAppConfig | None = None
+
+    @model_validator(mode="after")
+    def _app_or_token(self) -> ForgeConfig:
+        if self.app is not None and self.kind != "github":
+            raise ValueError("app: a GitHub App authenticates to GitHub only (kind: github)")
+        default = type(self).model_fields["token_env"].default
+        if self.app is not None and self.token_env != default:
+            raise ValueError("give app or token_env, not both: the App mints the tokens")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -156,6 +168,13 @@ class RepoConfig(_Frozen):
     def required_check_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.required_checks)
 
+    def git_uses_app(self) -> bool:
+        """True when git over HTTP(S) authenticates with the forge's GitHub App token (the
+        forge names an App and the repo no ``token_env`` of its own)."""
+        app = self.forge.app if self.forge is not None else None
+        scheme = transport.origin_of(self.url).scheme
+        return app is not None and not self.token_env and scheme in ("http", "https")
+
     @field_validator("watched_branch", "auto_branch")
     @classmethod
     def _branch_name(cls, name: str) -> str:
@@ -166,7 +185,11 @@ class RepoConfig(_Frozen):
     @model_validator(mode="after")
     def _safe_transport(self) -> RepoConfig:
         refusal = transport.config_refusal(
-            self.url, self.token_env, self.allow_insecure_http, self.ssh_known_hosts_env
+            self.url,
+            self.token_env,
+            self.allow_insecure_http,
+            self.ssh_known_hosts_env,
+            app_token=self.git_uses_app(),
         )
         if refusal is not None:
             raise ValueError(refusal)
@@ -222,6 +245,10 @@ class StrategyConfig(_Frozen):
     url: str | None = None
     secret_env: str | None = None
     headers: dict[str, str] = {}
+    # webhook: what is sent. ``repository_dispatch`` triggers a GitHub Actions workflow
+    # through the repo's forge (App or token) instead (docs/github.md).
+    format: Literal["cloudevents", "repository_dispatch"] = "cloudevents"
+    dispatch: DispatchConfig = DispatchConfig()
     # pull-request
     branch: str = "waveline/{pipeline}/{wave}"
     base: str | None = None  # default: the repo's watched branch
@@ -428,6 +455,8 @@ class WavelineConfig(_Frozen):
         for repo in self.repos.values():
             if repo.forge is not None:
                 names.add(repo.forge.token_env)
+                if repo.forge.app is not None:
+                    names.add(repo.forge.app.private_key_env)
         for pipeline in self.pipelines.values():
             strategies = [pipeline.strategy, *(w.strategy for w in pipeline.waves if w.strategy)]
             names.update(s.secret_env for s in strategies if s.secret_env)
@@ -435,6 +464,21 @@ class WavelineConfig(_Frozen):
                 names.add(pipeline.result_token_env)
         names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
         return names
+
+    def _check_dispatch(
+        self, where: str, name: str, pipeline: PipelineConfig, wave: WaveConfig | None
+    ) -> None:
+        forge = self.repos[pipeline.repo].forge
+        if forge is None or forge.kind != "github":
+            raise ValueError(
+                f"{where}.strategy: repository_dispatch needs repos.{pipeline.repo}.forge"
+                " (GitHub, with an app or a token)"
+            )
+        dispatch = pipeline.strategy_of(wave.name).dispatch if wave else pipeline.strategy.dispatch
+        for wave_name in [wave.name] if wave else [w.name for w in pipeline.waves]:
+            problem = dispatch.problem(name, wave_name)
+            if problem is not None:
+                raise ValueError(f"{where}.strategy.dispatch: {problem}")
 
     def repo_by_full_name(self, full_name: str) -> str | None:
         """The config key of the repo GitHub calls ``full_name`` (case-insensitive)."""
@@ -475,7 +519,9 @@ class WavelineConfig(_Frozen):
                         f"{where}.strategy: merge_when_pipeline_succeeds needs a gitlab forge"
                         " and no auto_merge (one of them merges)"
                     )
-                if strategy.kind == "webhook" and not (strategy.url or strategy.secret_env):
+                if strategy.kind == "webhook" and strategy.format == "repository_dispatch":
+                    self._check_dispatch(where, name, pipeline, wave)
+                elif strategy.kind == "webhook" and not (strategy.url or strategy.secret_env):
                     raise ValueError(f"{where}.strategy: webhook needs url or secret_env")
         for name, notification in self.notifications.items():
             unknown = set(notification.pipelines) - set(self.pipelines)

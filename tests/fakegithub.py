@@ -5,6 +5,12 @@ auth, 404 for unknown repositories, 422 "Validation Failed" with GitHub's ``erro
 merges that really move the base branch of the bare repository. Every request is recorded,
 failures can be injected, and ``pull_request`` webhooks are delivered (signed, awaited) to an
 optional receiver so tests stay deterministic.
+
+GitHub Apps (``add_app``): the App's JWT is verified against its public key the way GitHub
+does (RS256 signature, ``iss`` the app id, not expired, ``exp`` at most 10 minutes ahead),
+installation tokens are minted with a short, configurable life and refused with 401 once
+expired; ``POST /repos/{o}/{r}/dispatches`` is answered 204 (422 for what GitHub refuses)
+and recorded in ``dispatches``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import hmac
 import itertools
 import json
 import logging
+import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pygit2
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
 from tests.fakegithub_checks import FakeChecks
@@ -100,6 +110,28 @@ class _Pull:
     merged_at: str | None = None
 
 
+@dataclass
+class _App:
+    app_id: str
+    public_key: rsa.RSAPublicKey
+    installation_id: int
+    repos: frozenset[str]
+    token_ttl_s: float
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One accepted ``repository_dispatch``: the repository, its event type and payload."""
+
+    full_name: str
+    event_type: str
+    client_payload: dict[str, Any]
+
+
+# GitHub's limit on a JWT's life: exp at most 10 minutes after now.
+_JWT_MAX_AHEAD_S = 600
+
+
 def _tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
     ref = repo.references.get(f"refs/heads/{branch}")
     target = ref.resolve().target if ref is not None else None
@@ -139,6 +171,12 @@ class FakeGitHub:
         self.deliveries: list[Delivery] = []
         # Commit statuses, check runs and suites, ETags and the rate limit (fakegithub_checks).
         self.checks = FakeChecks(self._repos)
+        self._apps: dict[str, _App] = {}
+        # installation token -> (installation id, wall-clock expiry)
+        self._installation_tokens: dict[str, tuple[int, float]] = {}
+        self.exchanges = 0  # installation tokens minted
+        self.expired_refusals = 0  # requests refused for an expired installation token
+        self.dispatches: list[Dispatch] = []
 
     def send_webhooks_to(self, url: str) -> None:
         """Where to deliver ``pull_request`` webhooks (known only once the receiver runs)."""
@@ -153,6 +191,9 @@ class FakeGitHub:
         app.router.add_patch(one, self._patch)
         app.router.add_put(one + "/merge", self._merge_route)
         self.checks.add_routes(app)
+        app.router.add_get("/repos/{owner}/{repo}/installation", self._installation)
+        app.router.add_post("/app/installations/{id:\\d+}/access_tokens", self._access_token)
+        app.router.add_post("/repos/{owner}/{repo}/dispatches", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -181,6 +222,42 @@ class FakeGitHub:
         """Answer the next ``times`` matching requests with ``status`` (and ``headers``)
         before any other check, e.g. 502 or a rate limit's 403 with ``Retry-After``."""
         self._failures.append((status, path_contains, times, headers or {}))
+
+    def add_app(
+        self,
+        app_id: str,
+        public_key: rsa.RSAPublicKey,
+        *,
+        installation_id: int = 4242,
+        repos: tuple[str, ...] | None = None,
+        token_ttl_s: float = 3600.0,
+    ) -> None:
+        """Register a GitHub App installed (as ``installation_id``) on ``repos`` (default:
+        every repository of the fake); its installation tokens live ``token_ttl_s``."""
+        self._apps[app_id] = _App(
+            app_id,
+            public_key,
+            installation_id,
+            frozenset(self._repos if repos is None else repos),
+            token_ttl_s,
+        )
+
+    @property
+    def minted(self) -> list[str]:
+        """Every installation token issued so far (to look for in logs)."""
+        return list(self._installation_tokens)
+
+    def revoke_installation_tokens(self) -> None:
+        """Make every installation token issued so far invalid, as a revocation would."""
+        self._installation_tokens = {t: (i, 0.0) for t, (i, _) in self._installation_tokens.items()}
+
+    def token_valid(self, token: str) -> bool:
+        """True for a static token or an installation token not yet expired (thread-safe
+        enough for the git server's thread: one dict read)."""
+        if hmac.compare_digest(token.encode(), self._token.encode()):
+            return True
+        found = self._installation_tokens.get(token)
+        return found is not None and time.time() < found[1]
 
     def numbers(self, full_name: str) -> list[int]:
         """Every pull request number of ``full_name``, open or not."""
@@ -251,13 +328,110 @@ class FakeGitHub:
 
     def _check_auth(self, request: web.Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() not in ("bearer", "token") or not hmac.compare_digest(
-            value.strip().encode(), self._token.encode()
-        ):
+        if request.path.startswith("/app/") or request.path.endswith("/installation"):
+            # Authenticated as the App itself: a JWT, never an installation token.
+            if scheme.lower() != "bearer":
+                raise FakeReply(401, "A JSON web token could not be decoded")
+            self._check_jwt(value.strip())
+        elif scheme.lower() not in ("bearer", "token") or not self.token_valid(value.strip()):
+            if value.strip() in self._installation_tokens:
+                self.expired_refusals += 1
             raise FakeReply(401, "Bad credentials")
         version = request.headers.get("X-GitHub-Api-Version")
         if version is not None and version != API_VERSION:
             raise FakeReply(400, f"API version '{version}' is not supported.")
+
+    def _check_jwt(self, token: str) -> _App:
+        """Verify the App JWT as GitHub does; 401 with GitHub's kind of message otherwise."""
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise FakeReply(401, "A JSON web token could not be decoded") from None
+        app = self._apps.get(str(unverified.get("iss")))
+        if app is None:
+            raise FakeReply(401, "Integration not found")
+        try:
+            claims = jwt.decode(
+                token,
+                app.public_key,
+                algorithms=["RS256"],
+                issuer=app.app_id,
+                options={"require": ["iat", "exp", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise FakeReply(
+                401,
+                "'Expiration time' claim ('exp') must be a numeric value representing the"
+                " future time at which the assertion expires",
+            ) from None
+        except jwt.PyJWTError:
+            raise FakeReply(401, "A JSON web token could not be decoded") from None
+        now = time.time()
+        if claims["exp"] > now + _JWT_MAX_AHEAD_S + 1:
+            raise FakeReply(401, "'Expiration time' claim ('exp') is too far in the future")
+        if claims["iat"] > now + 1:
+            raise FakeReply(401, "'Issued at' claim ('iat') must be an Integer in the past")
+        return app
+
+    def _app_of(self, request: web.Request) -> _App:
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        return self._check_jwt(value.strip())
+
+    async def _installation(self, request: web.Request) -> web.Response:
+        app = self._app_of(request)
+        full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        if full_name not in app.repos:
+            raise FakeReply(404, "Not Found")
+        owner = full_name.split("/", maxsplit=1)[0]
+        return web.json_response(
+            {
+                "id": app.installation_id,
+                "app_id": int(app.app_id) if app.app_id.isdigit() else 1,
+                "account": {"login": owner},
+                "repository_selection": "selected",
+                "permissions": {"contents": "write", "pull_requests": "write"},
+            }
+        )
+
+    async def _access_token(self, request: web.Request) -> web.Response:
+        app = self._app_of(request)
+        if int(request.match_info["id"]) != app.installation_id:
+            raise FakeReply(404, "Not Found")
+        token = "ghs_" + secrets.token_urlsafe(27)[:36]
+        expires = time.time() + app.token_ttl_s
+        self._installation_tokens[token] = (app.installation_id, expires)
+        self.exchanges += 1
+        stamp = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return web.json_response(
+            {
+                "token": token,
+                "expires_at": stamp,
+                "permissions": {"contents": "write", "pull_requests": "write"},
+                "repository_selection": "selected",
+            },
+            status=201,
+        )
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        full_name, _ = self._repo(request)
+        doc = request[_BODY]
+        event_type, payload = doc.get("event_type"), doc.get("client_payload", {})
+        if not isinstance(event_type, str) or not event_type:
+            raise FakeReply(422, 'Invalid request.\n\n"event_type" wasn\'t supplied.')
+        if len(event_type) > 100:
+            raise FakeReply(
+                422, "Invalid request.\n\nevent_type is too long (maximum is 100 characters)."
+            )
+        if not isinstance(payload, dict):
+            raise FakeReply(422, "Invalid request.\n\nclient_payload is not an object.")
+        if len(payload) > 10:
+            raise FakeReply(
+                422,
+                "Invalid request.\n\nNo more than 10 properties are allowed; "
+                f"{len(payload)} were supplied.",
+            )
+        self.dispatches.append(Dispatch(full_name, event_type, payload))
+        return web.Response(status=204)
 
     def _repo(self, request: web.Request) -> tuple[str, pygit2.Repository]:
         full_name = f"{request.match_info['owner']}/{request.match_info['repo']}"

@@ -11,9 +11,14 @@ import hmac
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+# Checks a Basic credential (user, password): a GitHub App's installation token goes as
+# user ``x-access-token``, and the fake GitHub knows whether it is still valid.
+Check = Callable[[str, str], bool]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -27,8 +32,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not header.startswith("Basic "):
             return False
         user_pass = base64.b64decode(header[6:]).decode()
-        _, _, password = user_pass.partition(":")
-        return hmac.compare_digest(password.encode(), self.server.token.encode())
+        user, _, password = user_pass.partition(":")
+        token = self.server.token
+        if not isinstance(token, str):
+            return token(user, password)
+        return hmac.compare_digest(password.encode(), token.encode())
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -97,16 +105,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     root: Path
-    token: str
+    token: str | Check
     refused: int
     credentials_seen: int
 
 
 class GitHttpServer:
     """``with GitHttpServer(root, token) as srv: srv.url("cfg-app.git")``; ``host`` another
-    loopback address (127.0.0.2) stands for another machine."""
+    loopback address (127.0.0.2) stands for another machine. ``token`` is the password
+    every request must carry, or a ``Check`` of the user and password."""
 
-    def __init__(self, root: Path, token: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path, token: str | Check, host: str = "127.0.0.1") -> None:
         self._server = _Server((host, 0), _Handler)
         self._server.root = root
         self._server.token = token

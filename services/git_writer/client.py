@@ -13,6 +13,11 @@ a deadline (``deadline_s``): a child that has not answered by then is killed, wh
 call the same way, so a stuck libgit2 call (or anything else) never holds the writer. The clone on
 disk is a cache the new child reopens (dropping remote-tracking refs to objects that lived
 only in the dead child's memory).
+
+A repo whose git authenticates with a GitHub App (``RepoConfig.git_uses_app``) gets its token
+from the service: the token source (shared/forge/github_app.py) lives here, and before each
+call that may fetch or push the current token is handed to the child when it changed (a
+renewal) or the child is new, so the child never holds an expired one for long.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Any, cast
 
 from waveline.services.git_writer.apply import Command
 from waveline.services.git_writer.host import HEADER, Built, HostInit, Known, frame, unpack
-from waveline.shared.errors import GitFailure
+from waveline.shared.errors import GitFailure, GitUnreachable
+from waveline.shared.forge.base import ForgeError
+from waveline.shared.forge.github_app import TokenSource
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +45,15 @@ HOST_MODULE = "waveline.services.git_writer.host"
 class RepoProcess:
     """One repo's child process, started on first use and again after it died."""
 
-    def __init__(self, init: HostInit, deadline_s: float = 120.0) -> None:
+    def __init__(
+        self, init: HostInit, deadline_s: float = 120.0, tokens: TokenSource | None = None
+    ) -> None:
         self._init = init
         self.deadline_s = deadline_s
+        self._tokens = tokens
+        # The newest token, and (child pid, token) last handed over.
+        self._token: str | None = None
+        self._handed: tuple[int | None, str] | None = None
         # Start times of the calls in flight (monotonic), for liveness.
         self._started: dict[int, float] = {}
         self._proc: asyncio.subprocess.Process | None = None
@@ -83,6 +96,11 @@ class RepoProcess:
                 theirs.close()
             reader, writer = await asyncio.open_unix_connection(sock=ours)
             writer.write(frame(self._init))
+            if self._token is not None:
+                # A new child hears the token first, before any call that could need it
+                # (its answer, to a call id nobody waits for, is dropped).
+                writer.write(frame((next(self._ids), "use_token", (self._token,))))
+                self._handed = (proc.pid, self._token)
             self._proc, self._writer = proc, writer
             self._replies = asyncio.create_task(
                 self._read_replies(proc, reader), name=f"git-{self._init.repo}-replies"
@@ -178,16 +196,39 @@ class RepoProcess:
             return 0.0
         return time.monotonic() - min(self._started.values())
 
+    async def hand_token(self) -> None:
+        """Give the child the current git token when it changed or the child is new; no-op
+        without a token source. A token that cannot be had is a ``GitUnreachable`` when
+        GitHub may answer later (waited out like an outage), else a permanent
+        ``GitFailure`` saying why."""
+        if self._tokens is None:
+            return
+        try:
+            token = (await self._tokens.token()).get_secret_value()
+        except ForgeError as exc:
+            what = f"repo {self._init.repo}: no GitHub App token for git: {exc}"
+            raise (
+                GitUnreachable(what) if exc.retriable else GitFailure(what, retriable=False)
+            ) from None
+        self._token = token
+        await self.start()
+        if self._handed != (self.pid, token):
+            await self.call("use_token", token)
+            self._handed = (self.pid, token)
+
     async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
+        await self.hand_token()
         return cast(Built, await self.call("build", todo, last_try, max_age_s))
 
     async def flush(self) -> None:
+        await self.hand_token()
         await self.call("flush")
 
     async def discard(self) -> None:
         await self.call("discard")
 
     async def settle(self, known: Known) -> Known:
+        await self.hand_token()
         return cast(Known, await self.call("settle", known))
 
     async def close(self) -> None:
@@ -203,3 +244,5 @@ class RepoProcess:
             logger.info("repo %s: packed %d objects on shutdown", self._init.repo, packed)
         if self._replies is not None:
             await self._replies
+        if self._tokens is not None:
+            await self._tokens.close()

@@ -192,6 +192,11 @@ class RepoHost:
     def discard(self) -> None:
         self.applier.discard()
 
+    def use_token(self, token: str) -> None:
+        """The git token from now on: a GitHub App's installation token, renewed by the
+        service (client.RepoProcess) before it expires and handed over here."""
+        self.applier.repo.creds.token = token
+
     def settle(self, known: Known) -> Known:
         """After a crash between 'pushing' and 'done': keep the results whose effect reached
         the remote (their recorded events are the truth), drop the others so they are
@@ -300,7 +305,7 @@ def _packing_worker_started(niceness: int, parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-METHODS = frozenset({"build", "flush", "discard", "settle", "close"})
+METHODS = frozenset({"build", "flush", "discard", "settle", "close", "use_token"})
 
 
 def read_frame(stream: BinaryIO) -> Any:

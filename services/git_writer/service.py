@@ -31,6 +31,7 @@ from waveline.services.git_writer.host import Built as BuiltAt
 from waveline.services.git_writer.host import HostInit
 from waveline.shared.errors import GitFailure, GitUnreachable, PreconditionFailed
 from waveline.shared.faults import failpoint
+from waveline.shared.forge.github_app import TokenSource, token_source
 from waveline.shared.logs import secret_values
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import GIT_COMMAND, GitEvent
@@ -234,8 +235,17 @@ class GitWriter:
                     object_cache_bytes=settings.git_object_cache_bytes,
                 ),
                 deadline_s=settings.git_call_deadline_s,
+                tokens=self._git_tokens(repo_name),
             )
         return self._repos[repo_name]
+
+    def _git_tokens(self, repo_name: str) -> TokenSource | None:
+        """The GitHub App token source of a repo whose git authenticates with one (a
+        missing or unusable key is a ``ConfigError`` at start, see on_started)."""
+        repo = self.runtime.config.repos[repo_name]
+        if not repo.git_uses_app():
+            return None
+        return token_source(repo_name, repo, self.runtime.secrets)
 
     async def on_started(self) -> None:
         """Start every repo's process now rather than on its first command (an import of

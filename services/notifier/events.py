@@ -50,10 +50,12 @@ def result_path(pipeline: str, wave: str, promotion_id: uuid.UUID) -> str:
     return f"/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion_id}/result"
 
 
-def promotion_delivery(event: PromotionEvent, source_topic: str) -> NewDelivery:
-    """The webhook strategy's request: everything the external system needs to promote,
-    including the trailers its commit should carry so Waveline recognises it."""
-    data: dict[str, Any] = {
+def promotion_data(event: PromotionEvent) -> dict[str, Any]:
+    """Everything the external system needs to promote, including the trailers its commit
+    should carry so Waveline recognises it: the CloudEvent's ``data``, and the
+    ``client_payload`` of a repository_dispatch (nine top-level properties; GitHub takes
+    at most ten)."""
+    return {
         "promotion_id": str(event.promotion_id),
         "pipeline": event.pipeline,
         "from_wave": event.from_wave,
@@ -76,6 +78,11 @@ def promotion_delivery(event: PromotionEvent, source_topic: str) -> NewDelivery:
         },
         "result_url": result_path(event.pipeline, event.to_wave, event.promotion_id),
     }
+
+
+def promotion_delivery(event: PromotionEvent, source_topic: str) -> NewDelivery:
+    """The webhook strategy's request, a ``promotion.requested`` CloudEvent."""
+    data = promotion_data(event)
     cloud = promotion_requested(
         event_id=str(event.promotion_id),
         pipeline=event.pipeline,

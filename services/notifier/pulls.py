@@ -19,7 +19,8 @@ import asyncpg
 
 from waveline.shared.config import PipelineConfig, Secrets, WavelineConfig
 from waveline.shared.errors import ConfigError
-from waveline.shared.forge import Forge, HeadChanged, PullRequestNotMergeable
+from waveline.shared.forge import Forge, GitHubForge, HeadChanged, PullRequestNotMergeable
+from waveline.shared.forge.github_app import token_source
 from waveline.shared.forge.select import make_forge
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
@@ -32,10 +33,14 @@ logger = logging.getLogger(__name__)
 
 
 def forges_from_config(config: WavelineConfig, secrets: Secrets) -> dict[str, Forge]:
-    """One client per repo that names a forge; its token must be set (checked at start)."""
+    """One client per repo that names a forge; its token (or its GitHub App's key) must be
+    set (checked at start)."""
     forges: dict[str, Forge] = {}
     for name, repo in config.repos.items():
         if repo.forge is None:
+            continue
+        if repo.forge.app is not None:
+            forges[name] = GitHubForge(repo.forge.api_url, token=token_source(name, repo, secrets))
             continue
         token = secrets.get(repo.forge.token_env)
         if token is None:

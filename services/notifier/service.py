@@ -13,16 +13,22 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from waveline.services.notifier.dispatch import (
+    DispatchTarget,
+    dispatch_delivery,
+    dispatch_targets,
+)
 from waveline.services.notifier.events import (
     Occurrence,
     dead_letter_occurrence,
     notification_deliveries,
+    promotion_data,
     promotion_delivery,
 )
 from waveline.services.notifier.pulls import PullRequests, forges_from_config
 from waveline.services.notifier.retry import RetryPolicy
 from waveline.services.notifier.store import DeliveryStore, NewDelivery
-from waveline.services.notifier.targets import Targets
+from waveline.services.notifier.targets import Targets, strategy_key
 from waveline.services.notifier.worker import DeliveryWorker
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.dlq import DeadLetter
@@ -57,11 +63,13 @@ class Notifier:
     _task: asyncio.Task[None] | None = None
     _pulls: PullRequests | None = None
     _targets: Targets = field(default_factory=Targets)
+    _dispatches: dict[str, DispatchTarget] = field(default_factory=dict)
 
     def register(self) -> None:
         rt = self.runtime
         # Resolved now so a missing secret stops the notifier at start, naming it.
         self._targets = Targets.resolve(rt.config, rt.secrets)
+        self._dispatches = dispatch_targets(rt.config, rt.secrets)
         self._pulls = PullRequests(rt, forges_from_config(rt.config, rt.secrets))
         group = "waveline-notifier"
         rt.consume(
@@ -115,7 +123,11 @@ class Notifier:
 
     async def on_started(self) -> None:
         self._worker = DeliveryWorker(
-            self.runtime, DeliveryStore(self.runtime.pool), self._targets, policy_of(self.runtime)
+            self.runtime,
+            DeliveryStore(self.runtime.pool),
+            self._targets,
+            policy_of(self.runtime),
+            dispatches=self._dispatches,
         )
         self._task = asyncio.create_task(self._worker.run(), name="notifier-deliveries")
 
@@ -125,6 +137,8 @@ class Notifier:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._pulls is not None:
             await self._pulls.close()
+        for dispatch in self._dispatches.values():
+            await dispatch.forge.close()  # safe to call more than once (shared clients)
 
     async def _queue(self, deliveries: list[NewDelivery]) -> None:
         store = DeliveryStore(self.runtime.pool)
@@ -140,7 +154,12 @@ class Notifier:
     async def on_promotion(self, event: PromotionEvent) -> None:
         topic = self.runtime.topics.promotions
         if event.status == "requested" and event.strategy == "webhook":
-            await self._queue([promotion_delivery(event, topic)])
+            dispatch = self._dispatches.get(strategy_key(event.pipeline, event.to_wave))
+            if dispatch is not None:
+                data = promotion_data(event)
+                await self._queue([dispatch_delivery(event, data, dispatch.event_type, topic)])
+            else:
+                await self._queue([promotion_delivery(event, topic)])
         elif event.status == "done":
             text = (
                 f"{event.pipeline}: {event.app_sha[:10]} promoted to {event.to_wave}"

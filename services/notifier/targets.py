@@ -65,7 +65,8 @@ class Targets:
         for name, pipeline in config.pipelines.items():
             for wave in pipeline.waves:
                 strategy = pipeline.strategy_of(wave.name)
-                if strategy.kind == "webhook":
+                # repository_dispatch goes through the forge instead (dispatch.py).
+                if strategy.kind == "webhook" and strategy.format == "cloudevents":
                     found[strategy_key(name, wave.name)] = _resolve(
                         f"pipelines.{name}.waves.{wave.name}.strategy", strategy, secrets, timeout_s
                     )

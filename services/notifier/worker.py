@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import aiohttp
 
+from waveline.services.notifier import dispatch as repository_dispatch
 from waveline.services.notifier.http import Attempt, deliver_once
 from waveline.services.notifier.retry import RetryPolicy
 from waveline.services.notifier.store import DeliveryStore, Due
@@ -46,6 +47,8 @@ class DeliveryWorker:
     store: DeliveryStore
     targets: Targets
     policy: RetryPolicy
+    # Waves promoted by repository_dispatch, by the same key as ``targets``.
+    dispatches: Mapping[str, repository_dispatch.DispatchTarget] = field(default_factory=dict)
     _session: aiohttp.ClientSession | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _inflight: dict[uuid.UUID, asyncio.Task[None]] = field(default_factory=dict)
@@ -105,11 +108,18 @@ class DeliveryWorker:
         self._wake.set()
 
     def _longest_timeout(self) -> float:
-        return max((t.timeout_s for t in self.targets.by_key.values()), default=10.0)
+        timeouts = [t.timeout_s for t in self.targets.by_key.values()]
+        timeouts += [t.timeout_s for t in self.dispatches.values()]
+        return max(timeouts, default=10.0)
 
     async def _attempt(self, due: Due) -> None:
-        target = self.targets.get(due.target)
-        if target is None:
+        # By what the stored body is (the wave's format may have changed since).
+        is_dispatch = due.event_type == repository_dispatch.EVENT_TYPE
+        target = None if is_dispatch else self.targets.get(due.target)
+        dispatch = self.dispatches.get(due.target) if is_dispatch else None
+        if dispatch is not None:
+            attempt = await repository_dispatch.send_dispatch(dispatch, due.body)
+        elif target is None:
             attempt = Attempt("give_up", None, 0.0, f"no target {due.target!r} is configured")
         else:
             assert self._session is not None
@@ -185,7 +195,7 @@ class DeliveryWorker:
 
     async def _promotion_status(self, due: Due) -> None:
         assert due.promotion_id is not None
-        data = json.loads(due.body)["data"]
+        data = repository_dispatch.payload_data(due.body)
         status: PromotionStatus = "delivered" if due.state == "delivered" else "failed"
         await self.runtime.publish(
             PromotionEvent(

@@ -2,7 +2,10 @@
 
 One aiohttp session per client, created on first use inside the running loop. Every failure
 is a ``ForgeError`` whose ``retriable`` follows the HTTP status; the token only ever travels in
-the ``Authorization`` header and is scrubbed from any message built from an answer.
+the ``Authorization`` header and is scrubbed from any message built from an answer. The token
+is fixed, or drawn from a ``TokenSource`` (a GitHub App's installation tokens, github_app.py)
+before every request; a 401 hands it back to the source and the request is sent once more
+with a fresh one.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from waveline.shared.forge.base import (
     PullRequest,
     PullRequestNotMergeable,
 )
+from waveline.shared.forge.github_app import StaticToken, TokenSource
 
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2022-11-28"
 _FULL_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _MAX_DETAIL = 300
+# GitHub's limits on a repository_dispatch event.
+DISPATCH_EVENT_TYPE_MAX = 100
+DISPATCH_MAX_PROPERTIES = 10
 
 
 class GitHubForge:
@@ -37,11 +44,13 @@ class GitHubForge:
         self,
         api_url: str = "https://api.github.com",
         *,
-        token: SecretStr,
+        token: SecretStr | TokenSource,
         timeout_s: float = 10.0,
     ) -> None:
         self._api_url = api_url.rstrip("/")
-        self._token = token
+        self._tokens: TokenSource = StaticToken(token) if isinstance(token, SecretStr) else token
+        # The tokens sent so far, to scrub from messages (a source's change over time).
+        self._sent: set[str] = set()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -52,10 +61,12 @@ class GitHubForge:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session, if one was opened. Safe to call more than once."""
+        """Close the HTTP session (and the token source's), if opened. Safe to call more
+        than once."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._tokens.close()
 
     async def open_or_update_pull_request(
         self, repo_full_name: str, head: str, base: str, title: str, body: str
@@ -151,6 +162,31 @@ class GitHubForge:
         logger.info("merged pull request %s#%d as %s", repo_full_name, number, merged_sha)
         return merged_sha
 
+    async def repository_dispatch(
+        self, repo_full_name: str, event_type: str, client_payload: dict[str, Any]
+    ) -> None:
+        """POST a ``repository_dispatch`` event (which triggers the repository's workflows
+        ``on: repository_dispatch``); GitHub answers 204. Checked first, as GitHub would
+        refuse them: ``event_type`` of 1-100 characters, at most 10 top-level properties in
+        ``client_payload`` (permanent errors)."""
+        if not 0 < len(event_type) <= DISPATCH_EVENT_TYPE_MAX:
+            raise ForgeError(
+                f"event_type must be 1-{DISPATCH_EVENT_TYPE_MAX} characters, got {len(event_type)}",
+                retriable=False,
+            )
+        if len(client_payload) > DISPATCH_MAX_PROPERTIES:
+            raise ForgeError(
+                f"client_payload has {len(client_payload)} top-level properties; GitHub takes"
+                f" at most {DISPATCH_MAX_PROPERTIES}",
+                retriable=False,
+            )
+        path = f"{_repo_path(repo_full_name)}/dispatches"
+        payload = {"event_type": event_type, "client_payload": client_payload}
+        status, doc = await self._send("POST", path, json=payload)
+        if status != 204:
+            raise self._failure("POST", path, status, doc)
+        logger.info("dispatched %s to %s", event_type, repo_full_name)
+
     # -- transport -----------------------------------------------------------------------
 
     def _client(self) -> aiohttp.ClientSession:
@@ -187,9 +223,32 @@ class GitHubForge:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """One request: (status, parsed JSON or None). Raises ForgeError only on no answer."""
+        """One request: (status, parsed JSON or None). Raises ForgeError only on no answer
+        (or when the token source has no token). A 401 is retried once with a new token."""
+        token = await self._tokens.token()
+        status, doc = await self._send_once(method, path, token, json=json, params=params)
+        if status == 401 and not isinstance(self._tokens, StaticToken):
+            # An installation token revoked or expired early: the source mints another.
+            self._tokens.refused(token)
+            token = await self._tokens.token()
+            status, doc = await self._send_once(method, path, token, json=json, params=params)
+        return status, doc
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        token: SecretStr,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        secret = token.get_secret_value()
+        if len(self._sent) > 64:
+            self._sent.clear()  # a long-running source: only the recent ones can recur
+        self._sent.add(secret)
         # Per request rather than on the session, so the secret is not kept in a second place.
-        auth = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        auth = {"Authorization": f"Bearer {secret}"}
         url = f"{self._api_url}/{path}"
         try:
             async with self._client().request(
@@ -229,8 +288,10 @@ class GitHubForge:
         return self._scrub(what)
 
     def _scrub(self, text: str) -> str:
-        secret = self._token.get_secret_value()
-        return text.replace(secret, "***") if secret else text
+        for secret in self._sent:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _repo_path(full_name: str) -> str:

@@ -56,12 +56,19 @@ def is_ssh(url: str) -> bool:
 
 
 def config_refusal(
-    url: str, token_env: str | None, allow_insecure_http: bool, ssh_known_hosts_env: str | None
+    url: str,
+    token_env: str | None,
+    allow_insecure_http: bool,
+    ssh_known_hosts_env: str | None,
+    *,
+    app_token: bool = False,
 ) -> str | None:
-    """Why a repo's transport settings are refused at config load, or None."""
-    if token_env and origin_of(url).scheme == "http" and not allow_insecure_http:
+    """Why a repo's transport settings are refused at config load, or None. ``app_token``:
+    git authenticates with its forge's GitHub App installation token (no ``token_env``)."""
+    if (token_env or app_token) and origin_of(url).scheme == "http" and not allow_insecure_http:
+        given = "token_env is set" if token_env else "git uses the forge's GitHub App token"
         return (
-            f"url {_without_userinfo(url)} is http:// and token_env is set: the token would "
+            f"url {_without_userinfo(url)} is http:// and {given}: the token would "
             "cross the network in clear text. Use https://, or set allow_insecure_http: true "
             "on this repo to accept that (a test server on loopback, say)"
         )
