@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from waveline.shared.errors import ConfigError
 from waveline.shared.gitengine import transport
+from waveline.shared.gitengine.signing import SigningConfig
 from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
 from waveline.shared.names import NAME_PATTERN, check_relative_path
 from waveline.shared.reconcile_config import ReconcileSettings
@@ -136,6 +137,8 @@ class RepoConfig(_Frozen):
     forge_name: str | None = None
     # Needed by pipelines or waves whose strategy is pull-request.
     forge: ForgeConfig | None = None
+    # Sign every commit Waveline writes here (docs/security.md, Signed commits).
+    signing: SigningConfig | None = None
 
     def full_name(self) -> str:
         if self.forge_name:

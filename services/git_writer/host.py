@@ -48,6 +48,7 @@ from waveline.shared.config import RepoConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
 from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
+from waveline.shared.gitengine.signing import Signer
 from waveline.shared.logs import setup_logging
 from waveline.shared.models.git import AlignAuto, GitEvent
 
@@ -82,18 +83,34 @@ class HostInit:
     memory_pack_bytes: int = 64 * 1024 * 1024
     object_cache_bytes: int = 32 * 1024 * 1024
 
+    def __post_init__(self) -> None:
+        """Made by the service at start (``GitWriter.on_started``): a signing key that
+        cannot sign is a ``ConfigError`` there, before any command, not a repo process
+        failing every build. The child receives this object pickled (no second check)."""
+        signer = self.signer()
+        if signer is not None:
+            signer.close()
+
+    def signer(self) -> Signer | None:
+        """The repo's signer, its key read from the environment (``ConfigError`` when it
+        cannot sign); None when the repo's commits are not signed."""
+        signing = self.repo_config.signing
+        return Signer(signing, f"repos.{self.repo}") if signing is not None else None
+
 
 class RepoHost:
     """One repo's clone and applier, with packing on a thread beside them."""
 
     def __init__(self, init: HostInit) -> None:
         memory = MemoryObjects()
+        self.signer = init.signer()
         repo = ConfigRepo(
             name=init.repo,
             config=init.repo_config,
             path=init.path,
             creds=credentials_from_env(init.repo_config),
             memory=memory,
+            signer=self.signer,
         )
         self.applier = Applier(
             repo,
@@ -235,7 +252,13 @@ class RepoHost:
                 logger.exception("repo %s: packing on shutdown failed", self.applier.repo.name)
         self._packing_thread.shutdown(wait=True)
         self._offload.shutdown(wait=True)
+        self.drop_signing_key()
         return packed
+
+    def drop_signing_key(self) -> None:
+        """Remove the signing key's copy (and stop its GnuPG agent)."""
+        if self.signer is not None:
+            self.signer.close()
 
     def _start_packing(self) -> None:
         if self._packing is not None or not self.applier.compaction_due():
@@ -373,7 +396,9 @@ def main(argv: list[str]) -> int:
             call_id, method, args = read_frame(rfile)
         except EOFError:
             # The service is gone: end like a killed process, memory objects and all (what
-            # was pushed comes back with the next fetch; nothing refers to the rest).
+            # was pushed comes back with the next fetch; nothing refers to the rest). The
+            # signing key's copy goes first: os._exit runs no exit handlers.
+            host.drop_signing_key()
             os._exit(0)
         wfile.write(_reply(call_id, host, method, args))
         wfile.flush()

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType
@@ -35,6 +35,7 @@ from waveline.shared.gitengine.remote import (
     credentials_from_env,
     use_known_hosts,
 )
+from waveline.shared.gitengine.signing import Signer
 
 # Credentials and credentials_from_env live in remote.py; callers import them from here too.
 __all__ = ["REMOTE", "ZERO", "ConfigRepo", "Credentials", "Runner", "credentials_from_env"]
@@ -63,6 +64,8 @@ class ConfigRepo:
     creds: Credentials = field(default_factory=Credentials)
     # When set, new objects are kept in memory until compact() packs them (see memory.py).
     memory: MemoryObjects | None = None
+    # When set, every commit is signed with it (signing.py); None costs nothing.
+    signer: Signer | None = None
     _repo: pygit2.Repository | None = None
 
     # -- opening and fetching ------------------------------------------------------------
@@ -196,13 +199,20 @@ class ConfigRepo:
         files: Mapping[str, bytes | None],
         message: str,
     ) -> pygit2.Oid | None:
-        """A commit on ``parent`` writing ``files``; None when the tree would not change."""
+        """A commit on ``parent`` writing ``files``; None when the tree would not change.
+        Signed when the repo has a ``signer`` (``SigningFailed`` when it does not sign)."""
         parent_commit = self.commit(parent)
         tree = self.write_tree(parent_commit.tree, files)
         if tree == parent_commit.tree_id:
             return None
         author = pygit2.Signature(self.config.author.name, self.config.author.email)
-        return self.repo.create_commit(None, author, author, message, tree, [parent])
+        if self.signer is None:
+            return self.repo.create_commit(None, author, author, message, tree, [parent])
+        # The object's bytes are what git verify-commit checks the signature against.
+        # (pygit2 1.21's stub types the result as an Oid; it is the object's text.)
+        content = cast(str, self.repo.create_commit_string(author, author, message, tree, [parent]))
+        signature = self.signer.sign(content.encode())
+        return self.repo.create_commit_with_signature(content, signature, "gpgsig")
 
     def push(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
         """Push ``{branch: (expected remote value or None if absent, new value)}`` atomically
