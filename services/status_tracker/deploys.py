@@ -187,13 +187,13 @@ class DeployReports:
             why if reason is None else f"{reason}: {why}",
         )
 
-    async def record_watched(self, conn: Conn, repo: str, shas: Sequence[str]) -> None:
-        """``shas``: where watched pointed, oldest first (a known one keeps its position)."""
-        for sha in shas:
-            await conn.execute(
+    async def record_watched(self, conn: Conn, commits: Sequence[tuple[str, str]]) -> None:
+        """``commits``: (repo, sha) where watched pointed, oldest first (a known one keeps
+        its position; ``executemany`` runs them in order, so positions follow it)."""
+        if commits:
+            await conn.executemany(
                 "INSERT INTO watched_commits (repo, sha) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                repo,
-                sha,
+                commits,
             )
 
     async def apply_held(self, repo: str, shas: Sequence[str]) -> None:

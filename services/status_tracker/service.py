@@ -61,11 +61,11 @@ class StatusTracker:
     def register(self) -> None:
         rt = self.runtime
         group = "waveline-status-tracker"
-        rt.consume(
+        rt.consume_batch(
             rt.topics.checks,
             group,
             CheckReported.model_validate_json,
-            self.on_check,
+            self.on_checks,
             title="status-tracker checks",
         )
         rt.consume(
@@ -75,11 +75,11 @@ class StatusTracker:
             self.deploys.on_deploy,
             title="status-tracker deploys",
         )
-        rt.consume(
+        rt.consume_batch(
             rt.topics.git_events,
             group,
             GitEvent.model_validate_json,
-            self.on_git_event,
+            self.on_git_events,
             title="status-tracker git events",
             batched=True,
         )
@@ -103,54 +103,66 @@ class StatusTracker:
 
     # -- git events ----------------------------------------------------------------------
 
-    async def on_git_event(self, event: GitEvent) -> None:
-        repo = self.runtime.config.repos.get(event.repo)
-        on_auto = repo is not None and event.branch == repo.auto_branch
-        tips = watched_tips(event, repo.watched_branch) if repo is not None else []
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            await self.deploys.record_watched(conn, event.repo, tips)
-            for sha, waves in event.wave_apps.items():
-                await conn.execute(
-                    "INSERT INTO commit_waves (repo, sha, waves) VALUES ($1, $2, $3::jsonb)"
-                    " ON CONFLICT (repo, sha) DO UPDATE SET waves = EXCLUDED.waves",
-                    event.repo,
-                    sha,
-                    json.dumps(waves),
-                )
+    async def on_git_events(self, events: list[GitEvent]) -> None:
+        """A poll's git events, in order, in one transaction: each statement runs once for
+        the whole poll (``executemany``), since per-event round trips were most of this
+        service's CPU at 100 image sets/s (socket writes, docs/benchmarks.md)."""
+        watched: list[tuple[str, str]] = []
+        waves: list[tuple[str, str, str]] = []
+        committed: list[tuple[str, str, str | None, str | None, str | None]] = []
+        replayed: list[tuple[str, str, str]] = []
+        judge: list[tuple[str, str]] = []
+        tips_by_repo: dict[str, list[str]] = {}
+        aligned: list[tuple[str, list[str]]] = []
+        for event in events:
+            repo = self.runtime.config.repos.get(event.repo)
+            on_auto = repo is not None and event.branch == repo.auto_branch
+            tips = watched_tips(event, repo.watched_branch) if repo is not None else []
+            watched.extend((event.repo, sha) for sha in tips)
+            if tips:
+                tips_by_repo.setdefault(event.repo, []).extend(tips)
+            waves.extend((event.repo, sha, json.dumps(w)) for sha, w in event.wave_apps.items())
             # A promotion branch's commit (pull-request strategy) is judged on the forge,
             # not here: only auto's commits are fast-forwarded or evicted.
             if event.outcome == "committed" and event.sha and on_auto:
-                await conn.execute(
+                committed.append((event.repo, event.sha, event.pipeline, event.wave, event.app_sha))
+                judge.append((event.repo, event.sha))
+            replayed.extend((event.repo, old, new) for old, new in event.replayed.items())
+            if event.command_kind == "align" and event.wave_apps:
+                aligned.append((event.repo, list(event.wave_apps)))
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            await self.deploys.record_watched(conn, watched)
+            if waves:
+                await conn.executemany(
+                    "INSERT INTO commit_waves (repo, sha, waves) VALUES ($1, $2, $3::jsonb)"
+                    " ON CONFLICT (repo, sha) DO UPDATE SET waves = EXCLUDED.waves",
+                    waves,
+                )
+            # Every commit before its replays: a replay copies the row of the commit it
+            # replaces, which an earlier event of the same poll may have brought.
+            if committed:
+                await conn.executemany(
                     "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    event.repo,
-                    event.sha,
-                    event.pipeline,
-                    event.wave,
-                    event.app_sha,
+                    committed,
                 )
-            for old, new in event.replayed.items():
-                await conn.execute(
+            if replayed:
+                await conn.executemany(
                     "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
                     " SELECT repo, $3, pipeline, wave, app_sha FROM auto_commits"
                     " WHERE repo = $1 AND sha = $2 ON CONFLICT DO NOTHING",
-                    event.repo,
-                    old,
-                    new,
+                    replayed,
                 )
-                await conn.execute(
+                await conn.executemany(
                     "UPDATE auto_commits SET state = 'replaced', replaced_by = $3"
                     " WHERE repo = $1 AND sha = $2",
-                    event.repo,
-                    old,
-                    new,
+                    replayed,
                 )
-        if tips:
-            await self.deploys.apply_held(event.repo, tips)
-        if event.outcome == "committed" and event.sha and on_auto:
-            await self.evaluate_commit(event.repo, event.sha)
-        if event.command_kind == "align" and event.wave_apps:
-            await self._revisit_waves(event.repo, list(event.wave_apps))
+        for repo_name, tips in tips_by_repo.items():
+            await self.deploys.apply_held(repo_name, tips)
+        await self.evaluate_commits(judge)
+        for repo_name, shas in aligned:
+            await self._revisit_waves(repo_name, shas)
 
     async def _revisit_waves(self, repo: str, shas: list[str]) -> None:
         """Argo CD may deploy a commit Waveline did not make (a merged pull request)
@@ -171,69 +183,99 @@ class StatusTracker:
 
     # -- checks --------------------------------------------------------------------------
 
-    async def on_check(self, check: CheckReported) -> None:
-        repo = self.runtime.config.repos.get(check.repo)
-        required = repo.required_checks if repo is not None else ()
-        key = (check.repo, check.context, check.app, check.user)
-        if not trusted_reporter(required, check.context, check.app, check.user):
-            # Stored, it would stand for the trusted reporter's result: dropped instead.
-            self.metrics.checks_ignored.labels("untrusted_reporter").inc()
-            if self._checks_log.changed(key, "untrusted"):
-                logger.warning(
-                    "repo %s: check %r on %s reported by app %s / user %s ignored: the"
-                    " required check names another reporter",
-                    check.repo,
-                    check.context,
-                    check.sha[:10],
-                    check.app or "-",
-                    check.user or "-",
-                )
+    async def on_checks(self, checks: list[CheckReported]) -> None:
+        """A poll's check reports: the latest per (repo, sha, context) stored in one
+        statement, then every commit a final state was reported for judged together."""
+        latest: dict[tuple[str, str, str], CheckReported] = {}
+        for check in checks:
+            if not self._trusted(check):
+                continue
+            key = (check.repo, check.sha, check.context)
+            before = latest.get(key)
+            if before is None or before.reported_at <= check.reported_at:
+                latest[key] = check
+        if not latest:
             return
-        self._checks_log.changed(key, None)
+        rows = list(latest.values())
         await self.runtime.pool.execute(
             "INSERT INTO commit_checks (repo, sha, context, state, reported_at)"
-            " VALUES ($1, $2, $3, $4, $5)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::timestamptz[])"
             " ON CONFLICT (repo, sha, context) DO UPDATE"
             " SET state = EXCLUDED.state, reported_at = EXCLUDED.reported_at"
             " WHERE commit_checks.reported_at <= EXCLUDED.reported_at",
-            check.repo,
-            check.sha,
-            check.context,
-            check.state,
-            check.reported_at,
+            [c.repo for c in rows],
+            [c.sha for c in rows],
+            [c.context for c in rows],
+            [c.state for c in rows],
+            [c.reported_at for c in rows],
         )
-        if check.state != "pending":
-            await self.evaluate_commit(check.repo, check.sha)
+        await self.evaluate_commits([(c.repo, c.sha) for c in rows if c.state != "pending"])
 
-    async def evaluate_commit(self, repo: str, sha: str) -> None:
-        repo_config = self.runtime.config.repos.get(repo)
-        if repo_config is None:
+    def _trusted(self, check: CheckReported) -> bool:
+        repo = self.runtime.config.repos.get(check.repo)
+        required = repo.required_checks if repo is not None else ()
+        key = (check.repo, check.context, check.app, check.user)
+        if trusted_reporter(required, check.context, check.app, check.user):
+            self._checks_log.changed(key, None)
+            return True
+        # Stored, it would stand for the trusted reporter's result: dropped instead.
+        self.metrics.checks_ignored.labels("untrusted_reporter").inc()
+        if self._checks_log.changed(key, "untrusted"):
+            logger.warning(
+                "repo %s: check %r on %s reported by app %s / user %s ignored: the"
+                " required check names another reporter",
+                check.repo,
+                check.context,
+                check.sha[:10],
+                check.app or "-",
+                check.user or "-",
+            )
+        return False
+
+    async def evaluate_commits(self, commits: list[tuple[str, str]]) -> None:
+        """Judge each (repo, sha) still pending on ``auto`` by its checks, in the order
+        given: green → fast-forward command, red → evict command, then mark it judged.
+        Commits that are not ours, already judged or replaced are skipped."""
+        wanted = list(dict.fromkeys((r, s) for r, s in commits if r in self.runtime.config.repos))
+        if not wanted:
             return
         pool = self.runtime.pool
-        state = await pool.fetchval(
-            "SELECT state FROM auto_commits WHERE repo = $1 AND sha = $2", repo, sha
-        )
-        if state != "pending":
-            return  # not ours, already judged, or replaced by a replay
         rows = await pool.fetch(
-            "SELECT context, state FROM commit_checks WHERE repo = $1 AND sha = $2", repo, sha
+            "SELECT a.repo, a.sha, array_remove(array_agg(c.context), NULL) AS contexts,"
+            " array_remove(array_agg(c.state), NULL) AS states"
+            " FROM unnest($1::text[], $2::text[]) AS p(repo, sha)"
+            " JOIN auto_commits a ON a.repo = p.repo AND a.sha = p.sha AND a.state = 'pending'"
+            " LEFT JOIN commit_checks c ON c.repo = a.repo AND c.sha = a.sha"
+            " GROUP BY a.repo, a.sha",
+            [r for r, _ in wanted],
+            [s for _, s in wanted],
         )
-        latest = {r["context"]: r["state"] for r in rows}
-        decision = verdict(repo_config.required_check_names(), latest)
-        if decision == "pending":
-            return
-        kind = "fast_forward" if decision == "green" else "evict"
-        command_id = uuid.uuid5(_NS, f"{kind}/{repo}/{sha}")
-        command: FastForward | Evict
-        if decision == "green":
-            command = FastForward(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
-        else:
-            command = Evict(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
-        await self.runtime.publish(command, self.runtime.topics.git_commands, key=repo)
-        await pool.execute(
-            "UPDATE auto_commits SET state = $3 WHERE repo = $1 AND sha = $2", repo, sha, decision
-        )
-        logger.info("repo %s: %s is %s -> %s", repo, sha[:10], decision, kind)
+        found = {
+            (r["repo"], r["sha"]): dict(zip(r["contexts"], r["states"], strict=True)) for r in rows
+        }
+        judged: list[tuple[str, str, str]] = []
+        for repo, sha in wanted:
+            latest = found.get((repo, sha))
+            if latest is None:
+                continue  # not ours, already judged, or replaced by a replay
+            decision = verdict(self.runtime.config.repos[repo].required_check_names(), latest)
+            if decision == "pending":
+                continue
+            kind = "fast_forward" if decision == "green" else "evict"
+            command_id = uuid.uuid5(_NS, f"{kind}/{repo}/{sha}")
+            command: FastForward | Evict
+            if decision == "green":
+                command = FastForward(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
+            else:
+                command = Evict(command_id=command_id, repo=repo, issued_at=utcnow(), sha=sha)
+            await self.runtime.publish(command, self.runtime.topics.git_commands, key=repo)
+            judged.append((repo, sha, decision))
+            logger.info("repo %s: %s is %s -> %s", repo, sha[:10], decision, kind)
+        if judged:
+            await pool.executemany(
+                "UPDATE auto_commits SET state = $3 WHERE repo = $1 AND sha = $2", judged
+            )
 
     # -- deploys -------------------------------------------------------------------------
 
