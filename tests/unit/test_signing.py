@@ -4,6 +4,7 @@ and never quoting the key; the key's copy goes when the signer closes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -17,8 +18,8 @@ import pytest
 from tests.signing_keys import SigningKey, gpg_key, ssh_key, verify_commit
 from tests.support import make_config
 from waveline.devstack.demo import seed_repo
-from waveline.services.git_writer.host import HostInit
-from waveline.shared.config import WavelineConfig, load_config
+from waveline.services.git_writer.service import GitWriter
+from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config
 from waveline.shared.errors import ConfigError, GitUnreachable
 from waveline.shared.gitengine.repo import ConfigRepo
 from waveline.shared.gitengine.signing import (
@@ -27,6 +28,7 @@ from waveline.shared.gitengine.signing import (
     SigningFailed,
     signing_fingerprint,
 )
+from waveline.shared.runtime import bootstrap
 
 pytestmark = pytest.mark.timeout(60)
 KEY_ENV = "TEST_SIGNING_KEY"
@@ -190,36 +192,34 @@ def test_a_key_that_cannot_sign_is_a_config_error_naming_why(
     assert "needs gpg on PATH (Debian package gnupg)" in start_error(gpg, env_of(keys["openpgp"]))
 
 
-def test_the_git_writer_checks_the_key_when_it_starts(
+async def test_the_git_writer_checks_the_key_when_it_starts(
     keys: dict[str, SigningKey], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Through the service's own start (GitWriter.on_started, which serve() runs before
+    taking a command): a key that cannot sign stops it with a ConfigError."""
     base = make_config("file:///nowhere/cfg-app.git")
     data = base.model_dump(mode="json", exclude_none=True)
     data["repos"]["cfg-app"]["signing"] = {"format": "openpgp", "key_env": KEY_ENV}
     config = WavelineConfig.model_validate(data)
 
-    def init() -> HostInit:
-        return HostInit(
-            repo="cfg-app",
-            repo_config=config.repos["cfg-app"],
-            config=config,
-            path=tmp_path / "cfg-app.git",
-            log_level="INFO",
-            log_secrets=[],
-            gil_switch_interval_ms=0.5,
-        )
+    async def start() -> GitWriter:
+        runtime = bootstrap("git-writer", Settings(data_dir=tmp_path), config, Secrets())
+        writer = GitWriter(runtime)
+        async with asyncio.timeout(20):
+            await writer.on_started()
+        return writer
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ConfigError, match=f"repos.cfg-app.signing.key_env: .*{KEY_ENV}"):
-        init()
+        await start()
     monkeypatch.setenv(KEY_ENV, "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot a key\n")
     with pytest.raises(ConfigError, match=r"repos\.cfg-app\.signing: not an OpenPGP secret key"):
-        init()
+        await start()
+    # With the key, it starts its repo process (which sets the key up again for itself).
     monkeypatch.setenv(KEY_ENV, keys["openpgp"].private)
-    made = init()
-    signer = made.signer()
-    assert signer is not None
-    signer.close()
+    writer = await start()
+    async with asyncio.timeout(20):
+        await writer.after_consuming()
 
 
 def test_signing_config_in_the_file(tmp_path: Path) -> None:
