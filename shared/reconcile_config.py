@@ -35,7 +35,8 @@ class ReconcileSettings(BaseSettings):
     # Argo CD's API (argocd-server): with both set, targets are read from it.
     argocd_api_url: str | None = None
     argocd_api_token: SecretStr | None = None
-    argocd_api_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Per request, to the forge and to the deployers.
+    reconcile_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("argocd_api_url")
     @classmethod

@@ -42,10 +42,11 @@ def _stamp() -> str:
 
 @dataclass(frozen=True)
 class Call:
-    """One read of checks: its path and the status it was answered with."""
+    """One read of checks: its path, the status it was answered with, and when (Unix)."""
 
     path: str
     status: int
+    at: float
 
 
 class FakeChecks:
@@ -61,6 +62,8 @@ class FakeChecks:
         self.reset_at = time.time() + self.window_s
         self._throttles: list[tuple[int, float]] = []  # (status, Retry-After), one per call
         self.calls: list[Call] = []
+        # The calls charged in each budget window that ended (the current one: ``used``).
+        self.windows: list[int] = []
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class FakeChecks:
     def _headers(self) -> dict[str, str]:
         now = time.time()
         if now >= self.reset_at:
+            self.windows.append(self.used)
             self.used, self.reset_at = 0, now + self.window_s
         return {
             "X-RateLimit-Limit": str(self.limit),
@@ -194,7 +198,7 @@ class FakeChecks:
         headers = self._headers()
         if self._throttles:
             status, wait = self._throttles.pop(0)
-            self.calls.append(Call(path, status))
+            self.calls.append(Call(path, status, time.time()))
             message = "You have exceeded a secondary rate limit. Please wait a few minutes."
             return web.json_response(
                 {"message": message, "documentation_url": DOCS},
@@ -204,10 +208,10 @@ class FakeChecks:
         body = json.dumps(doc).encode()
         etag = f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
         if etag in request.headers.get("If-None-Match", ""):
-            self.calls.append(Call(path, 304))
+            self.calls.append(Call(path, 304, time.time()))
             return web.Response(status=304, headers={**headers, "ETag": etag})
         if self.used >= self.limit:
-            self.calls.append(Call(path, 403))
+            self.calls.append(Call(path, 403, time.time()))
             message = "API rate limit exceeded for installation. Wait for the reset."
             return web.json_response(
                 {"message": message, "documentation_url": DOCS},
@@ -215,7 +219,7 @@ class FakeChecks:
                 headers={**headers, "X-RateLimit-Remaining": "0"},
             )
         self.used += 1
-        self.calls.append(Call(path, 200))
+        self.calls.append(Call(path, 200, time.time()))
         return web.Response(
             body=body,
             content_type="application/json",

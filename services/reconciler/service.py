@@ -24,7 +24,7 @@ from waveline.services.reconciler.metrics import ReconcilerMetrics
 from waveline.services.status_tracker.decide import ChangeLog
 from waveline.shared.argocd_api import ArgoCdApi
 from waveline.shared.deploy_sources import DeploySource
-from waveline.shared.errors import ConfigError
+from waveline.shared.forge.github_app import token_source
 from waveline.shared.forge.github_checks import GitHubChecks
 from waveline.shared.runtime import Runtime
 
@@ -32,26 +32,21 @@ logger = logging.getLogger(__name__)
 
 
 def checks_clients(runtime: Runtime) -> dict[str, tuple[GitHubChecks, Gate]]:
-    """A client per repo whose forge is GitHub with a token; repos on the same API and
-    credentials share one budget gate."""
+    """A client per repo whose forge is GitHub (with a token or as a GitHub App) and that
+    has required checks; repos on the same API and credentials share one budget gate.
+    ``ConfigError`` when a credential is missing."""
     share = runtime.settings.reconcile.reconcile_budget_share
-    timeout = runtime.settings.reconcile.argocd_api_timeout_s
+    timeout = runtime.settings.reconcile.reconcile_timeout_s
     gates: dict[tuple[str, str], Gate] = {}
     clients: dict[str, tuple[GitHubChecks, Gate]] = {}
     for name, repo in sorted(runtime.config.repos.items()):
         forge = repo.forge
         if forge is None or forge.kind != "github" or not repo.required_checks:
             continue
-        if getattr(forge, "app", None) is not None:
-            # TODO(lead): a GitHub App's installation token (shared/forge/github_app.py)
-            # as the TokenSource; GitHubChecks takes one.
-            logger.warning("reconciler: repo %s authenticates as a GitHub App: not polled", name)
-            continue
-        token = runtime.secrets.get(forge.token_env)
-        if token is None:
-            raise ConfigError(f"repos.{name}.forge: {forge.token_env} is not set")
-        gate = gates.setdefault((forge.api_url, forge.token_env), Gate(share))
-        clients[name] = (GitHubChecks(forge.api_url, token=token, timeout_s=timeout), gate)
+        tokens = token_source(name, repo, runtime.secrets)
+        who = f"app:{forge.app.app_id}" if forge.app is not None else forge.token_env
+        gate = gates.setdefault((forge.api_url, who), Gate(share))
+        clients[name] = (GitHubChecks(forge.api_url, token=tokens, timeout_s=timeout), gate)
     return clients
 
 
@@ -65,7 +60,7 @@ def deploy_router(
         argo = ArgoCdApi(
             settings.argocd_api_url,
             token=settings.argocd_api_token,
-            timeout_s=settings.argocd_api_timeout_s,
+            timeout_s=settings.reconcile_timeout_s,
         )
     sources = [s for s in (argo,) if s is not None]
     return (lambda target: argo), sources

@@ -7,8 +7,8 @@ rate-limit headers come back parsed (``RateLimit``); a 403 or 429 that is a rate
 raises ``RateLimited`` with how long GitHub asks to wait. Results are plain dataclasses in
 the terms a webhook delivery uses (context, state, reporting App or user), so the caller
 never sees GitHub's wire format. The token travels only in the ``Authorization`` header;
-it may be a fixed ``SecretStr`` or a coroutine returning the current one (an App's
-installation token, renewed by its owner).
+it is a fixed ``SecretStr`` or a ``TokenSource`` (an App's installation tokens, renewed
+before they expire and after a 401, shared/forge/github_app.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,11 +25,11 @@ from pydantic import SecretStr
 
 from waveline.shared.forge.base import ForgeError
 from waveline.shared.forge.github import API_VERSION, _repo_path
+from waveline.shared.forge.github_app import StaticToken, TokenSource
 from waveline.shared.models.checks import CheckState
 
 logger = logging.getLogger(__name__)
 
-TokenSource = Callable[[], Awaitable[SecretStr]]
 CheckKind = Literal["status", "check_run", "check_suite"]
 # What a check run or suite concluded that counts as passing (as ingest reads webhooks).
 _PASSING = {"success", "neutral", "skipped"}
@@ -200,16 +200,18 @@ class GitHubChecks:
         timeout_s: float = 10.0,
     ) -> None:
         self._api_url = api_url.rstrip("/")
-        self._token = token
+        self._tokens: TokenSource = StaticToken(token) if isinstance(token, SecretStr) else token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._last_secret = ""
 
     async def close(self) -> None:
-        """Close the HTTP session, if one was opened. Safe to call more than once."""
+        """Close the HTTP session, if one was opened, and the token source. Safe to call
+        more than once."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._tokens.close()
 
     async def statuses(self, full_name: str, sha: str, etag: str | None = None) -> Answer:
         """Every commit status of ``sha`` (the list, unlike the combined status, names each
@@ -236,8 +238,9 @@ class GitHubChecks:
         params = {"per_page": "100"}
         if what == "check-runs":
             params["filter"] = "latest"
-        secret = await self._secret()
-        headers = {"Authorization": f"Bearer {secret}"}
+        token = await self._tokens.token()
+        self._last_secret = token.get_secret_value()
+        headers = {"Authorization": f"Bearer {self._last_secret}"}
         if etag:
             headers["If-None-Match"] = etag
         try:
@@ -259,6 +262,8 @@ class GitHubChecks:
                         rate=rate,
                         wait_s=_wait_of(rate),
                     )
+                if resp.status == 401:
+                    self._tokens.refused(token)  # an App's next call gets a new one
                 if resp.status != 200:
                     message = doc.get("message", "") if isinstance(doc, dict) else ""
                     raise ForgeError(
@@ -270,11 +275,6 @@ class GitHubChecks:
             raise ForgeError(
                 self._scrub(f"GitHub GET /{path} got no answer: {type(exc).__name__} {exc}")
             ) from None
-
-    async def _secret(self) -> str:
-        token = self._token if isinstance(self._token, SecretStr) else await self._token()
-        self._last_secret = token.get_secret_value()
-        return self._last_secret
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -94,23 +94,40 @@ async def test_rate_limits_are_refusals_that_say_how_long_to_wait(bare: Path) ->
             await client.close()
 
 
-async def test_an_installation_token_source_is_asked_on_every_call(bare: Path) -> None:
+class Tokens:
+    """A token source (an App's installation tokens) handing out ``values`` in turn."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = list(values)
+        self.asked = 0
+        self.refused_tokens: list[str] = []
+        self.closed = False
+
+    async def token(self) -> SecretStr:
+        self.asked += 1
+        return SecretStr(self.values[0])
+
+    def refused(self, token: SecretStr) -> None:
+        self.refused_tokens.append(token.get_secret_value())
+        self.values.pop(0)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_token_source_is_asked_on_every_call_and_told_of_a_401(bare: Path) -> None:
     sha = master(bare)
-    asked = 0
-
-    async def current() -> SecretStr:
-        nonlocal asked
-        asked += 1
-        return SecretStr(TOKEN)
-
+    tokens = Tokens("expired-installation-token", TOKEN)
     async with asyncio.timeout(10), FakeGitHub({REPO: bare}, token=TOKEN) as gh:
-        client = GitHubChecks(gh.url, token=current)
-        try:
+        client = GitHubChecks(gh.url, token=tokens)
+        with pytest.raises(ForgeError) as refused:
             await client.statuses(REPO, sha)
-            await client.check_runs(REPO, sha)
-        finally:
-            await client.close()
-    assert asked == 2
+        assert refused.value.status == 401
+        assert tokens.refused_tokens == ["expired-installation-token"]
+        await client.statuses(REPO, sha)
+        await client.check_runs(REPO, sha)
+        await client.close()
+    assert tokens.asked == 3 and tokens.closed
 
 
 async def test_argocd_applications_are_read_with_the_bearer_token(bare: Path) -> None:
