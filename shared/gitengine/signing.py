@@ -155,7 +155,7 @@ class Signer:
         except SigningFailed as exc:
             self.close()
             raise ConfigError(f"{self._where}: the key does not sign: {exc}") from None
-        except ConfigError:
+        except BaseException:
             self.close()
             raise
 
