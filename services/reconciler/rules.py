@@ -52,18 +52,15 @@ def budget_wait(rate: RateLimit, share: float, now: float) -> float:
     said of it (``now`` and ``rate.reset_at`` in Unix time).
 
     Polling may spend ``share`` of the budget: it keeps ``(1 - share) * limit`` calls for
-    the other users of the credentials, and spreads what is left over it evenly until the
-    budget resets. Nothing spendable left: wait for the reset. A header missing: no wait
-    (the next answer will tell)."""
+    the other users of the credentials (counting what they spent too, as ``remaining``
+    does). While more is left, no wait; once it is spent, wait for the reset. A header
+    missing: no wait (the next answer will tell)."""
     if rate.retry_after_s is not None:
         return rate.retry_after_s
     if rate.limit is None or rate.remaining is None or rate.reset_at is None:
         return 0.0
-    window = max(0.0, rate.reset_at - now)
     spendable = rate.remaining - (1.0 - share) * rate.limit
-    if spendable < 1:
-        return window
-    return window / spendable
+    return 0.0 if spendable >= 1 else max(0.0, rate.reset_at - now)
 
 
 def refusal_wait(wait_s: float | None, rate: RateLimit, share: float, now: float) -> float:

@@ -42,15 +42,17 @@ def test_commits_wait_their_delay_then_their_backoff_oldest_first() -> None:
     assert rules.commits_due([young], {}, 0.0, 5.0) == [young]
 
 
-def test_budget_keeps_the_others_share_and_spreads_the_rest_until_the_reset() -> None:
+def test_budget_keeps_the_others_share_then_waits_for_the_reset() -> None:
     now = 1_000.0
-    # 5000/h, 4000 left, 1000 s to the reset, share 0.5: 1500 spendable over 1000 s.
+    # 5000/h, 4000 left, share 0.5: 1500 more calls may go at once.
     rate = RateLimit(limit=5000, remaining=4000, reset_at=now + 1000)
-    assert rules.budget_wait(rate, 0.5, now) == pytest.approx(1000 / 1500)
-    # At or under the others' reserve: wait for the reset.
+    assert rules.budget_wait(rate, 0.5, now) == 0.0
+    assert rules.budget_wait(RateLimit(5000, 2501, now + 600), 0.5, now) == 0.0
+    # At the others' reserve (what they spent counts too): wait for the reset.
     low = RateLimit(limit=5000, remaining=2500, reset_at=now + 600)
     assert rules.budget_wait(low, 0.5, now) == pytest.approx(600)
-    assert rules.budget_wait(low, 0.9, now) == pytest.approx(600 / 2000)
+    assert rules.budget_wait(low, 0.9, now) == 0.0
+    assert rules.budget_wait(RateLimit(8, 4, now + 2), 0.5, now) == pytest.approx(2)
     # Retry-After wins; missing headers: no wait.
     assert rules.budget_wait(RateLimit(retry_after_s=7), 0.5, now) == 7
     assert rules.budget_wait(RateLimit(), 0.5, now) == 0.0
