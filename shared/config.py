@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from waveline.shared.errors import ConfigError
+from waveline.shared.flux import TargetName
+from waveline.shared.flux_config import FluxSettings
 from waveline.shared.gitengine import transport
 from waveline.shared.gitengine.signing import SigningConfig
 from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
@@ -346,7 +348,9 @@ class GateConfig(_Frozen):
 
 class WaveConfig(_Frozen):
     name: Name
-    targets: tuple[Name, ...] = Field(min_length=1)
+    # An Argo CD Application's name, or a Flux object's Kustomization/<namespace>/<name>
+    # or HelmRelease/<namespace>/<name> (docs/flux.md).
+    targets: tuple[TargetName, ...] = Field(min_length=1)
     gate: GateConfig = GateConfig()
     strategy: StrategyConfig | None = None
 
@@ -748,6 +752,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # The reconciler (docs/reconcile.md): WAVELINE_RECONCILE_*, WAVELINE_ARGOCD_API_*.
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    # Flux (docs/flux.md): WAVELINE_FLUX_* (its webhook's secrets), WAVELINE_KUBE_API_*.
+    flux: FluxSettings = Field(default_factory=FluxSettings)
 
     @field_validator("database_schema", "topic_prefix", "group_prefix")
     @classmethod

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from waveline.services.ingest import (
     dashboard,
+    flux,
     gitlab,
     health,
     images,
@@ -68,6 +69,7 @@ def create_app(
     app.router.add_post("/v1/webhooks/github", webhooks.github)
     app.router.add_post("/v1/webhooks/gitlab", gitlab.gitlab)
     app.router.add_post("/v1/webhooks/argocd", webhooks.argocd)
+    app.router.add_post("/v1/webhooks/flux", flux.flux)
     app.router.add_post(
         "/v1/pipelines/{pipeline}/waves/{wave}/{action:approve|hold|release}",
         operator.wave_action,

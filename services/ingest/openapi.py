@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from waveline import __version__
+from waveline.services.ingest.flux import openapi_schemas as flux_schemas
 from waveline.services.ingest.gitlab_facts import EVENTS as GITLAB_EVENTS
 from waveline.services.ingest.gitlab_payloads import JobHook, MergeRequestHook, PipelineHook
 from waveline.services.ingest.payloads import (
@@ -149,6 +150,9 @@ def _get(summary: str, ok: dict[str, Any], *codes: int, **extra: Any) -> dict[st
 
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
+# Flux's events: the body's schema and the component schemas it refers to.
+_FLUX_BODY, _FLUX_SCHEMAS = flux_schemas()
+
 
 def _path(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
@@ -272,6 +276,21 @@ def document() -> dict[str, Any]:
             401,
             403,
         ),
+        "/v1/webhooks/flux": _post(
+            "An event of Flux's notification-controller (a generic-hmac Provider's"
+            " X-Signature over the body, or a generic one's bearer Flux token; 401 without"
+            " either or for a signature that does not match, 403 for a wrong token)",
+            _json_body(_FLUX_BODY),
+            {
+                "202": _ACCEPTED,
+                "204": {
+                    "description": "not a Kustomization or HelmRelease a wave lists, no"
+                    " commit named, or a reason that says nothing of how it deployed"
+                },
+            },
+            401,
+            403,
+        ),
         "/v1/pipelines/{pipeline}/waves/{wave}/{action}": _post(
             "approve, hold or release a wave (an operator token covering the pipeline; its"
             " name is recorded as the actor). The command names the image set waiting at the"
@@ -346,6 +365,7 @@ def document() -> dict[str, Any]:
         "/openapi.json": _get("this document", {"description": "OpenAPI"}),
     }
     paths["/readyz"]["get"]["responses"]["503"] = {"description": "not ready"}
+    paths["/v1/webhooks/flux"]["post"]["security"] = [{"bearer": []}, {"fluxSignature": []}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Waveline ingest", "version": __version__},
@@ -356,7 +376,17 @@ def document() -> dict[str, Any]:
                 "ImageRef": _IMAGE_REF,
                 **_GITHUB_SCHEMAS["$defs"],
                 **_GITLAB_SCHEMAS["$defs"],
+                **_FLUX_SCHEMAS,
             },
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "fluxSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Signature",
+                    "description": "<hash>=<hex HMAC of the body> (sha256, sha224, sha384,"
+                    " sha512), keyed by WAVELINE_FLUX_WEBHOOK_SECRET",
+                },
+            },
         },
     }
