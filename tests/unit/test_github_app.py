@@ -150,14 +150,14 @@ def test_repository_dispatch_config() -> None:
     config = dispatch_config(strategy, {"token_env": "FORGE_TOKEN"})
     chosen = config.pipelines["app"].strategy_of("production")
     assert chosen.dispatch.event_type_for("app", "production") == "waveline-promotion"
-    with pytest.raises(ValidationError, match="repository_dispatch needs repos.cfg-app.forge"):
+    with pytest.raises(ValidationError, match=r"repository_dispatch needs repos\.cfg-app\.forge"):
         dispatch_config(strategy, None)
     long_type = {**strategy, "dispatch": {"event_type": "x" * 90 + "-{wave}"}}
     with pytest.raises(ValidationError, match="at most 100"):
         dispatch_config(long_type, {"token_env": "FORGE_TOKEN"})
     templated = {**strategy, "dispatch": {"event_type": "promote-{pipeline}-{wave}"}}
-    chosen = dispatch_config(templated, {"token_env": "T"}).pipelines["app"].strategy_of(
-        "production"
+    chosen = (
+        dispatch_config(templated, {"token_env": "T"}).pipelines["app"].strategy_of("production")
     )
     assert chosen.dispatch.event_type_for("app", "production") == "promote-app-production"
     with pytest.raises(ValidationError, match="owner/name"):
@@ -192,8 +192,6 @@ def test_the_dispatch_body_carries_what_the_cloudevent_does() -> None:
     assert payload["result_url"].endswith(f"/promotions/{event.promotion_id}/result")
     # Both formats carry the same data, and the worker reads it back from either.
     cloud = promotion_delivery(event, "t")
-    assert payload_data(cloud.body) == payload_data(delivery.body) == json.loads(
-        json.dumps(data)
-    )
+    assert payload_data(cloud.body) == payload_data(delivery.body) == json.loads(json.dumps(data))
     assert delivery.delivery_id == cloud.delivery_id == event.promotion_id
     assert dispatch_delivery(event, data, "promote-production", "t").body == delivery.body
