@@ -175,7 +175,7 @@ def test_the_dispatch_body_carries_what_the_cloudevent_does() -> None:
         from_wave="internal",
         to_wave="production",
         app_sha="a" * 40,
-        images={"svc": ImageRef(Tag="r/svc:1", Digest="r/svc@sha256:" + "b" * 64)},
+        images={"svc": ImageRef.model_validate({"Tag": "r/svc:1", "Digest": "sha256:" + "b" * 64})},
         cfg_sha="c" * 40,
         strategy="webhook",
         status="requested",

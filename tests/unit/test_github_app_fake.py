@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import jwt
@@ -134,14 +135,15 @@ async def test_dispatch_is_checked_as_github_does(gh: FakeGitHub) -> None:
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {STATIC_TOKEN}"}
             url = f"{gh.url}/repos/{REPO}/dispatches"
-            for body in (
+            bad: Any
+            for bad in (
                 {"client_payload": {}},
                 {"event_type": "x" * 101},
                 {"event_type": "e", "client_payload": {str(i): i for i in range(11)}},
                 {"event_type": "e", "client_payload": [1]},
             ):
-                async with session.post(url, json=body, headers=headers) as resp:
-                    assert resp.status == 422, body
+                async with session.post(url, json=bad, headers=headers) as resp:
+                    assert resp.status == 422, bad
             async with session.post(url, json={"event_type": "e"}) as resp:
                 assert resp.status == 401
         assert not gh.dispatches
