@@ -8,9 +8,11 @@ its secret is masked in logs like every ``SecretStr`` of ``Settings``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,9 +34,12 @@ class ReconcileSettings(BaseSettings):
     # every other user of the same credentials (the notifier's pull requests, people's
     # scripts). GitHub answers a conditional request with 304 free of charge.
     reconcile_budget_share: float = Field(default=0.5, gt=0, le=1)
-    # Argo CD's API (argocd-server): with both set, targets are read from it.
+    # Argo CD's API (argocd-server): with both set, targets are read from it. The token
+    # crosses plain http:// only to a loopback address, or with the last setting (an
+    # argocd-server run with --insecure behind the cluster's own network).
     argocd_api_url: str | None = None
     argocd_api_token: SecretStr | None = None
+    argocd_api_allow_insecure_http: bool = False
     # Per request, to the forge and to the deployers.
     reconcile_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
@@ -45,5 +50,31 @@ class ReconcileSettings(BaseSettings):
             raise ValueError("WAVELINE_ARGOCD_API_URL must be an http:// or https:// address")
         return url.rstrip("/") if url else None
 
+    @model_validator(mode="after")
+    def _argocd_whole(self) -> ReconcileSettings:
+        if (self.argocd_api_url is None) != (self.argocd_api_token is None):
+            raise ValueError(
+                "WAVELINE_ARGOCD_API_URL and WAVELINE_ARGOCD_API_TOKEN go together: set both"
+                " (or neither)"
+            )
+        url = self.argocd_api_url or ""
+        clear = url.startswith("http://") and not _loopback(urlsplit(url).hostname or "")
+        if clear and not self.argocd_api_allow_insecure_http:
+            raise ValueError(
+                "WAVELINE_ARGOCD_API_URL is plain http:// to another host: the token would"
+                " cross the network in clear; use https:// or set"
+                " WAVELINE_ARGOCD_API_ALLOW_INSECURE_HTTP=true"
+            )
+        return self
+
     def argocd_configured(self) -> bool:
         return self.argocd_api_url is not None and self.argocd_api_token is not None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

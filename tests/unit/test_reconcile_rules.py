@@ -239,3 +239,26 @@ def test_an_application_reads_as_its_notification() -> None:
         application_report("a", {"metadata": {}})
     assert not refused.value.retriable
     assert ArgoCdError("x", status=503).retriable and not ArgoCdError("x", status=403).retriable
+
+
+def test_argocd_settings_go_together_and_keep_the_token_off_plain_http() -> None:
+    from pydantic import SecretStr, ValidationError
+
+    from waveline.shared.reconcile_config import ReconcileSettings
+
+    token = SecretStr("argocd-api-token-x")
+    ok = ReconcileSettings(argocd_api_url="https://argocd.example/", argocd_api_token=token)
+    assert ok.argocd_configured() and ok.argocd_api_url == "https://argocd.example"
+    assert ReconcileSettings(argocd_api_url="http://127.0.0.1:8080", argocd_api_token=token)
+    with pytest.raises(ValidationError, match="go together"):
+        ReconcileSettings(argocd_api_url="https://argocd.example")
+    with pytest.raises(ValidationError, match="in clear"):
+        ReconcileSettings(argocd_api_url="http://argocd-server.argocd.svc", argocd_api_token=token)
+    insecure = ReconcileSettings(
+        argocd_api_url="http://argocd-server.argocd.svc",
+        argocd_api_token=token,
+        argocd_api_allow_insecure_http=True,
+    )
+    assert insecure.argocd_configured()
+    with pytest.raises(ValidationError):
+        ReconcileSettings(reconcile_budget_share=0)
