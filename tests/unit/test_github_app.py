@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,12 +16,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr, ValidationError
 
 from tests.support import make_config
+from waveline.services.git_writer.client import RepoProcess
+from waveline.services.git_writer.host import HostInit
 from waveline.services.notifier.dispatch import dispatch_delivery, payload_data
 from waveline.services.notifier.events import promotion_data, promotion_delivery
 from waveline.shared.config import Secrets, WavelineConfig
-from waveline.shared.errors import ConfigError
+from waveline.shared.errors import ConfigError, GitFailure, GitUnreachable
+from waveline.shared.forge.base import ForgeError
 from waveline.shared.forge.github_app import (
     AppTokens,
+    GitHubAppError,
     StaticToken,
     app_jwt,
     load_private_key,
@@ -195,3 +200,41 @@ def test_the_dispatch_body_carries_what_the_cloudevent_does() -> None:
     assert payload_data(cloud.body) == payload_data(delivery.body) == json.loads(json.dumps(data))
     assert delivery.delivery_id == cloud.delivery_id == event.promotion_id
     assert dispatch_delivery(event, data, "promote-production", "t").body == delivery.body
+
+
+class _Failing:
+    """A token source GitHub does not serve: ``error`` every time."""
+
+    def __init__(self, error: ForgeError) -> None:
+        self.error = error
+
+    async def token(self) -> SecretStr:
+        raise self.error
+
+    def refused(self, token: SecretStr) -> None:
+        del token
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_no_token_for_git_is_an_outage_or_a_permanent_failure(tmp_path: Path) -> None:
+    config = make_config("https://github.example.com/acme/cfg-app.git")
+    init = HostInit(
+        repo="cfg-app",
+        repo_config=config.repos["cfg-app"],
+        config=config,
+        path=tmp_path / "cfg-app.git",
+        log_level="INFO",
+        log_secrets=[],
+        gil_switch_interval_ms=0.5,
+    )
+    down = RepoProcess(init, tokens=_Failing(ForgeError("GitHub got no answer", status=None)))
+    with pytest.raises(GitUnreachable, match="no GitHub App token for git"):
+        await down.build([], False, 1.0)
+    refused = GitHubAppError("GitHub refused GitHub App 1's JWT", status=401)
+    bad = RepoProcess(init, tokens=_Failing(refused))
+    with pytest.raises(GitFailure, match="refused GitHub App 1's JWT") as info:
+        await bad.flush()
+    assert not info.value.retriable and not isinstance(info.value, GitUnreachable)
+    assert down.pid is None and bad.pid is None  # no child started without a token
