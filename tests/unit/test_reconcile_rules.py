@@ -262,3 +262,18 @@ def test_argocd_settings_go_together_and_keep_the_token_off_plain_http() -> None
     assert insecure.argocd_configured()
     with pytest.raises(ValidationError):
         ReconcileSettings(reconcile_budget_share=0)
+
+
+def test_a_gate_pauses_calls_on_a_refusal_and_after_the_share_is_spent() -> None:
+    from waveline.services.reconciler.checks import Gate
+    from waveline.shared.forge.github_checks import RateLimited
+
+    gate = Gate(share=0.5)
+    assert gate.delay(100.0) == 0.0
+    gate.answered(RateLimit(limit=10, remaining=6, reset_at=130.0), 100.0)
+    assert gate.delay(100.0) == 0.0
+    gate.answered(RateLimit(limit=10, remaining=5, reset_at=130.0), 101.0)
+    assert gate.delay(101.0) == pytest.approx(29.0)
+    refusal = RateLimited("limited", status=429, rate=RateLimit(), wait_s=3.0)
+    gate.refused(refusal, 200.0)
+    assert gate.delay(201.0) == pytest.approx(2.0) and gate.delay(203.0) == 0.0
