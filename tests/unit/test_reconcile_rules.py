@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from waveline.services.reconciler import rules
+from waveline.services.reconciler.checks import Gate
 from waveline.services.reconciler.rules import PendingCommit, PollState, TargetView
 from waveline.shared.argocd_api import ArgoCdError, application_report
 from waveline.shared.config import RequiredCheck
@@ -12,10 +14,12 @@ from waveline.shared.forge.base import ForgeError
 from waveline.shared.forge.github_checks import (
     CommitCheck,
     RateLimit,
+    RateLimited,
     parse_check_runs,
     parse_check_suites,
     parse_statuses,
 )
+from waveline.shared.reconcile_config import ReconcileSettings
 
 SHA = "a" * 40
 
@@ -242,10 +246,6 @@ def test_an_application_reads_as_its_notification() -> None:
 
 
 def test_argocd_settings_go_together_and_keep_the_token_off_plain_http() -> None:
-    from pydantic import SecretStr, ValidationError
-
-    from waveline.shared.reconcile_config import ReconcileSettings
-
     token = SecretStr("argocd-api-token-x")
     ok = ReconcileSettings(argocd_api_url="https://argocd.example/", argocd_api_token=token)
     assert ok.argocd_configured() and ok.argocd_api_url == "https://argocd.example"
@@ -265,9 +265,6 @@ def test_argocd_settings_go_together_and_keep_the_token_off_plain_http() -> None
 
 
 def test_a_gate_pauses_calls_on_a_refusal_and_after_the_share_is_spent() -> None:
-    from waveline.services.reconciler.checks import Gate
-    from waveline.shared.forge.github_checks import RateLimited
-
     gate = Gate(share=0.5)
     assert gate.delay(100.0) == 0.0
     gate.answered(RateLimit(limit=10, remaining=6, reset_at=130.0), 100.0)
