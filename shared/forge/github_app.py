@@ -157,24 +157,40 @@ class AppTokens:
         self._lock = asyncio.Lock()
         self._token: SecretStr | None = None
         self._renew_at = 0.0
+        self._expires_at = 0.0
         self.exchanges = 0
 
     def __repr__(self) -> str:
         return f"AppTokens(app_id={self.app_id!r}, installation_id={self.installation_id!r})"
 
     async def token(self) -> SecretStr:
-        """The cached installation token, or a new one when it is due for renewal."""
+        """The cached installation token, or a new one when it is due for renewal. When
+        GitHub cannot mint one right now (no answer, 5xx, rate limit), the cached token is
+        answered while it has not expired yet; else the ``ForgeError`` is raised."""
         cached = self._token
         if cached is not None and self._clock() < self._renew_at:
             return cached
         async with self._lock:
             if self._token is not None and self._clock() < self._renew_at:
                 return self._token
-            if self.installation_id is None:
-                self.installation_id = await self._lookup_installation()
-            self._token = None
-            value, lifetime = await self._exchange(self.installation_id)
-            self._token, self._renew_at = value, self._clock() + renew_in(lifetime, self._margin_s)
+            try:
+                if self.installation_id is None:
+                    self.installation_id = await self._lookup_installation()
+                value, lifetime = await self._exchange(self.installation_id)
+            except ForgeError as exc:
+                if exc.retriable and self._token is not None and self._clock() < self._expires_at:
+                    logger.warning(
+                        "GitHub App %s: renewing its token failed (%s); the current one has"
+                        " %.0f s left",
+                        self.app_id,
+                        exc,
+                        self._expires_at - self._clock(),
+                    )
+                    return self._token
+                raise
+            now = self._clock()
+            self._token, self._renew_at = value, now + renew_in(lifetime, self._margin_s)
+            self._expires_at = now + lifetime
             self.exchanges += 1
             logger.info(
                 "GitHub App %s: installation %d token minted, renewed in %.0f s",
@@ -190,7 +206,7 @@ class AppTokens:
                 "GitHub App %s: GitHub refused the installation token; minting another",
                 self.app_id,
             )
-            self._token = None
+            self._token, self._renew_at, self._expires_at = None, 0.0, 0.0
 
     async def close(self) -> None:
         if self._session is not None:

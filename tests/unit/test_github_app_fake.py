@@ -162,3 +162,24 @@ async def test_dispatch_is_checked_as_github_does(gh: FakeGitHub) -> None:
         attempt = await send_dispatch(target, body)
         assert (attempt.outcome, attempt.status) == ("retry", 502)
         assert len(gh.dispatches) == 1
+
+
+async def test_a_failed_renewal_keeps_the_token_until_it_expires(
+    gh: FakeGitHub, key: rsa.RSAPrivateKey
+) -> None:
+    gh.add_app("777", key.public_key(), installation_id=78, token_ttl_s=3600)
+    now = [1000.0]
+    tokens = AppTokens("777", key, api_url=gh.url, installation_id=78, clock=lambda: now[0])
+    async with asyncio.timeout(10):
+        first = await tokens.token()
+        now[0] += 3400  # due for renewal (5 minutes before the hour), not expired
+        gh.fail_next(502, path_contains="/access_tokens")
+        assert await tokens.token() == first
+        now[0] += 300  # expired by now: GitHub's failure is the caller's
+        gh.fail_next(502, path_contains="/access_tokens")
+        with pytest.raises(GitHubAppError) as info:
+            await tokens.token()
+        assert info.value.retriable and info.value.status == 502
+        fresh = await tokens.token()  # GitHub is back
+        assert fresh != first and tokens.exchanges == 2
+    await tokens.close()
