@@ -10,13 +10,16 @@ An event about a Kustomization or HelmRelease that a wave lists as
 ``<Kind>/<namespace>/<name>``, naming a config-repo commit and with a reason that says how
 that commit deployed (shared/flux.py), is published on ``waveline.deploys`` as an Argo CD
 notification would be, with the id the same report gets from the reconciler. Any other
-event is answered 204 and changes nothing.
+event is answered 204 and changes nothing; one about a Flux object no wave lists, or naming
+no commit, is logged once per object and cause (a target named wrong shows at once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+from collections import OrderedDict
 from typing import Any, Literal
 
 from aiohttp import web
@@ -29,8 +32,10 @@ from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.payloads import Body
 from waveline.services.ingest.responses import ApiError
 from waveline.shared.deploy_sources import deploy_report
-from waveline.shared.flux import event_commit, event_state, ref_of
+from waveline.shared.flux import FluxRef, event_commit, event_state, ref_of
 from waveline.shared.flux_config import FluxSettings
+
+logger = logging.getLogger(__name__)
 
 # The hashes the generic-hmac Provider may name (Flux signs with sha256 today).
 _HASHES = {"sha224": "sha224", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
@@ -92,15 +97,36 @@ async def flux(request: web.Request) -> web.Response:
     event = validate(FluxEvent, parse_json(body))
     obj = event.involved_object
     ref = ref_of(obj.api_version, obj.kind, obj.namespace, obj.name)
-    if ref is None or not ctx.runtime.config.pipelines_of_target(ref.target):
-        return web.Response(status=204)  # not a kind Waveline follows, or no wave's target
+    if ref is None:
+        return web.Response(status=204)  # not a kind Waveline follows
+    if not ctx.runtime.config.pipelines_of_target(ref.target):
+        _ignored(ref, "no wave lists it as a target")
+        return web.Response(status=204)
     sha = event_commit(event.metadata, ref.group)
+    if sha is None:
+        _ignored(ref, "its event names no git commit (docs/flux.md, HelmReleases)")
+        return web.Response(status=204)
     state = event_state(event.reason, event.severity)
-    if sha is None or state is None:
-        return web.Response(status=204)  # no commit named, or nothing said about it
+    if state is None:
+        return web.Response(status=204)  # a reason that says nothing of how it deployed
     deploy = deploy_report(ref.target, sha, state.phase, state.health, state.sync)
     await ctx.publish(deploy, ctx.runtime.topics.deploys, key=deploy.app, route="flux")
     return web.json_response({"event_id": str(deploy.event_id)}, status=202)
+
+
+_LOGGED: OrderedDict[tuple[str, str], None] = OrderedDict()
+_LOGGED_MAX = 10_000
+
+
+def _ignored(ref: FluxRef, why: str) -> None:
+    """Log once per object and cause (bounded: the oldest are forgotten first)."""
+    key = (ref.target, why)
+    if key in _LOGGED:
+        return
+    _LOGGED[key] = None
+    while len(_LOGGED) > _LOGGED_MAX:
+        _LOGGED.popitem(last=False)
+    logger.info("Flux event about %s ignored: %s", ref.target, why)
 
 
 def openapi_schemas() -> tuple[dict[str, Any], dict[str, Any]]:

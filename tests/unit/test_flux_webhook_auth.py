@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,19 @@ async def test_events_waveline_does_not_follow_are_204(client: TestClient[Any, A
     for doc in ignored:
         body = body_of(doc)
         assert (await _post(client, body, **{"X-Signature": signature(KEY, body)}))[0] == 204
+
+
+async def test_an_unlisted_object_is_logged_once(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    meta = {"revision": "main@sha1:" + "a" * 40}
+    body = body_of(event(namespace="typo", name="webapp", metadata=meta))
+    with caplog.at_level(logging.INFO, logger="waveline.services.ingest.flux"):
+        for _ in range(3):
+            assert (await _post(client, body, **{"X-Signature": signature(KEY, body)}))[0] == 204
+    lines = [
+        r.getMessage() for r in caplog.records if "Kustomization/typo/webapp" in r.getMessage()
+    ]
+    assert lines == [
+        "Flux event about Kustomization/typo/webapp ignored: no wave lists it as a target"
+    ]
