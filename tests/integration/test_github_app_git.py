@@ -103,7 +103,7 @@ async def test_pushes_keep_landing_past_a_token_expiry(
             finally:
                 await proc.close()
     log = branch_log(str(bare), "auto")
-    assert len(log) == 3
+    assert len(log) == 4  # the seed commit and our three
     assert str(log[1].id) == second_sha
     assert gh.exchanges >= 2  # renewed
     assert check.stale == 0  # never sent an expired token
