@@ -24,6 +24,7 @@ from waveline.services.reconciler.metrics import ReconcilerMetrics
 from waveline.services.status_tracker.decide import ChangeLog
 from waveline.shared.argocd_api import ArgoCdApi
 from waveline.shared.deploy_sources import DeploySource
+from waveline.shared.flux_api import FluxSource, is_flux_target
 from waveline.shared.forge.github_app import token_source
 from waveline.shared.forge.github_checks import GitHubChecks
 from waveline.shared.runtime import Runtime
@@ -53,7 +54,9 @@ def checks_clients(runtime: Runtime) -> dict[str, tuple[GitHubChecks, Gate]]:
 def deploy_router(
     runtime: Runtime,
 ) -> tuple[Callable[[str], DeploySource | None], list[DeploySource]]:
-    """Which source reads a target, and every source (to close)."""
+    """Which source reads a target (Flux's for ``Kustomization/…`` and ``HelmRelease/…``
+    targets, Argo CD's for the others; None when that one is not configured), and every
+    source (to close)."""
     settings = runtime.settings.reconcile
     argo: DeploySource | None = None
     if settings.argocd_api_url is not None and settings.argocd_api_token is not None:
@@ -62,8 +65,14 @@ def deploy_router(
             token=settings.argocd_api_token,
             timeout_s=settings.reconcile_timeout_s,
         )
-    sources = [s for s in (argo,) if s is not None]
-    return (lambda target: argo), sources
+    flux: DeploySource | None = None
+    if runtime.settings.flux.kube_configured():
+        flux = FluxSource(runtime.settings.flux)
+
+    def route(target: str) -> DeploySource | None:
+        return flux if is_flux_target(target) else argo
+
+    return route, [s for s in (argo, flux) if s is not None]
 
 
 @dataclass
@@ -92,9 +101,9 @@ class Reconciler:
             self.deploys = DeploysPoller(self.runtime, self.metrics, route)
             self._tasks.append(self._loop("deploys", self.deploys.round))
         logger.info(
-            "reconciler: polling checks of %s; deploys %s",
+            "reconciler: polling checks of %s; deploys from %s",
             sorted(clients) or "no repo (none names a GitHub forge with required checks)",
-            "from Argo CD's API" if self._sources else "from nowhere (no deployer API set)",
+            " and ".join(type(s).__name__ for s in self._sources) or "nowhere (none is set)",
         )
 
     def _loop(self, kind: str, round_: Callable[[], Awaitable[int]]) -> asyncio.Task[None]:
