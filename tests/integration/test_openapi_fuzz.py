@@ -21,14 +21,17 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 
 from tests.conftest import ARGOCD_TOKEN, CI_TOKEN, GITHUB_SECRET, OPERATOR_TOKEN
 from waveline.services.ingest.server import IngestServer
 from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.flux_config import FluxSettings
 from waveline.shared.runtime import Runtime, bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 25
+FLUX_TOKEN = "flux-token-for-the-fuzzer-97531"
 DEADLINE_S = 90  # the run takes ~30 s on 2 cores; this only keeps a hang from lasting
 
 
@@ -72,6 +75,7 @@ def fuzz_config(url: str) -> str:
         (r"^/v1/(pipelines/\{pipeline\}/)?images$", [bearer(CI_TOKEN), NOT_EXACT]),
         (r"^/v1/webhooks/github$", [NOT_EXACT]),
         (r"^/v1/webhooks/argocd$", [bearer(ARGOCD_TOKEN)]),
+        (r"^/v1/webhooks/flux$", [bearer(FLUX_TOKEN)]),
         (r"^/v1/pipelines/\{pipeline\}(/waves/.*)?$", [bearer(OPERATOR_TOKEN)]),
         (r"^/$", [bearer(OPERATOR_TOKEN)]),
     ]
@@ -113,7 +117,8 @@ def fuzz_config(url: str) -> str:
 async def test_fuzzer_finds_no_5xx_and_every_answer_matches_the_document(
     settings: Settings, config: WavelineConfig, secrets: Secrets, tmp_path: Path
 ) -> None:
-    runtime = bootstrap("ingest", settings, config, secrets)
+    flux = FluxSettings(flux_token=SecretStr(FLUX_TOKEN))
+    runtime = bootstrap("ingest", settings.model_copy(update={"flux": flux}), config, secrets)
     await runtime.start()
     await seed_promotions(runtime)
     server = IngestServer(runtime)
@@ -162,6 +167,7 @@ async def test_fuzzer_finds_no_5xx_and_every_answer_matches_the_document(
         "/v1/images",
         "/v1/webhooks/github",
         "/v1/webhooks/argocd",
+        "/v1/webhooks/flux",
         "/v1/pipelines/{pipeline}/waves/{wave}/{action}",
         "/v1/pipelines/{pipeline}/waves/{wave}/rollback",
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result",
