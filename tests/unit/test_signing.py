@@ -18,6 +18,7 @@ import pytest
 from tests.signing_keys import SigningKey, gpg_key, ssh_key, verify_commit
 from tests.support import make_config
 from waveline.devstack.demo import seed_repo
+from waveline.services.git_writer.host import HostInit, RepoHost
 from waveline.services.git_writer.service import GitWriter
 from waveline.shared.config import Secrets, Settings, WavelineConfig, load_config
 from waveline.shared.errors import ConfigError, GitUnreachable
@@ -215,11 +216,48 @@ async def test_the_git_writer_checks_the_key_when_it_starts(
     monkeypatch.setenv(KEY_ENV, "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nnot a key\n")
     with pytest.raises(ConfigError, match=r"repos\.cfg-app\.signing: not an OpenPGP secret key"):
         await start()
-    # With the key, it starts its repo process (which sets the key up again for itself).
+    # With the key it gets past the check (and starts its repo process: a real start with
+    # a key is the journey of tests/integration/test_signed_commits.py).
     monkeypatch.setenv(KEY_ENV, keys["openpgp"].private)
-    writer = await start()
-    async with asyncio.timeout(20):
-        await writer.after_consuming()
+    signer = HostInit(
+        repo="cfg-app",
+        repo_config=config.repos["cfg-app"],
+        config=config,
+        path=tmp_path / "cfg-app.git",
+        log_level="INFO",
+        log_secrets=[],
+        gil_switch_interval_ms=0.5,
+    ).signer()
+    assert signer is not None
+    signer.close()
+
+
+def test_the_repo_process_removes_its_key_copy_when_it_closes(
+    keys: dict[str, SigningKey], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RepoHost (the repo process's side, here in this process) signs its commits and
+    removes the key's copy on close (its end when the service is gone: the journey in
+    tests/integration/test_signed_commits.py)."""
+    key = keys["openpgp"]
+    data = make_config("file:///nowhere/cfg-app.git").model_dump(mode="json", exclude_none=True)
+    data["repos"]["cfg-app"]["signing"] = {"format": "openpgp", "key_env": KEY_ENV}
+    config = WavelineConfig.model_validate(data)
+    monkeypatch.setenv(KEY_ENV, key.private)
+    init = HostInit(
+        repo="cfg-app",
+        repo_config=config.repos["cfg-app"],
+        config=config,
+        path=tmp_path / "cfg-app.git",
+        log_level="INFO",
+        log_secrets=[],
+        gil_switch_interval_ms=0.5,
+    )
+    host = RepoHost(init)
+    assert host.signer is not None and host.applier.repo.signer is host.signer
+    copy = host.signer._dir
+    assert (copy / "gnupg").is_dir()
+    host.close()
+    assert not copy.exists()
 
 
 def test_signing_config_in_the_file(tmp_path: Path) -> None:
