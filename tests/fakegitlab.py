@@ -376,8 +376,9 @@ class FakeGitLab:
         )
         text = message or (mr.title if squash else default)
         parents = [base] if squash else [base, head]
-        new = str(repo.create_commit(None, bot, bot, text, tree, parents))
-        repo.references[f"refs/heads/{mr.target}"].set_target(new)
+        oid = repo.create_commit(None, bot, bot, text, tree, parents)
+        repo.references[f"refs/heads/{mr.target}"].set_target(oid)
+        new = str(oid)
         mr.state, mr.sha, mr.auto_merge, mr.updated_at = "merged", str(head), False, _now()
         if squash:
             mr.squash_commit_sha = new

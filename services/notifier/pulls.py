@@ -82,6 +82,13 @@ class PullRequests:
             for w in p.waves
             if p.repo in self.forges and p.strategy_of(w.name).auto_merge
         }
+        # Repos where some wave leaves the merge to the forge once its pipeline succeeds.
+        self._forge_merging = {
+            p.repo
+            for p in self.runtime.config.pipelines.values()
+            for w in p.waves
+            if p.repo in self.forges and p.strategy_of(w.name).merge_when_pipeline_succeeds
+        }
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -174,7 +181,7 @@ class PullRequests:
         if strategy.auto_merge:
             await self.try_merge(pipeline.repo, event.sha)
         elif strategy.merge_when_pipeline_succeeds and pr.state == "open":
-            await self._merge(pipeline.repo, event.sha, when_checks_pass=True)
+            await self._schedule_merge(pipeline.repo, event.sha)
 
     async def _stale(self, repo: str, event: GitEvent) -> bool:
         """True for a redelivered promotion whose pull request already ended, or that a
@@ -253,6 +260,10 @@ class PullRequests:
         """Auto-merge: remember checks of every commit of a repo that auto-merges (a check
         may come before the pull request is recorded), then merge if they make a promotion
         pull request's head green."""
+        if check.repo in self._forge_merging and check.kind == "check_suite":
+            # A pipeline of a head reported: GitLab refuses to schedule a merge before one
+            # exists, so a scheduling refused at opening is asked again now.
+            await self._schedule_merge(check.repo, check.sha)
         if check.repo not in self._auto_merging:
             return
         await self.pool.execute(
@@ -294,6 +305,19 @@ class PullRequests:
         if any(checks.get(c) != "success" for c in repo.required_check_names()):
             return
         await self._merge(repo_name, head_sha, row=row)
+
+    async def _schedule_merge(self, repo_name: str, head_sha: str) -> None:
+        """Ask the forge to merge the open pull request at ``head_sha`` once its pipeline
+        succeeds (idempotent). Refused while the head has no pipeline yet: not an error,
+        the pipeline's first report (``on_check``) asks again."""
+        try:
+            await self._merge(repo_name, head_sha, when_checks_pass=True)
+        except PullRequestNotMergeable:
+            logger.info(
+                "%s: merge of %s not scheduled yet (no pipeline); asked again when one reports",
+                repo_name,
+                head_sha[:10],
+            )
 
     async def _merge(
         self,
