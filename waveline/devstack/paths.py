@@ -9,7 +9,7 @@ from pathlib import Path
 KAFKA_VERSION = "3.9.1"
 # The services besides ingest (which serves its health paths on the API port), in the order
 # of their health ports.
-CONSUMERS = ("git-writer", "status-tracker", "promoter", "notifier")
+CONSUMERS = ("git-writer", "status-tracker", "promoter", "notifier", "reconciler")
 
 
 def _repo_root() -> Path:

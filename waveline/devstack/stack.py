@@ -16,7 +16,7 @@ from pathlib import Path
 from waveline.devstack import demo, kafka, postgres, procs
 from waveline.devstack.paths import CONSUMERS, StackPaths
 
-SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier")
+SERVICES = ("ingest", "git-writer", "status-tracker", "promoter", "notifier", "reconciler")
 # Not a Waveline service: stands in for a git server's own housekeeping (see remote_gc).
 REMOTE_GC = "demo-remote-gc"
 
@@ -34,6 +34,7 @@ NICE = {
     "git-writer": 3,
     "status-tracker": 10,
     "notifier": 10,
+    "reconciler": 10,
     REMOTE_GC: 10,
 }
 
