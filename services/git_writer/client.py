@@ -31,11 +31,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from pydantic import SecretStr
+
 from waveline.services.git_writer.apply import Command
 from waveline.services.git_writer.host import HEADER, Built, HostInit, Known, frame, unpack
 from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.forge.base import ForgeError
 from waveline.shared.forge.github_app import TokenSource
+from waveline.shared.gitengine.remote import CredentialsRefused
 
 logger = logging.getLogger(__name__)
 
@@ -216,24 +219,44 @@ class RepoProcess:
             await self.call("use_token", token)
             self._handed = (self.pid, token)
 
-    async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
+    async def _with_token(self, method: str, *args: Any) -> Any:
+        """``call`` after handing the current token over. A GitHub App token the remote
+        refused (expired during a slow call, or revoked) is handed back to its source and
+        the failure made retriable: the caller's retry gets a newly minted one."""
         await self.hand_token()
-        return cast(Built, await self.call("build", todo, last_try, max_age_s))
+        try:
+            return await self.call(method, *args)
+        except CredentialsRefused as exc:
+            if self._tokens is None or self._token is None:
+                raise
+            self._tokens.refused(SecretStr(self._token))
+            raise GitFailure(
+                f"{exc} (a GitHub App token: a new one is minted for the retry)", retriable=True
+            ) from exc
+
+    async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
+        return cast(Built, await self._with_token("build", todo, last_try, max_age_s))
 
     async def flush(self) -> None:
-        await self.hand_token()
-        await self.call("flush")
+        await self._with_token("flush")
 
     async def discard(self) -> None:
         await self.call("discard")
 
     async def settle(self, known: Known) -> Known:
-        await self.hand_token()
-        return cast(Known, await self.call("settle", known))
+        return cast(Known, await self._with_token("settle", known))
 
     async def close(self) -> None:
         """Let the child pack what only its memory holds and exit; a no-op when it is not
-        running (a dead child's memory is gone anyway)."""
+        running (a dead child's memory is gone anyway). The token source's connections
+        are closed either way."""
+        try:
+            await self._close_child()
+        finally:
+            if self._tokens is not None:
+                await self._tokens.close()
+
+    async def _close_child(self) -> None:
         if not self.running:
             return
         try:
@@ -244,5 +267,3 @@ class RepoProcess:
             logger.info("repo %s: packed %d objects on shutdown", self._init.repo, packed)
         if self._replies is not None:
             await self._replies
-        if self._tokens is not None:
-            await self._tokens.close()

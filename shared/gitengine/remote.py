@@ -25,6 +25,14 @@ from waveline.shared.errors import GitFailure, PushRejected
 from waveline.shared.gitengine.transport import credential_refusal, host_key_refusal, is_ssh
 
 
+class CredentialsRefused(GitFailure):
+    """The remote refused the credentials offered (a wrong, revoked or expired token or
+    key). Permanent as raised; the git-writer retries once with a new token when the token
+    is a GitHub App's (services/git_writer/client.py)."""
+
+    code = "credentials_refused"
+
+
 @dataclass
 class Credentials:
     """Resolved credentials; ``token`` and key never leave this object (nor its repr)."""
@@ -79,7 +87,7 @@ class Callbacks(pygit2.RemoteCallbacks):
         self._asked += 1
         if self._asked > 1:
             # libgit2 asks again after a refusal; the same answer would loop forever.
-            raise GitFailure("the remote refused Waveline's credentials", retriable=False)
+            raise CredentialsRefused("the remote refused Waveline's credentials", retriable=False)
         if allowed_types & kinds.USERPASS_PLAINTEXT and self._creds.token:
             return pygit2.UserPass("x-access-token", self._creds.token)
         if allowed_types & kinds.SSH_KEY and self._creds.ssh_private_key:

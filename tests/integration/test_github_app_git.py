@@ -22,6 +22,7 @@ from waveline.services.git_writer.host import HostInit
 from waveline.shared.config import WavelineConfig
 from waveline.shared.errors import GitFailure
 from waveline.shared.forge.github_app import AppTokens
+from waveline.shared.models.git import IntroduceImages
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,6 +48,25 @@ class Checker:
         return ok
 
 
+async def land(proc: RepoProcess, cmd: IntroduceImages) -> str:
+    """Build and push ``cmd`` as the git-writer does: on a retriable failure, once more
+    from fresh state; returns the commit made."""
+    for attempt in (1, 2):
+        try:
+            results, failed, _ = await proc.build([cmd], attempt == 2, 0.0)
+            assert failed == []
+            await proc.flush()
+        except GitFailure as exc:
+            if attempt == 2 or not exc.retriable:
+                raise
+            await proc.discard()
+            continue
+        sha = results[cmd.command_id].sha
+        assert sha is not None
+        return sha
+    raise AssertionError("unreachable")
+
+
 def app_config(url: str, api_url: str) -> WavelineConfig:
     doc = make_config(url).model_dump(mode="json")
     doc["repos"]["cfg-app"].update(
@@ -65,7 +85,7 @@ async def test_pushes_keep_landing_past_a_token_expiry(
     bare = tmp_path / "srv" / "cfg-app.git"
     seed_repo(bare)
     async with FakeGitHub({REPO: bare}, token=STATIC_TOKEN) as gh:
-        gh.add_app(APP_ID, key.public_key(), token_ttl_s=2.5)
+        gh.add_app(APP_ID, key.public_key(), token_ttl_s=4)
         check = Checker(gh)
         with GitHttpServer(tmp_path / "srv", check) as server:
             config = app_config(server.url("cfg-app.git"), gh.url)
@@ -82,31 +102,27 @@ async def test_pushes_keep_landing_past_a_token_expiry(
             tokens = AppTokens(APP_ID, key, api_url=gh.url, repository=REPO)
             proc = RepoProcess(init, tokens=tokens)
             try:
-                async with asyncio.timeout(40):
-                    first = introduce()
-                    await proc.build([first], True, 0.0)
-                    await proc.flush()
-                    await asyncio.sleep(2.6)  # the first token has expired
-                    second = introduce(OTHER_SHA)
-                    results, failed, _ = await proc.build([second], True, 0.0)
-                    await proc.flush()
-                    assert failed == []
-                    assert results[second.command_id].outcome == "committed"
-                    second_sha = results[second.command_id].sha
+                async with asyncio.timeout(45):
+                    await land(proc, introduce())
+                    await asyncio.sleep(4.1)  # the first token has expired
+                    second_sha = await land(proc, introduce(OTHER_SHA))
+                    assert gh.exchanges >= 2  # renewed
                     # A new child (the old one killed) gets the current token at its start.
                     assert proc.pid is not None
                     proc._kill(proc._proc, "test")  # type: ignore[arg-type]
                     await asyncio.sleep(0.3)
-                    results, failed, _ = await proc.build([introduce("d" * 40)], True, 0.0)
-                    await proc.flush()
-                    assert failed == []
+                    await land(proc, introduce("d" * 40))
+                    # A revoked token: the remote refuses it, the retry mints another.
+                    minted = gh.exchanges
+                    gh.revoke_installation_tokens()
+                    await land(proc, introduce("e" * 40))
+                    assert gh.exchanges == minted + 1
+                    assert check.stale >= 1
             finally:
                 await proc.close()
     log = branch_log(str(bare), "auto")
-    assert len(log) == 4  # the seed commit and our three
-    assert str(log[1].id) == second_sha
-    assert gh.exchanges >= 2  # renewed
-    assert check.stale == 0  # never sent an expired token
+    assert len(log) == 5  # the seed commit and our four
+    assert str(log[2].id) == second_sha
     assert check.users == {"x-access-token"}
     assert not any(token in caplog.text for token in gh.minted)
 
