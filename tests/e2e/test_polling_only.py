@@ -94,10 +94,15 @@ async def test_a_journey_completes_with_every_webhook_lost(
             await api.wait_master(c1)  # its status was read on GitHub
             c2 = await api.wait_auto(3, "internal commit")  # staging's targets read on Argo CD
             await api.wait_master(c2)
+            # The promoter may queue production's promotion a moment before the
+            # status-tracker has stored internal's state: wait for both.
             state = await api.wait_state(
-                lambda d: bool(d["waves"][2]["promotions"]), "production promotion waiting"
+                lambda d: (
+                    bool(d["waves"][2]["promotions"])
+                    and [w["state"] for w in d["waves"][:2]] == ["running", "running"]
+                ),
+                "internal runs the set, production's promotion waits",
             )
-            assert [w["state"] for w in state["waves"][:2]] == ["running", "running"]
             await api.operator("production", "approve")
             c3 = await api.wait_auto(4, "production commit")
             await api.wait_master(c3)
