@@ -96,6 +96,7 @@ RULES: tuple[Rule, ...] = (
     # Ingest owns no housekeeping; the status-tracker reads the checks these deliveries
     # carried, so it prunes them.
     Rule("github_deliveries", "status-tracker", "none: an older redelivery is handled again"),
+    Rule("ignored_deliveries", "status-tracker", "none: an old reason to ignore is history"),
     Rule(
         "deliveries",
         "notifier",

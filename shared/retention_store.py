@@ -124,6 +124,8 @@ PRUNABLE: dict[str, Prunable] = {
             "  WHERE n.repo = t.repo)",
         ),
         Prunable("github_deliveries", "t.received_at < now() - {cutoff}"),
+        # What ingest last ignored per repository and reason: shown, never read to decide.
+        Prunable("ignored_deliveries", "t.at < now() - {cutoff}"),
         # Who did what: history only, nothing reads it to decide.
         Prunable("operator_actions", "t.recorded_at < now() - {cutoff}"),
         Prunable(

@@ -15,6 +15,7 @@ from waveline import __version__
 from waveline.services.ingest.flux import openapi_schemas as flux_schemas
 from waveline.services.ingest.gitlab_facts import EVENTS as GITLAB_EVENTS
 from waveline.services.ingest.gitlab_payloads import JobHook, MergeRequestHook, PipelineHook
+from waveline.services.ingest.ignore_rules import REASONS
 from waveline.services.ingest.payloads import (
     ArgoReport,
     CheckRunDelivery,
@@ -48,6 +49,56 @@ _ACCEPTED = {
                 "properties": {"event_id": {"type": "string", "format": "uuid"}},
             }
         }
+    },
+}
+
+
+# What a GitHub delivery that changes nothing is answered (services/ingest/ignore_rules.py).
+_WHY = {
+    "ignored": {"type": "boolean"},
+    "reason": {"enum": list(REASONS)},
+    "detail": {"type": "string"},
+}
+_GITHUB_ANSWERS = {
+    "200": {
+        "description": "nothing published: this X-GitHub-Delivery was handled before"
+        " (duplicate), or the delivery changes nothing and the answer says why (an event"
+        " kind or action not read, a repository not configured, a context not required, a"
+        " commit already judged)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["duplicate", "delivery"],
+                            "properties": {
+                                "duplicate": {"const": True},
+                                "delivery": {"type": "string"},
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["ignored", "reason", "detail"],
+                            "properties": {**_WHY, "ignored": {"const": True}},
+                        },
+                    ]
+                }
+            }
+        },
+    },
+    "202": {
+        "description": "accepted: durable in Kafka; a check on a commit not (yet) known on"
+        " auto says so (reason sha_not_on_auto, ignored false)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["event_id"],
+                    "properties": {"event_id": {"type": "string", "format": "uuid"}, **_WHY},
+                }
+            }
+        },
     },
 }
 
@@ -201,11 +252,7 @@ def document() -> dict[str, Any]:
                     " shown are read",
                 }
             ),
-            {
-                "200": {"description": "this X-GitHub-Delivery was handled before: nothing done"},
-                "202": _ACCEPTED,
-                "204": {"description": "an event or repository Waveline ignores"},
-            },
+            _GITHUB_ANSWERS,
             401,
             403,
             parameters=[

@@ -75,4 +75,6 @@ async def pipeline_state(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
     caller(request, "operator", what="operator token").on(request.match_info["pipeline"])
     name, pipeline = _pipeline(ctx, request)
-    return web.json_response(await pipeline_snapshot(ctx.runtime.pool, name, pipeline))
+    forge_name = ctx.runtime.config.repos[pipeline.repo].full_name()
+    snapshot = await pipeline_snapshot(ctx.runtime.pool, name, pipeline, forge_name=forge_name)
+    return web.json_response(snapshot)

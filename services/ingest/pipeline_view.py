@@ -4,7 +4,8 @@ dashboard page (README.md, Operating it).
 Read-only SQL over the tables the status-tracker and the promoter own (``wave_status``,
 ``wave_gates``, ``promotions``, ``wave_runs``, ``approvals``, ``image_sets``,
 ``operator_actions``, ``auto_commits``, ``commit_checks``) and the notifier
-(``deliveries``, ``delivery_attempts``, ``pull_requests``); ingest never writes them.
+(``deliveries``, ``delivery_attempts``, ``pull_requests``); ingest never writes them. It
+also lists the last deliveries ingest ignored for the pipeline's repo (``ignored_store``).
 Actors are token names (docs/security.md, Tokens, roles and actors).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from waveline.services.ingest import ignored_store
 from waveline.shared.config import PipelineConfig
 from waveline.shared.models.base import utcnow
 
@@ -33,7 +35,7 @@ ACTIONS = 5
 
 
 async def pipeline_snapshot(
-    pool: asyncpg.Pool, name: str, pipeline: PipelineConfig
+    pool: asyncpg.Pool, name: str, pipeline: PipelineConfig, *, forge_name: str | None = None
 ) -> dict[str, Any]:
     """The JSON-ready state of pipeline ``name``.
 
@@ -46,6 +48,9 @@ async def pipeline_snapshot(
     each check context. Who did what: each wave's running set and each promotion's set name
     ``announced_by``, a promotion ``approved_by``, a wave its newest ``actions`` (action,
     actor, detail, at); an actor is null for a set produced straight to Kafka without one.
+    ``ignored_deliveries``: the last GitHub delivery per reason that changed nothing for the
+    repo, and those about unknown repositories named like ``forge_name`` (the repo's name on
+    the forge; default: its config key), newest first.
     """
     status = {
         r["wave"]: r
@@ -191,6 +196,9 @@ async def pipeline_snapshot(
             )
         ],
         "deliveries": await _deliveries(pool, name),
+        "ignored_deliveries": await ignored_store.latest(
+            pool, pipeline.repo, forge_name or pipeline.repo
+        ),
     }
 
 

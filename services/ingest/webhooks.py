@@ -8,7 +8,8 @@ same fact sent twice is recognisably one event downstream. A check carries who r
 (the App of a check run or suite; the creator of a commit status), which the status-tracker
 matches against the required check (docs/security.md).
 ``pull_request`` deliveries go to ``waveline.pulls``, where the notifier follows the
-promotion pull requests it opened.
+promotion pull requests it opened. A GitHub delivery that changes nothing is answered with
+why (``ignore_rules.py``, ``ignored.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from waveline.services.ingest import deliveries
+from waveline.services.ingest import deliveries, ignore_rules, ignored, ignored_store
 from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import parse_json, read_body, read_model, validate
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.deliveries import delivery_id
+from waveline.services.ingest.ignore_rules import Ignored
 from waveline.services.ingest.payloads import (
     ArgoReport,
     CheckRunDelivery,
@@ -128,15 +130,26 @@ async def github(request: web.Request) -> web.Response:
     message = _github_message(ctx, event, body)
     if delivery is not None and await deliveries.seen(ctx.runtime.pool, delivery):
         return _duplicate(delivery)
-    response = _ignored()
-    if message is not None:
+    note: Ignored | None = None  # published all the same: a check on an unknown commit
+    if isinstance(message, CheckReported):
+        # After the duplicate check: only a delivery handled now reads where its commit is.
+        state = await ignored_store.commit_state(ctx.runtime.pool, message.repo, message.sha)
+        note = ignore_rules.commit_fate(message.repo, message.sha, message.context, state)
+        if note is not None and not note.published:
+            message, note = note, None
+    if isinstance(message, Ignored):
+        response = await ignored.answer(ctx, message, event, route="github")
+    else:
         topic = (
             ctx.runtime.topics.pulls
             if isinstance(message, PullRequestReported)
             else ctx.runtime.topics.checks
         )
         await ctx.publish(message, topic, key=message.repo, route="github")
-        response = web.json_response({"event_id": str(message.event_id)}, status=202)
+        answer: dict[str, object] = {"event_id": str(message.event_id)}
+        if note is not None:
+            answer |= await ignored.tell(ctx, note, event, route="github")
+        response = web.json_response(answer, status=202)
     if delivery is not None:
         await deliveries.remember(ctx.runtime.pool, delivery)
     return response
@@ -144,15 +157,21 @@ async def github(request: web.Request) -> web.Response:
 
 def _github_message(
     ctx: IngestContext, event: str, body: bytes
-) -> CheckReported | PullRequestReported | None:
-    """What a delivery reports, to publish; None for one Waveline ignores."""
+) -> CheckReported | PullRequestReported | Ignored:
+    """What a delivery reports, to publish, or why Waveline ignores it."""
     doc = parse_json(body)  # GitHub only ever sends a JSON object
-    if event not in {"status", "check_run", "check_suite", "pull_request"}:
-        return None  # ping and every kind we do not act on
+    config = ctx.runtime.config
+    if event not in ignore_rules.READ_EVENTS:
+        # ping and every kind we do not act on; their repository is read loosely.
+        named = doc.get("repository")
+        full_name = named.get("full_name") if isinstance(named, dict) else None
+        return ignore_rules.unread_event(
+            config, event, full_name if isinstance(full_name, str) else None
+        )
     full_name = validate(GitHubDelivery, doc).repository.full_name
-    repo = ctx.runtime.config.repo_by_full_name(full_name)
+    repo = config.repo_by_full_name(full_name)
     if repo is None:
-        return None  # not a repository Waveline writes to
+        return ignore_rules.unknown_repository(config, full_name, event)
     if event == "pull_request":
         return _pull_request(repo, validate(PullRequestDelivery, doc))
     fact = _fact(event, doc)
@@ -161,7 +180,7 @@ def _github_message(
         # Who reported it is part of the fact: the same result from another reporter is
         # another event (and may not count).
         meaning += f"/{fact.app or ''}/{fact.user or ''}"
-    return validate(
+    check = validate(
         CheckReported,
         {
             "event_id": uuid.uuid5(_NS, meaning),
@@ -176,16 +195,18 @@ def _github_message(
             "user": fact.user,
         },
     )
+    # Validated first: a check that is not valid is refused, required or not.
+    return ignore_rules.context_fate(config, repo, check.context) or check
 
 
 # Actions that change what a promotion pull request means to Waveline.
 _PR_ACTIONS = {"opened", "reopened", "synchronize", "closed", "edited"}
 
 
-def _pull_request(repo: str, delivery: PullRequestDelivery) -> PullRequestReported | None:
+def _pull_request(repo: str, delivery: PullRequestDelivery) -> PullRequestReported | Ignored:
     action, pr = delivery.action, delivery.pull_request
     if action not in _PR_ACTIONS:
-        return None  # labels, reviews, assignments...
+        return ignore_rules.unread_action(repo, action)  # labels, reviews, assignments...
     if pr is None:
         raise ApiError(422, "invalid_field", [{"field": "pull_request", "reason": "missing"}])
     number = pr.number if pr.number is not None else delivery.number

@@ -232,6 +232,17 @@ async def github_delivery(pool: asyncpg.Pool, age: float) -> str:
     return did
 
 
+async def ignored_delivery(pool: asyncpg.Pool, age: float) -> str:
+    repo = f"someone/{uuid.uuid4()}"
+    await pool.execute(
+        "INSERT INTO ignored_deliveries (repo, reason, known, event, detail, at)"
+        " VALUES ($1, 'unknown_repository', false, 'status', 'not configured', $2)",
+        repo,
+        ago(age),
+    )
+    return repo
+
+
 async def operator_action(pool: asyncpg.Pool, age: float) -> str:
     event_id = str(uuid.uuid4())
     await pool.execute(
@@ -284,6 +295,8 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     newest_watched = await watched(pool, OLD)
     old_hook, young_hook = await github_delivery(pool, OLD), await github_delivery(pool, YOUNG)
     old_action, young_action = await operator_action(pool, OLD), await operator_action(pool, YOUNG)
+    old_ignored = await ignored_delivery(pool, OLD)
+    young_ignored = await ignored_delivery(pool, YOUNG)
 
     deleted = await prune_all(pool, settings)
 
@@ -297,6 +310,7 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
         "commit_waves": 1,
         "watched_commits": 1,
         "github_deliveries": 1,
+        "ignored_deliveries": 1,
         "operator_actions": 1,
         "deliveries": 1,
         "pull_requests": 1,
@@ -322,6 +336,8 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     assert await count(pool, "watched_commits", "sha = $1", newest_watched) == 1
     assert await count(pool, "github_deliveries", "delivery_id = $1", old_hook) == 0
     assert await count(pool, "github_deliveries", "delivery_id = $1", young_hook) == 1
+    assert await count(pool, "ignored_deliveries", "repo = $1", old_ignored) == 0
+    assert await count(pool, "ignored_deliveries", "repo = $1", young_ignored) == 1
     assert await count(pool, "operator_actions", "event_id = $1::uuid", old_action) == 0
     assert await count(pool, "operator_actions", "event_id = $1::uuid", young_action) == 1
     # A second pass finds nothing more.

@@ -151,4 +151,18 @@ def format_status(doc: dict[str, Any]) -> str:
             f" {len(d['attempts'])} attempt(s)"
             + (f", last {last.get('status_code') or last.get('error')}" if last else "")
         )
+    lines.extend(_ignored_lines(doc.get("ignored_deliveries", [])))
     return "\n".join(lines)
+
+
+def _ignored_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The last GitHub delivery per reason that changed nothing (docs/security.md, A
+    delivery that changes nothing says why): when, what, why."""
+    lines = []
+    for row in rows:
+        about = "" if row.get("known", True) else f" about unknown repository {row['repo']}"
+        lines.append(
+            f"  ignored {row['event']}{about} at {row['at'][:19]}Z ({row['reason']}):"
+            f" {row['detail']}"
+        )
+    return lines
