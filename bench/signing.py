@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -56,19 +57,22 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=200)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="wl-sign-bench-"))
-    rows = [("unsigned", *run(base, "plain", None, args.commits))]
-    ssh = ssh_key(base / "ssh")
-    with gpg_key() as gpg:
-        for key in (ssh, gpg):
-            os.environ["BENCH_SIGNING_KEY"] = key.private
-            signer = Signer(
-                SigningConfig(format=key.format, key_env="BENCH_SIGNING_KEY"),
-                "repos.bench",
-            )
-            try:
-                rows.append((key.format, *run(base, key.format, signer, args.commits)))
-            finally:
-                signer.close()
+    try:
+        rows = [("unsigned", *run(base, "plain", None, args.commits))]
+        ssh = ssh_key(base / "ssh")
+        with gpg_key() as gpg:
+            for key in (ssh, gpg):
+                os.environ["BENCH_SIGNING_KEY"] = key.private
+                signer = Signer(
+                    SigningConfig(format=key.format, key_env="BENCH_SIGNING_KEY"),
+                    "repos.bench",
+                )
+                try:
+                    rows.append((key.format, *run(base, key.format, signer, args.commits)))
+                finally:
+                    signer.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     print(f"{args.commits} commits each, {os.cpu_count()} CPUs\n")
     print("| signing | wall ms/commit | CPU ms/commit (with the tool) |")
     print("|---|---|---|")
