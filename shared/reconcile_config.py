@@ -52,11 +52,10 @@ class ReconcileSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _argocd_whole(self) -> ReconcileSettings:
-        if (self.argocd_api_url is None) != (self.argocd_api_token is None):
-            raise ValueError(
-                "WAVELINE_ARGOCD_API_URL and WAVELINE_ARGOCD_API_TOKEN go together: set both"
-                " (or neither)"
-            )
+        # A token alone is no mistake: the Secret holding it is shared by every service,
+        # while only the reconciler's environment names the address.
+        if self.argocd_api_url is not None and self.argocd_api_token is None:
+            raise ValueError("WAVELINE_ARGOCD_API_URL needs WAVELINE_ARGOCD_API_TOKEN")
         url = self.argocd_api_url or ""
         clear = url.startswith("http://") and not _loopback(urlsplit(url).hostname or "")
         if clear and not self.argocd_api_allow_insecure_http:

@@ -245,13 +245,14 @@ def test_an_application_reads_as_its_notification() -> None:
     assert ArgoCdError("x", status=503).retriable and not ArgoCdError("x", status=403).retriable
 
 
-def test_argocd_settings_go_together_and_keep_the_token_off_plain_http() -> None:
+def test_argocd_address_needs_its_token_and_keeps_it_off_plain_http() -> None:
     token = SecretStr("argocd-api-token-x")
     ok = ReconcileSettings(argocd_api_url="https://argocd.example/", argocd_api_token=token)
     assert ok.argocd_configured() and ok.argocd_api_url == "https://argocd.example"
     assert ReconcileSettings(argocd_api_url="http://127.0.0.1:8080", argocd_api_token=token)
-    with pytest.raises(ValidationError, match="go together"):
+    with pytest.raises(ValidationError, match="needs WAVELINE_ARGOCD_API_TOKEN"):
         ReconcileSettings(argocd_api_url="https://argocd.example")
+    assert not ReconcileSettings(argocd_api_token=token).argocd_configured()
     with pytest.raises(ValidationError, match="in clear"):
         ReconcileSettings(argocd_api_url="http://argocd-server.argocd.svc", argocd_api_token=token)
     insecure = ReconcileSettings(
