@@ -49,6 +49,12 @@ def processes(paths: StackPaths) -> dict[str, int]:
     return {name: pid for name, pid in pids.items() if Path(f"/proc/{pid}").exists()}
 
 
+# Processes whose descendants' private memory is also shown on its own, as
+# ``"<name> children"``: the git-writer's repo and packing processes, so a growing total says
+# which side grows (the service's Kafka and PostgreSQL side, or libgit2 and the repo state).
+SPLIT = ("git-writer",)
+
+
 def rss_mib(pids: dict[str, int]) -> dict[str, float]:
     """Each process's private memory (its RssAnon and RssShmem, plus its descendants' RssAnon:
     the git-writer's repo and packing processes, PostgreSQL's backends), in MiB, under its
@@ -60,14 +66,17 @@ def rss_mib(pids: dict[str, int]) -> dict[str, float]:
         children.setdefault(ppid, []).append(pid)
     out = {}
     for name, pid in pids.items():
-        kb = _proc_kb(pid, "RssAnon") + _proc_kb(pid, "RssShmem")
-        file_kb, todo = _proc_kb(pid, "RssFile"), list(children.get(pid, []))
+        own_kb = _proc_kb(pid, "RssAnon") + _proc_kb(pid, "RssShmem")
+        kids_kb, file_kb = 0, _proc_kb(pid, "RssFile")
+        todo = list(children.get(pid, []))
         while todo:
             child = todo.pop()
-            kb += _proc_kb(child, "RssAnon")
+            kids_kb += _proc_kb(child, "RssAnon")
             file_kb += _proc_kb(child, "RssFile")
             todo.extend(children.get(child, []))
-        out[name] = kb / 1024
+        out[name] = (own_kb + kids_kb) / 1024
+        if name in SPLIT:
+            out[f"{name} children"] = kids_kb / 1024
         out[f"{name} file"] = file_kb / 1024
     return out
 

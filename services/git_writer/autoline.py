@@ -9,21 +9,27 @@ The writer makes every commit on ``auto`` itself, so it can remember them instea
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import pygit2
 
-# Past this many remembered commits the line starts over from its tip (the remembered ones
-# older than the watched branch are useless anyway; a fast-forward then asks libgit2).
-MAX_REMEMBERED = 100_000
+# The newest this many commits of the line are remembered; older ones are forgotten first
+# (a fast-forward to one of them asks libgit2). Green commits are fast-forwarded within
+# seconds of being made, so only a backlog this deep pays libgit2's walk again: 20,000 is
+# 200 s at 100 image sets/s. A window, not a set that starts over when full: the soak's
+# memory then reaches its level once and stays (docs/benchmarks.md).
+MAX_REMEMBERED = 20_000
 
 
 class AutoLine:
     """Invariant: every commit in ``members`` is ``tip`` or a first-parent ancestor of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_remembered: int = MAX_REMEMBERED) -> None:
         self.tip: pygit2.Oid | None = None
-        self.members: set[pygit2.Oid] = set()
+        self.max_remembered = max_remembered
+        # Oldest first; the values are unused (an ordered set).
+        self.members: OrderedDict[pygit2.Oid, None] = OrderedDict()
 
     def moved(
         self, new: pygit2.Oid, first_parent: Callable[[pygit2.Oid], pygit2.Oid | None]
@@ -32,9 +38,11 @@ class AutoLine:
         start over from ``new`` (a replay, a reset, an eviction)."""
         if new == self.tip:
             return
-        if self.tip is None or first_parent(new) != self.tip or len(self.members) >= MAX_REMEMBERED:
-            self.members = set()
-        self.members.add(new)
+        if self.tip is None or first_parent(new) != self.tip:
+            self.members.clear()
+        self.members[new] = None
+        while len(self.members) > self.max_remembered:
+            self.members.popitem(last=False)
         self.tip = new
 
     def holds(self, commit: pygit2.Oid, auto: pygit2.Oid) -> bool:
@@ -43,4 +51,5 @@ class AutoLine:
         return auto == self.tip and commit in self.members
 
     def forget(self) -> None:
-        self.tip, self.members = None, set()
+        self.tip = None
+        self.members.clear()

@@ -21,9 +21,10 @@ import pygit2
 
 from waveline.shared.gitengine.repo import ConfigRepo
 
-# ~300 bytes per commit in CPython (the Oid, its Event-Id and the two dicts' entries):
-# ~30 MB, and at 100 commits a second the last 15 minutes.
-MAX_COMMITS = 100_000
+# About 600 bytes per commit in CPython (the Oid, its Event-Id, the two dicts' entries and
+# the list; measured with the repo process alone, docs/benchmarks.md): ~30 MB, and at 100
+# commits a second the last 8 minutes — a retry comes within seconds.
+MAX_COMMITS = 50_000
 
 
 class EventIndex:

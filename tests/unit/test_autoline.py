@@ -37,3 +37,12 @@ def test_a_jump_off_the_line_starts_it_over() -> None:
     assert line.holds(oid(10), oid(10))
     assert not line.holds(oid(2), oid(10))
     assert not line.holds(oid(9), oid(10))  # an ancestor, but not one it saw made
+
+
+def test_the_oldest_commits_are_forgotten_first_past_the_bound() -> None:
+    line = AutoLine(max_remembered=3)
+    chain = {oid(n + 1): oid(n) for n in range(1, 10)}
+    for n in range(1, 11):
+        line.moved(oid(n), chain.get)
+    assert len(line.members) == 3
+    assert [line.holds(oid(n), oid(10)) for n in (7, 8, 9, 10)] == [False, True, True, True]
