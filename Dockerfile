@@ -46,6 +46,10 @@ ARG WAVELINE_UID=10001
 # the ownership of the directory it is mounted on, while a missing one is created root-owned.
 #   data     - git-writer's persistent bare clones (WAVELINE_DATA_DIR)
 #   remotes  - optional file:// config repositories (local demo, tests)
+# Signed commits (repos.<r>.signing, docs/security.md) sign as git does: ssh-keygen or gpg.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssh-client gnupg \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid "${WAVELINE_UID}" waveline \
     && useradd --system --uid "${WAVELINE_UID}" --gid waveline \
          --home-dir /var/lib/waveline --no-create-home --shell /usr/sbin/nologin waveline \
