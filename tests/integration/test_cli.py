@@ -143,3 +143,22 @@ def test_drone_plugin_refuses_paths_outside_the_repo(tmp_path: Path) -> None:
     seed_repo(bare)
     with pytest.raises(Exception, match="must not contain"):
         plugin_run(plugin_env(bare.as_uri(), PLUGIN_DESTINATION_FILE="../etc/passwd"))
+
+
+def test_drone_plugin_signs_its_commit_when_asked(tmp_path: Path) -> None:
+    from tests.signing_keys import ssh_key, verify_commit
+    from waveline.cli.ops import CliError
+
+    bare = tmp_path / "infra.git"
+    seed_repo(bare)
+    key = ssh_key(tmp_path / "key")
+    env = plugin_env(bare.as_uri(), PLUGIN_SIGNING_FORMAT="ssh", PLUGIN_SIGNING_KEY=key.private)
+    # A key that cannot sign is refused before anything is pushed.
+    with pytest.raises(CliError, match="PLUGIN_SIGNING_"):
+        plugin_run({**env, "PLUGIN_SIGNING_KEY": "not a key"})
+    assert len(branch_log(str(bare), "master")) == 1
+    plugin_run(env)
+    head = branch_log(str(bare), "master")[0]
+    assert verify_commit(bare, str(head.id), key).returncode == 0
+    other = ssh_key(tmp_path / "other")
+    assert verify_commit(bare, str(head.id), other).returncode != 0

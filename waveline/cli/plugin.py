@@ -3,9 +3,11 @@ Operating it).
 
 Plugin mode reads ``PLUGIN_*`` variables — ``GIT_REPO``, ``BRANCH``, ``IMAGE_TAG``,
 ``DESTINATION_FILE``, ``AUTHOR_NAME``, ``AUTHOR_EMAIL``, ``COMMIT_MESSAGE`` (with ``$VAR``
-expansion of the non-secret CI variables in ``SAFE_VARIABLES`` only) and ``ACCESS_TOKEN`` —
-and commits the tag into the file on the branch with Waveline's git engine: no working tree,
-a lease on the branch, one retry from fresh state if someone pushed in between.
+expansion of the non-secret CI variables in ``SAFE_VARIABLES`` only), ``ACCESS_TOKEN`` and,
+to sign the commit as the git-writer signs its own, ``SIGNING_FORMAT`` (ssh or openpgp) with
+the key in ``SIGNING_KEY`` (and ``SIGNING_PASSPHRASE`` if it has one) — and commits the
+tag into the file on the branch with Waveline's git engine: no working tree, a lease on the
+branch, one retry from fresh state if someone pushed in between.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 from waveline.cli.ops import CliError
 from waveline.shared import kafka_clients
 from waveline.shared.config import Author, RepoConfig, Settings
-from waveline.shared.errors import GitFailure, PushRejected
+from waveline.shared.errors import ConfigError, GitFailure, PushRejected
 from waveline.shared.gitengine.repo import ConfigRepo, Credentials
+from waveline.shared.gitengine.signing import Signer, SigningConfig
 from waveline.shared.names import check_relative_path
 from waveline.shared.topics import Topics
 
@@ -160,8 +163,44 @@ def run(env: Mapping[str, str], workdir: Path | None = None) -> str:
         raise CliError(str(exc)) from exc
     message = commit_message(env)
     creds = Credentials(token=env.get("PLUGIN_ACCESS_TOKEN") or None)
+    signer = _signer(env)
+    try:
+        return _commit(config, creds, signer, (branch, path, tag, message), workdir)
+    finally:
+        if signer is not None:
+            signer.close()
+
+
+def _signer(env: Mapping[str, str]) -> Signer | None:
+    """The signer ``PLUGIN_SIGNING_FORMAT`` asks for; ``CliError`` when it cannot sign."""
+    fmt = env.get("PLUGIN_SIGNING_FORMAT")
+    if not fmt:
+        return None
+    try:
+        signing = SigningConfig.model_validate(
+            {
+                "format": fmt,
+                "key_env": "PLUGIN_SIGNING_KEY",
+                "passphrase_env": (
+                    "PLUGIN_SIGNING_PASSPHRASE" if env.get("PLUGIN_SIGNING_PASSPHRASE") else None
+                ),
+            }
+        )
+        return Signer(signing, "plugin", env=env)
+    except (ValueError, ConfigError) as exc:
+        raise CliError(f"PLUGIN_SIGNING_*: {exc}") from exc
+
+
+def _commit(
+    config: RepoConfig,
+    creds: Credentials,
+    signer: Signer | None,
+    what: tuple[str, str, str, str],
+    workdir: Path | None,
+) -> str:
+    branch, path, tag, message = what
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        repo = ConfigRepo("plugin", config, Path(tmp) / "repo.git", creds)
+        repo = ConfigRepo("plugin", config, Path(tmp) / "repo.git", creds, signer=signer)
         for attempt in (1, 2):
             try:
                 repo.fetch()
