@@ -9,7 +9,6 @@ from pydantic import Field
 
 from waveline.shared.models.base import Message
 
-
 # A target: an Argo CD Application's name, or a Flux object's
 # ``Kustomization|HelmRelease/<namespace>/<name>`` (shared/flux.py checks the names' lengths).
 _TARGET = (
