@@ -244,8 +244,19 @@ class Signer:
         if self._passphrase is not None:
             _write_private(home / "passphrase", self._passphrase)
             base += ["--passphrase-file", str(home / "passphrase")]
-        done = self._run([*base, "--import"], self._key.encode())
-        if done.returncode != 0:
+        # Importing a secret key goes through the agent, which gpg starts on demand and
+        # waits for only briefly: on a loaded machine the import then fails with "secret
+        # keys read: 1" and nothing imported (seen in CI). Started first, and waited for,
+        # by gpgconf; one more try after stopping it before calling the key unusable.
+        for attempt in (1, 2):
+            if self._gpgconf is not None:
+                self._run([self._gpgconf, "--homedir", str(home), "--launch", "gpg-agent"])
+            done = self._run([*base, "--import"], self._key.encode())
+            if done.returncode == 0:
+                break
+            if attempt == 1:
+                _remove(None, home, self._gpgconf)
+        else:
             raise self._refuse("not an OpenPGP secret key gpg can import", done)
         listed = self._run([*base, "--with-colons", "--list-secret-keys"])
         fingerprint = signing_fingerprint(listed.stdout.decode(errors="replace"))
