@@ -104,6 +104,23 @@ def _remove(directory: Path | None, gnupg_home: Path | None, gpgconf: str | None
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# A Unix socket's path is at most 107 bytes; the GnuPG agent's sockets live in its home
+# (``gnupg/S.gpg-agent.browser`` is the longest name), and without /run/user/<uid> GnuPG has
+# nowhere else to put them: in a deep TMPDIR the agent cannot listen and no key imports.
+_SOCKET_PATH_MAX = 107
+_LONGEST_SOCKET = "gnupg/S.gpg-agent.browser"
+
+
+def _private_dir(fmt: str) -> Path:
+    """A new 0700 directory for the key's copy: in TMPDIR, or for OpenPGP under /tmp when
+    TMPDIR is too deep for the agent's sockets."""
+    made = Path(tempfile.mkdtemp(prefix="waveline-sign-"))
+    if fmt == "openpgp" and len(str(made / _LONGEST_SOCKET)) > _SOCKET_PATH_MAX:
+        made.rmdir()
+        made = Path(tempfile.mkdtemp(prefix="waveline-sign-", dir="/tmp"))
+    return made
+
+
 def _tool_env(gnupg_home: Path | None = None, **extra: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C", **extra}
     if gnupg_home is not None:
@@ -144,7 +161,7 @@ class Signer:
             else None
         )
         self._gpgconf = shutil.which("gpgconf") if config.format == "openpgp" else None
-        self._dir = Path(tempfile.mkdtemp(prefix="waveline-sign-"))
+        self._dir = _private_dir(config.format)
         self._gnupg_home = self._dir / "gnupg" if config.format == "openpgp" else None
         self._args: list[str] = []
         # Also at the interpreter's exit, should close never be called.

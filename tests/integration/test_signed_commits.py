@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -82,14 +84,24 @@ def waveline_commits(remote: Path, *tips: str) -> list[str]:
     return listed.stdout.split()
 
 
+def listing(directory: Path) -> list[Path]:
+    return sorted(directory.iterdir())
+
+
 async def test_every_commit_of_a_journey_verifies(
-    remote: Path, tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+    remote: Path,
+    tmp_path: Path,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     # The child process inherits the variable, as the service's repo processes do, and
     # makes its key's copy under this TMPDIR.
     monkeypatch.setenv(KEY_ENV, key.private)
-    child_tmp = tmp_path / "child-tmp"
-    child_tmp.mkdir()
+    # Short, as a TMPDIR usually is: the GnuPG agent's sockets live in the copy's directory
+    # (a deeper one is moved to /tmp: test_a_deep_tmpdir_still_signs_with_openpgp).
+    child_tmp = Path(tempfile.mkdtemp(prefix="wl-tmp-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(child_tmp, ignore_errors=True))
     monkeypatch.setenv("TMPDIR", str(child_tmp))
     config = signed_config(remote, key)
     init = HostInit(
@@ -106,7 +118,7 @@ async def test_every_commit_of_a_journey_verifies(
     try:
         async with asyncio.timeout(40):
             first = await apply(proc, a)
-            (copy,) = child_tmp.iterdir()
+            (copy,) = listing(child_tmp)
             assert copy.name.startswith("waveline-sign-")
             assert oct(copy.stat().st_mode & 0o777) == "0o700"
             await apply(proc, FastForward(**head(sha=first.sha)))
@@ -157,7 +169,7 @@ async def test_every_commit_of_a_journey_verifies(
             with contextlib.suppress(asyncio.CancelledError):
                 await replies
             assert not proc.running
-            assert list(child_tmp.iterdir()) == []
+            assert listing(child_tmp) == []
     finally:
         if proc.running:
             await proc.close()

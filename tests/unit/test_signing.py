@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,31 @@ def test_signed_commit_verifies_and_the_key_copy_goes_on_close(
         time.sleep(0.05)
     assert agents_of(copy) == []
     signer.close()  # idempotent
+
+
+def test_a_deep_tmpdir_still_signs_with_openpgp(
+    keys: dict[str, SigningKey], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deeper than the agent's socket path allows (107 bytes): the copy goes under /tmp.
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read once, then cached
+    key = keys["openpgp"]
+    bare = tmp_path / "cfg.git"
+    seed_repo(bare)
+    signer = Signer(signing_of(key), "repos.cfg-app", env_of(key))
+    try:
+        assert signer._dir.parent == Path("/tmp")
+        verified = verify_commit(bare, commit_with(bare, signer), key)
+        assert verified.returncode == 0, verified.stderr
+    finally:
+        signer.close()
+    ssh = Signer(signing_of(keys["ssh"]), "repos.cfg-app", env_of(keys["ssh"]))
+    try:
+        assert ssh._dir.parent == deep  # no socket: the copy stays where TMPDIR says
+    finally:
+        ssh.close()
 
 
 def test_unsigned_when_no_signing_is_configured(tmp_path: Path) -> None:
