@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from waveline.shared.errors import ConfigError
 from waveline.shared.flux import TargetName
 from waveline.shared.flux_config import FluxSettings
+from waveline.shared.freeze_config import FreezeWindows, PipelineFreeze
 from waveline.shared.gitengine import transport
 from waveline.shared.gitengine.signing import SigningConfig
 from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
@@ -353,6 +354,8 @@ class WaveConfig(_Frozen):
     targets: tuple[TargetName, ...] = Field(min_length=1)
     gate: GateConfig = GateConfig()
     strategy: StrategyConfig | None = None
+    # This wave's own freeze windows, besides the pipeline's (docs/gates.md).
+    freeze: FreezeWindows = FreezeWindows()
 
 
 class PipelineConfig(_Frozen):
@@ -365,6 +368,8 @@ class PipelineConfig(_Frozen):
     # Image repositories (registry/path, no tag or digest) an announcement may name, as
     # fnmatch globs; empty: any (docs/security.md, Tokens, roles and actors).
     allowed_images: tuple[str, ...] = ()
+    # Freeze windows for every wave, and whether they stop introductions (docs/gates.md).
+    freeze: PipelineFreeze = PipelineFreeze()
 
     def strategy_of(self, wave: str) -> StrategyConfig:
         """The wave's own strategy when it overrides the pipeline's."""
