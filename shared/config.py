@@ -36,6 +36,13 @@ from waveline.shared.gitengine.signing import SigningConfig
 from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
 from waveline.shared.names import NAME_PATTERN, check_relative_path
 from waveline.shared.reconcile_config import ReconcileSettings
+from waveline.shared.verify_config import (
+    PrometheusServer,
+    Verification,
+    missing_server,
+    secret_envs,
+    unique_names,
+)
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -356,6 +363,15 @@ class WaveConfig(_Frozen):
     strategy: StrategyConfig | None = None
     # This wave's own freeze windows, besides the pipeline's (docs/gates.md).
     freeze: FreezeWindows = FreezeWindows()
+    # Checks after the wave runs a set (docs/gates.md, Verification); a failed one fails
+    # the wave, then holds it or rolls it back.
+    verifications: tuple[Verification, ...] = ()
+    on_failure: Literal["hold", "rollback"] = "hold"
+
+    @field_validator("verifications")
+    @classmethod
+    def _verification_names(cls, found: tuple[Verification, ...]) -> tuple[Verification, ...]:
+        return unique_names(found)
 
 
 class PipelineConfig(_Frozen):
@@ -460,6 +476,8 @@ class WavelineConfig(_Frozen):
     auth: AuthConfig = AuthConfig()
     notifications: dict[Name, NotificationConfig] = {}
     delivery: DeliveryConfig = DeliveryConfig()
+    # The Prometheus that wave verifications query unless they name their own server.
+    prometheus: PrometheusServer | None = None
 
     def secret_env_names(self) -> set[str]:
         """Every environment variable the file names for an outbound secret."""
@@ -475,6 +493,8 @@ class WavelineConfig(_Frozen):
             if pipeline.result_token_env:
                 names.add(pipeline.result_token_env)
         names.update(n.secret_env for n in self.notifications.values() if n.secret_env)
+        checks = [v for p in self.pipelines.values() for w in p.waves for v in w.verifications]
+        names.update(secret_envs(self.prometheus, checks))
         return names
 
     def _check_dispatch(
@@ -535,6 +555,9 @@ class WavelineConfig(_Frozen):
                     self._check_dispatch(where, name, pipeline, wave)
                 elif strategy.kind == "webhook" and not (strategy.url or strategy.secret_env):
                     raise ValueError(f"{where}.strategy: webhook needs url or secret_env")
+            for wave in pipeline.waves:
+                where = f"pipelines.{name}.waves.{wave.name}"
+                missing_server(self.prometheus, where, wave.verifications)
         for name, notification in self.notifications.items():
             unknown = set(notification.pipelines) - set(self.pipelines)
             if unknown:
