@@ -66,6 +66,14 @@ class ImageSetAnnounced(Message):
     # message produced straight to the topic, whatever its producer says (Kafka's ACLs
     # decide who may produce).
     actor: str | None = Field(default=None, max_length=100)
+    # When the app commit was made, as CI knows it (optional): where DORA's lead time for
+    # changes starts (docs/dora.md); without it, the announcement. With a time zone, so
+    # nothing guesses one.
+    app_committed_at: datetime | None = Field(
+        default=None,
+        description="the app commit's time (RFC 3339 with an offset), sent by CI; lead time "
+        "for changes starts there (else at the announcement)",
+    )
 
     @field_validator("images", mode="before")
     @classmethod
@@ -74,4 +82,11 @@ class ImageSetAnnounced(Message):
             for key in value:
                 if isinstance(key, str):
                     check_name(key, "service name")
+        return value
+
+    @field_validator("app_committed_at")
+    @classmethod
+    def _with_offset(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("app_committed_at needs a time zone offset (e.g. Z)")
         return value

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from waveline.shared.dora import Announced, Durations, Fact, Failure, WaveRan, compute
+from waveline.shared.models.images import ImageSetAnnounced
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 WAVES = {"app": ["staging", "prod"]}
@@ -128,3 +130,23 @@ def test_durations_median_and_nearest_rank_p90() -> None:
 def test_until_must_follow_since() -> None:
     with pytest.raises(ValueError):
         compute([], WAVES, since=h(1), until=h(1))
+
+
+def test_ci_sends_the_app_commit_time_with_an_offset() -> None:
+    body = {
+        "pipeline": "app",
+        "app_sha": "7d1043473d55bfa90e8530d35801d4e381bc69f0",
+        "images": {
+            "service1": {
+                "Tag": "r.example/s1:v1",
+                "Digest": "r.example/s1@sha256:" + "a" * 64,
+            }
+        },
+    }
+    sent = ImageSetAnnounced.model_validate(
+        {**body, "app_committed_at": "2026-12-01T10:00:00+02:00"}
+    )
+    assert sent.app_committed_at == datetime(2026, 12, 1, 8, tzinfo=UTC)
+    assert ImageSetAnnounced.model_validate(body).app_committed_at is None
+    with pytest.raises(ValidationError, match="offset"):
+        ImageSetAnnounced.model_validate({**body, "app_committed_at": "2026-12-01T10:00:00"})

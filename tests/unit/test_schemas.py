@@ -73,6 +73,7 @@ SAMPLES: list[BaseModel] = [
         event_id=_id(1),
         received_at=AT,
         source="http",
+        app_committed_at=AT,
     ),
     # What CI produces straight to Kafka: no event_id, no received_at.
     ImageSetAnnounced(pipeline="app", app_sha=APP_SHA, images={"service1": IMAGES["service1"]}),
