@@ -61,6 +61,8 @@ Built = tuple[dict[uuid.UUID, Result], list[tuple[int, GitFailure]], dict[str, f
 Known = dict[uuid.UUID, tuple[str, GitEvent]]
 HEADER = 4
 PACKING_NICENESS = 10
+# Memory objects past this many times the packing threshold make builds wait for packing.
+PACKING_BEHIND_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -201,10 +203,33 @@ class RepoHost:
         return f"unexpected error applying the command: {type(exc).__name__}: {exc}"[:500]
 
     def flush(self) -> None:
-        """Push what the last build made (once, with leases), then start packing if due."""
+        """Push what the last build made (once, with leases), then start packing if due.
+
+        The objects held in memory are bounded: once they reach twice the packing threshold
+        while a packing still runs (its niced process starved of CPU, or a slow disk), this
+        waits for that packing before the next build, so the writer slows down instead of
+        growing without end (a soak on a busy machine piled up 126,600 objects otherwise)."""
         self._collect_packing()
         self.applier.flush()
+        self._wait_for_packing_if_behind()
         self._start_packing()
+
+    def _wait_for_packing_if_behind(self) -> None:
+        packing, memory = self._packing, self.applier.repo.memory
+        if packing is None or memory is None:
+            return
+        if memory.nbytes < PACKING_BEHIND_FACTOR * self.applier.compact_at_bytes:
+            return
+        held, held_bytes, waited = len(memory), memory.nbytes, time.perf_counter()
+        packing.exception()  # waits for it to finish, whatever the outcome
+        self._collect_packing()
+        logger.warning(
+            "repo %s: packing fell behind (%d objects, %d KiB in memory): builds waited %.0f ms",
+            self.applier.repo.name,
+            held,
+            held_bytes // 1024,
+            (time.perf_counter() - waited) * 1000,
+        )
 
     def discard(self) -> None:
         self.applier.discard()
