@@ -29,7 +29,7 @@ lint: $(STAMP)        ## ruff and mypy --strict
 	$(BIN)/mypy
 
 test: lint            ## lint, then the whole suite against real Kafka, PostgreSQL and git
-	$(BIN)/python -m pytest -q -ra --durations=40
+	$(BIN)/python -m tests.suite
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
