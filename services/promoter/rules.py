@@ -15,9 +15,13 @@ and writes what they decide through the store.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
+from uuid import UUID
+
+from waveline.shared.config import PipelineConfig, WaveConfig
 
 # --- Promotion states -------------------------------------------------------------------
 
@@ -95,3 +99,176 @@ OPEN = GateVerdict()
 
 def closed(kind: GateKind, reason: str, until: datetime | None = None) -> GateVerdict:
     return GateVerdict(waiting_for=kind, reason=reason, until=until)
+
+
+# --- The gate function --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateFacts:
+    """What is known about one promotion of ``app_sha`` from ``from_wave`` waiting at the
+    gate of the wave it goes to. ``since``: when ``from_wave`` began running the set (bake
+    time counts from it). A gate added later brings its own fact here, defaulted so that
+    it stays open when its caller knows nothing of it."""
+
+    app_sha: str
+    from_wave: str
+    since: datetime
+    approved: bool = False
+    held: bool = False
+    held_by: str | None = None
+
+
+GateCheck = Callable[[GateFacts, WaveConfig, datetime], GateVerdict | None]
+
+
+def hold_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """An operator's hold keeps the gate shut until released."""
+    if not facts.held:
+        return None
+    who = f" by {facts.held_by}" if facts.held_by else ""
+    return closed("hold", f"{wave.name} is held{who}")
+
+
+def bake_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """The set must have run in the source wave for the wave's bake time."""
+    until = facts.since + wave.gate.bake
+    if now >= until:
+        return None
+    return closed("bake", f"baking in {facts.from_wave} until {until.isoformat()}", until)
+
+
+def approval_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """A wave asking for approval waits for one naming this set."""
+    if not wave.gate.approval or facts.approved:
+        return None
+    return closed("approval", f"awaiting approval of {facts.app_sha[:12]} into {wave.name}")
+
+
+# The order gates are evaluated in; the first closed one is the verdict. An operator's hold
+# first (it stops everything), then the gates that open by themselves (bake), then the one
+# a person opens (approval): the reason shown is the one that must go first. The gates of
+# issue 17 take their place here: quarantine and freeze after hold, verification and quorum
+# before bake.
+GATE_ORDER: tuple[GateCheck, ...] = (hold_gate, bake_gate, approval_gate)
+
+
+def closed_gates(facts: GateFacts, wave: WaveConfig, now: datetime) -> list[GateVerdict]:
+    """Every closed gate of ``wave`` for the promotion ``facts`` describes, in
+    ``GATE_ORDER`` (empty: open)."""
+    found = (check(facts, wave, now) for check in GATE_ORDER)
+    return [v for v in found if v is not None]
+
+
+def gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict:
+    """Whether the promotion ``facts`` describes may go into ``wave`` at ``now``: ``OPEN``,
+    or the first closed gate in ``GATE_ORDER``."""
+    for check in GATE_ORDER:
+        verdict = check(facts, wave, now)
+        if verdict is not None:
+            return verdict
+    return OPEN
+
+
+# --- Waves, supersession, rollback -------------------------------------------------------
+
+
+def next_wave(pipeline: PipelineConfig, wave: str) -> str | None:
+    """The wave after ``wave`` (None after the last; ``ValueError`` for an unknown one)."""
+    names = [w.name for w in pipeline.waves]
+    index = names.index(wave)
+    return names[index + 1] if index + 1 < len(names) else None
+
+
+@dataclass(frozen=True)
+class PromotionFacts:
+    """One promotion into a wave, as the rules need it."""
+
+    promotion_id: UUID
+    app_sha: str
+    kind: PromotionKind
+    state: PromotionState
+    created_at: datetime
+
+
+def superseded_at_gate(into_wave: Iterable[PromotionFacts], app_sha: str) -> list[UUID]:
+    """The promotions a newer set ``app_sha`` supersedes when it reaches the wave's gate:
+    every other set's promotion still waiting there. A blocked one (its source wave
+    failing) is left: it is not at the gate until the source recovers."""
+    return [
+        p.promotion_id
+        for p in into_wave
+        if p.kind == "promote" and p.state == "waiting" and p.app_sha != app_sha
+    ]
+
+
+# Sent into a wave, left behind when the wave runs a set sent after them. An open pull
+# request is the notifier's to close or update (it supersedes its promotion itself).
+OVERTAKEN: frozenset[PromotionState] = IN_FLIGHT - {"opened"}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What the wave running a set changes: ``done`` turn done now, ``announce`` have their
+    done event sent (those of ``done`` and those done before: a redelivery must send what a
+    failed publish did not), ``overtaken`` are superseded."""
+
+    done: tuple[UUID, ...]
+    announce: tuple[UUID, ...]
+    overtaken: tuple[UUID, ...]
+
+
+def arrival(into_wave: Sequence[PromotionFacts], app_sha: str) -> Arrival:
+    """The wave runs ``app_sha``: every promotion in flight that brought it there is done;
+    older sets sent into it that it never ran (a newer one landed on top before its targets
+    reported) never will, and are superseded. Older: created before the first promotion of
+    ``app_sha`` into the wave (none: nothing is overtaken)."""
+    mine = [p for p in into_wave if p.app_sha == app_sha]
+    done = tuple(p.promotion_id for p in mine if p.state in IN_FLIGHT)
+    announce = done + tuple(p.promotion_id for p in mine if p.state == "done")
+    first = min((p.created_at for p in mine), default=None)
+    overtaken = tuple(
+        p.promotion_id
+        for p in into_wave
+        if first is not None
+        and p.app_sha != app_sha
+        and p.state in OVERTAKEN
+        and p.created_at < first
+    )
+    return Arrival(done, announce, overtaken)
+
+
+@dataclass(frozen=True)
+class WaveRun:
+    """A set a wave ran, from ``since`` (its first run), at config commit ``cfg_sha``."""
+
+    app_sha: str
+    cfg_sha: str
+    since: datetime
+
+
+def rollback_target(runs: Iterable[WaveRun], to: str | None) -> WaveRun | None:
+    """Where a rollback of a wave goes: the set ``to`` names, among those the wave ran; for
+    ``to`` None or ``"previous"``, the second newest run by first run time. None: no such
+    run (the wave never ran that set, or ran one set only)."""
+    newest_first = sorted(runs, key=lambda r: r.since, reverse=True)
+    if to in {None, "previous"}:
+        return newest_first[1] if len(newest_first) > 1 else None
+    return next((r for r in newest_first if r.app_sha == to), None)
+
+
+# --- What reports do to a promotion ------------------------------------------------------
+
+# Events the promoter mirrors into its table; requested and committed are its own or add
+# nothing it needs.
+MIRRORED: frozenset[PromotionState] = frozenset(STATES) - {"requested", "committed"}
+
+
+def result_state(result: Literal["succeeded", "failed"]) -> Literal["done", "failed"]:
+    """The end of a webhook promotion its receiver reported."""
+    return "done" if result == "succeeded" else "failed"
+
+
+def pull_request_end(merged: bool) -> Literal["done", "cancelled"]:
+    """The end of a pull-request promotion whose pull request closed: merged or not."""
+    return "done" if merged else "cancelled"

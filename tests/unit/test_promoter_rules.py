@@ -1,0 +1,216 @@
+"""The promoter's rules (services/promoter/rules.py) without Kafka or PostgreSQL: promotion
+states, each gate case and when it opens, the next wave, supersession, the rollback target."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import get_args
+
+import pytest
+
+from waveline.services.promoter import rules
+from waveline.services.promoter.rules import (
+    OPEN,
+    GateFacts,
+    PromotionFacts,
+    WaveRun,
+    arrival,
+    closed_gates,
+    gate,
+    next_wave,
+    rollback_target,
+    superseded_at_gate,
+)
+from waveline.shared.config import PipelineConfig, WaveConfig
+from waveline.shared.models.promotions import TERMINAL as EVENT_TERMINAL
+from waveline.shared.models.promotions import PromotionStatus
+
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+A, B, C = (c * 40 for c in "abc")
+
+
+def _wave(bake: str = "0s", approval: bool = False, name: str = "prod") -> WaveConfig:
+    return WaveConfig.model_validate(
+        {"name": name, "targets": ["t"], "gate": {"bake": bake, "approval": approval}}
+    )
+
+
+def _pipeline(*names: str) -> PipelineConfig:
+    return PipelineConfig.model_validate(
+        {"repo": "r", "waves": [{"name": n, "targets": [f"{n}-t"]} for n in names]}
+    )
+
+
+def _facts(**kw: object) -> GateFacts:
+    base: dict[str, object] = {"app_sha": A, "from_wave": "staging", "since": T0}
+    return GateFacts(**(base | kw))  # type: ignore[arg-type]
+
+
+def _p(
+    app_sha: str, state: rules.PromotionState, minute: int, kind: str = "promote"
+) -> PromotionFacts:
+    return PromotionFacts(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"{app_sha}/{state}/{minute}/{kind}"),
+        app_sha,
+        kind,  # type: ignore[arg-type]
+        state,
+        T0 + timedelta(minutes=minute),
+    )
+
+
+# -- states ---------------------------------------------------------------------------------
+
+
+def test_the_states_are_the_events_states_plus_the_promoters_own() -> None:
+    assert set(rules.STATES) == set(get_args(PromotionStatus)) | {"waiting", "blocked"}
+    assert rules.TERMINAL == EVENT_TERMINAL
+    # Every state is in exactly one group: at the gate, in flight, or ended.
+    groups = (rules.AT_GATE, rules.IN_FLIGHT, rules.TERMINAL)
+    for state in rules.STATES:
+        assert sum(state in g for g in groups) == 1, state
+    assert rules.is_terminal("superseded") and not rules.is_terminal("opened")
+    assert {"waiting", "blocked"} == rules.APPROVABLE
+    # An open pull request is the notifier's to supersede, not overtaken by an arrival.
+    assert {"requested", "committed", "delivered"} == rules.OVERTAKEN
+    assert "requested" not in rules.MIRRORED and "committed" not in rules.MIRRORED
+    assert {"opened", "delivered", "done", "failed", "cancelled"} <= rules.MIRRORED
+
+
+def test_reports_end_a_promotion() -> None:
+    assert rules.result_state("succeeded") == "done"
+    assert rules.result_state("failed") == "failed"
+    assert rules.pull_request_end(merged=True) == "done"
+    assert rules.pull_request_end(merged=False) == "cancelled"
+
+
+# -- the gate -------------------------------------------------------------------------------
+
+
+def test_no_gate_configured_is_open() -> None:
+    assert gate(_facts(), _wave(), T0) == OPEN
+    assert OPEN.is_open and OPEN.to_json() == {
+        "open": True,
+        "waiting_for": None,
+        "reason": "open",
+        "until": None,
+    }
+
+
+def test_bake_waits_until_the_set_ran_long_enough_in_the_source_wave() -> None:
+    wave = _wave(bake="10m")
+    verdict = gate(_facts(), wave, T0 + timedelta(minutes=4))
+    assert verdict.waiting_for == "bake"
+    assert verdict.until == T0 + timedelta(minutes=10)
+    assert "staging" in verdict.reason
+    assert verdict.to_json()["until"] == "2026-12-07T12:10:00+00:00"
+    # Open at the exact end of the bake, not a tick later.
+    assert gate(_facts(), wave, T0 + timedelta(minutes=10)).is_open
+
+
+def test_approval_waits_for_one_naming_the_set_and_has_no_until() -> None:
+    wave = _wave(approval=True)
+    verdict = gate(_facts(), wave, T0)
+    assert verdict.waiting_for == "approval" and verdict.until is None
+    assert A[:12] in verdict.reason
+    assert gate(_facts(approved=True), wave, T0).is_open
+
+
+def test_a_hold_shuts_the_gate_whatever_else_is_open() -> None:
+    verdict = gate(_facts(held=True, held_by="alice", approved=True), _wave(), T0)
+    assert verdict.waiting_for == "hold" and "alice" in verdict.reason
+    assert verdict.until is None
+    assert gate(_facts(held=True), _wave(), T0).reason == "prod is held"
+
+
+def test_the_first_closed_gate_wins_in_the_documented_order() -> None:
+    wave = _wave(bake="1h", approval=True)
+    facts = _facts(held=True)
+    now = T0 + timedelta(minutes=1)
+    assert [v.waiting_for for v in closed_gates(facts, wave, now)] == ["hold", "bake", "approval"]
+    assert gate(facts, wave, now).waiting_for == "hold"
+    assert gate(_facts(), wave, now).waiting_for == "bake"
+    assert gate(_facts(), wave, T0 + timedelta(hours=1)).waiting_for == "approval"
+    assert closed_gates(_facts(approved=True), wave, T0 + timedelta(hours=1)) == []
+    assert [c.__name__ for c in rules.GATE_ORDER] == ["hold_gate", "bake_gate", "approval_gate"]
+
+
+# -- next wave ----------------------------------------------------------------------------
+
+
+def test_next_wave_and_the_last_one() -> None:
+    pipeline = _pipeline("dev", "staging", "prod")
+    assert next_wave(pipeline, "dev") == "staging"
+    assert next_wave(pipeline, "staging") == "prod"
+    assert next_wave(pipeline, "prod") is None
+    assert next_wave(_pipeline("only"), "only") is None
+    with pytest.raises(ValueError):
+        next_wave(pipeline, "qa")
+
+
+# -- supersession -------------------------------------------------------------------------
+
+
+def test_a_newer_set_supersedes_the_one_waiting_at_the_gate_only() -> None:
+    waiting_a = _p(A, "waiting", 1)
+    blocked_b = _p(B, "blocked", 2)
+    requested_b = _p(B, "requested", 3)
+    rollback = _p(B, "waiting", 4, kind="rollback")
+    into = [waiting_a, blocked_b, requested_b, rollback]
+    assert superseded_at_gate(into, C) == [waiting_a.promotion_id]
+    # Its own promotion (a redelivery) is never superseded by itself.
+    assert superseded_at_gate(into, A) == []
+    assert superseded_at_gate([], C) == []
+
+
+def test_arrival_finishes_the_sets_promotions_and_supersedes_older_ones() -> None:
+    old_committed = _p(A, "committed", 1)
+    old_open_pr = _p(A, "opened", 2)
+    old_waiting = _p(A, "waiting", 3)
+    mine_done_before = _p(B, "done", 4, kind="introduce")
+    mine = _p(B, "delivered", 5)
+    newer = _p(C, "requested", 6)
+    result = arrival([old_committed, old_open_pr, old_waiting, mine_done_before, mine, newer], B)
+    assert result.done == (mine.promotion_id,)
+    # Done ones are announced again: a redelivery sends what a failed publish did not.
+    assert set(result.announce) == {mine.promotion_id, mine_done_before.promotion_id}
+    # Older than the set's first promotion into the wave, in flight, not an open PR.
+    assert result.overtaken == (old_committed.promotion_id,)
+
+
+def test_arrival_of_a_set_never_sent_there_overtakes_nothing() -> None:
+    # A rollback recorded under another id, or a wave moved outside Waveline.
+    result = arrival([_p(A, "committed", 1)], B)
+    assert result == rules.Arrival((), (), ())
+
+
+def test_a_set_superseded_while_baking_is_not_sent_when_its_bake_ends() -> None:
+    # A waiting at prod's gate, baking; B arrives in staging and is queued: A superseded.
+    into = [_p(A, "waiting", 1)]
+    assert superseded_at_gate(into, B) == [into[0].promotion_id]
+    # Superseded is final: no later report moves it, no arrival marks it done.
+    assert rules.is_terminal("superseded")
+    later = arrival([_p(A, "superseded", 1)], A)
+    assert later.done == () and later.announce == ()
+
+
+# -- rollback target ------------------------------------------------------------------------
+
+
+def _run(app_sha: str, minute: int) -> WaveRun:
+    return WaveRun(app_sha, f"cfg-{app_sha[0]}", T0 + timedelta(minutes=minute))
+
+
+def test_rollback_goes_to_the_previous_run_or_the_named_set() -> None:
+    runs = [_run(A, 1), _run(C, 3), _run(B, 2)]  # any order in
+    assert rollback_target(runs, None) == _run(B, 2)
+    assert rollback_target(runs, "previous") == _run(B, 2)
+    assert rollback_target(runs, A) == _run(A, 1)
+    assert rollback_target(runs, "f" * 40) is None
+
+
+def test_rollback_without_history() -> None:
+    assert rollback_target([], None) is None
+    assert rollback_target([], A) is None
+    assert rollback_target([_run(A, 1)], "previous") is None
+    assert rollback_target([_run(A, 1)], A) == _run(A, 1)
