@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from waveline.cli import retry as retry_cmd
 from waveline.cli.ops import CliError
 from waveline.shared.config import Secrets, load_config, load_settings
 from waveline.shared.errors import ConfigError
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         if action == "rollback":
             op.add_argument("--to", default="previous", help="app sha, or 'previous'")
 
+    retry_cmd.add_parser(sub)
     sub.add_parser("migrate", help="apply the SQL migrations")
     topics = sub.add_parser(
         "topics",
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in {"publish", "status", "approve", "hold", "release", "rollback"}:
             return _ops(args)
+        if args.command == "retry":
+            return retry_cmd.run(args)
         if args.command == "dev":
             from waveline.devstack import stack
 
