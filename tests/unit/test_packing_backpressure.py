@@ -34,9 +34,9 @@ def _introduce(app_sha: str) -> IntroduceImages:
 def test_builds_wait_for_a_packing_that_fell_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A packing held back (as a starved packing process is) lets memory objects reach
-    twice the threshold once; the next flush then waits for it instead of letting a
-    second build pile more on, and what it packed leaves memory."""
+    """A packing held back (as a starved packing process is) while the next one is due:
+    the flush waits for it instead of letting builds pile more objects on, and what it
+    packed leaves memory."""
     bare = tmp_path / "cfg-app.git"
     seed_repo(bare)
     config = make_config(bare.as_uri())
@@ -48,7 +48,7 @@ def test_builds_wait_for_a_packing_that_fell_behind(
         log_level="INFO",
         log_secrets=[],
         gil_switch_interval_ms=0.5,
-        memory_pack_bytes=1,  # every object is past the threshold: packing always due
+        memory_pack_bytes=1,  # packing is due after every build
     )
     host = RepoHost(init)
     gate = threading.Event()
