@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from waveline.cli import freeze as freeze_cmd
 from waveline.cli import retry as retry_cmd
 from waveline.cli.ops import CliError
 from waveline.shared.config import Secrets, load_config, load_settings
@@ -78,8 +79,18 @@ def _parser() -> argparse.ArgumentParser:
         op.add_argument("wave")
         if action == "rollback":
             op.add_argument("--to", default="previous", help="app sha, or 'previous'")
+        if action == "approve":
+            op.add_argument("--break-glass", metavar="REASON", help="through a freeze")
 
     retry_cmd.add_parser(sub)
+    freeze_cmd.add_parsers(sub)
+    dora = sub.add_parser("dora", help="DORA metrics per pipeline and wave (docs/dora.md)")
+    dora.add_argument("pipeline", nargs="?", help="one pipeline (default: all)")
+    dora.add_argument("--since", default="30d", help="a duration (30d, 12h) or an ISO date")
+    dora.add_argument("--json", action="store_true", help="machine-readable output")
+    dora.add_argument("--from-git", action="store_true", help="rebuild from git and the topics")
+    dora.add_argument("--git-dir", type=Path, help="--from-git: the config repo's clone")
+
     sub.add_parser("migrate", help="apply the SQL migrations")
     topics = sub.add_parser(
         "topics",
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ops(args)
         if args.command == "retry":
             return retry_cmd.run(args)
+        if args.command in freeze_cmd.COMMANDS:
+            return freeze_cmd.run(args)
         if args.command == "dev":
             from waveline.devstack import stack
 
@@ -144,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return trace.run(
                 settings, args.app_sha, since=args.since, pipeline=args.pipeline, as_json=args.json
+            )
+        if args.command == "dora":
+            setup_logging("dora", settings.log_level, secret_values(settings, Secrets()))
+            from waveline.cli import dora as dora_cmd
+
+            return dora_cmd.run(
+                settings,
+                args.pipeline,
+                since=args.since,
+                as_json=args.json,
+                from_git=args.from_git,
+                git_dir=args.git_dir,
             )
         if args.command == "topics":
             setup_logging("topics", settings.log_level, secret_values(settings, Secrets()))
@@ -200,7 +225,9 @@ def _ops(args: argparse.Namespace) -> int:
         _, doc = ops.request("GET", f"/v1/pipelines/{args.pipeline}", "WAVELINE_OPERATOR_TOKEN")
         print(json.dumps(doc, indent=2) if args.json else ops.format_status(doc))
         return 0
-    body = {"to": args.to} if args.command == "rollback" else {}
+    body: dict[str, object] = {"to": args.to} if args.command == "rollback" else {}
+    if getattr(args, "break_glass", None):
+        body["break_glass"] = {"reason": args.break_glass}
     path = f"/v1/pipelines/{args.pipeline}/waves/{args.wave}/{args.command}"
     _, answer = ops.request("POST", path, "WAVELINE_OPERATOR_TOKEN", body)
     print(f"{args.command} accepted: event {answer['event_id']}")

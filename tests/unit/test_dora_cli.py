@@ -1,0 +1,46 @@
+"""``waveline dora``'s window and table (waveline/cli/dora.py) and its registration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.unit.test_dora import WAVES, h, history
+from waveline.cli.dora import parse_since, render
+from waveline.cli.main import _parser
+from waveline.shared.dora import compute
+
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+
+
+def test_since_takes_a_duration_or_a_date() -> None:
+    assert parse_since("30d", NOW) == NOW - timedelta(days=30)
+    assert parse_since("12h", NOW) == NOW - timedelta(hours=12)
+    assert parse_since("2w", NOW) == NOW - timedelta(days=14)
+    assert parse_since("2026-12-01", NOW) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_since("2026-12-01T10:00+02:00", NOW) == datetime(2026, 12, 1, 8, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_since("a while", NOW)
+
+
+def test_the_table_shows_each_number() -> None:
+    text = render(compute(history(), WAVES, since=h(0), until=h(48)))
+    assert "deployment frequency  2.00/day (4 into prod)" in text
+    assert "lead time (median/p90) 4.0h / 6.0h (n=3)" in text
+    assert "change failure rate   50% (4 of 8 deployments)" in text
+    assert "time to restore       35.0m / 40.0m (n=2), 1 open" in text
+    assert "failures              evicted 1, failed 2, rollback 1, verification 1" in text
+    assert "  staging                4     2.00      3   75%  30.0m / 30.0m (n=1)" in text
+
+
+def test_the_subcommand_is_registered() -> None:
+    args = _parser().parse_args(["dora", "app", "--since", "7d", "--json", "--from-git"])
+    assert (args.command, args.pipeline, args.since, args.json, args.from_git) == (
+        "dora",
+        "app",
+        "7d",
+        True,
+        True,
+    )
+    assert _parser().parse_args(["dora"]).since == "30d"
