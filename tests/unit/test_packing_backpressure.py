@@ -14,6 +14,7 @@ import pytest
 
 from tests.support import image_set, make_config
 from waveline.devstack.demo import seed_repo
+from waveline.services.git_writer import host as host_module
 from waveline.services.git_writer.host import HostInit, RepoHost
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
@@ -81,3 +82,37 @@ def test_builds_wait_for_a_packing_that_fell_behind(
         gate.set()
         host.close()
     assert len(memory) == 0  # close packs the rest
+
+
+def test_a_packing_process_that_packed_many_objects_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its heap (a merge's index of every object it copied) is freed but not returned to
+    the system: past the limit the next round gets a new process, and packing still works."""
+    monkeypatch.setattr(host_module, "RECYCLE_PACKING_AFTER", 1)
+    bare = tmp_path / "cfg-app.git"
+    seed_repo(bare)
+    config = make_config(bare.as_uri())
+    init = HostInit(
+        repo="cfg-app",
+        repo_config=config.repos["cfg-app"],
+        config=config,
+        path=tmp_path / "clone.git",
+        log_level="INFO",
+        log_secrets=[],
+        gil_switch_interval_ms=0.5,
+        memory_pack_bytes=1,
+    )
+    host = RepoHost(init)
+    memory = host.applier.repo.memory
+    assert memory is not None
+    try:
+        first = host._offload
+        for sha in ("a" * 40, "b" * 40):
+            host.build([_introduce(sha)], False, 0.0)
+            host.flush()
+        host._wait_for_packing()
+        assert host._offload is not first
+        assert len(memory) == 0  # what the rounds held is packed
+    finally:
+        host.close()
