@@ -25,6 +25,7 @@ from pathlib import Path
 
 from waveline.devstack import kafka, postgres
 from waveline.devstack.paths import StackPaths
+from waveline.devstack.procs import port_open
 
 BASE = Path(".run/pytest")
 
@@ -39,10 +40,13 @@ def main(argv: list[str]) -> int:
     BASE.mkdir(parents=True, exist_ok=True)
     paths = StackPaths.from_env()
     stops: list[Callable[[StackPaths], object]] = []
-    if kafka.start(paths):
-        stops.append(kafka.stop)
-    if postgres.start(paths):
-        stops.append(postgres.stop)
+    # A stack already serving these ports (`make up`, another checkout) is shared, as the
+    # workers' own sessions would (tests/infra.py).
+    if not (port_open(paths.kafka_port) and port_open(paths.pg_port)):
+        if kafka.start(paths):
+            stops.append(kafka.stop)
+        if postgres.start(paths):
+            stops.append(postgres.stop)
     try:
         run = BASE / "run"
         first = _pytest(
