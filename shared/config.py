@@ -35,6 +35,7 @@ from waveline.shared.gitengine import transport
 from waveline.shared.gitengine.signing import SigningConfig
 from waveline.shared.github_config import DispatchConfig, GitHubAppConfig
 from waveline.shared.names import NAME_PATTERN, check_relative_path
+from waveline.shared.quorum import MinHealthy, required_healthy
 from waveline.shared.reconcile_config import ReconcileSettings
 from waveline.shared.verify_config import (
     PrometheusServer,
@@ -367,6 +368,14 @@ class WaveConfig(_Frozen):
     # the wave, then holds it or rolls it back.
     verifications: tuple[Verification, ...] = ()
     on_failure: Literal["hold", "rollback"] = "hold"
+    # A quorum wave (docs/gates.md, Quorum waves): runs a set once this many targets do.
+    min_healthy: MinHealthy | None = None
+    tolerate_degraded: bool = False
+
+    @model_validator(mode="after")
+    def _quorum(self) -> WaveConfig:
+        required_healthy(len(self.targets), self.min_healthy)  # raises what is wrong
+        return self
 
     @field_validator("verifications")
     @classmethod
