@@ -6,8 +6,7 @@ produced it; every operator action carried out is recorded with its actor.
 
 from __future__ import annotations
 
-import asyncpg
-
+from waveline.services.promoter.store_gates import GateStore
 from waveline.shared.auth_rules import images_refused
 from waveline.shared.config import WavelineConfig
 from waveline.shared.errors import InvalidMessage
@@ -45,17 +44,6 @@ def _detail(cmd: OperatorCommand) -> str | None:
     return None
 
 
-async def record_action(pool: asyncpg.Pool, cmd: OperatorCommand) -> None:
+async def record_action(store: GateStore, cmd: OperatorCommand) -> None:
     """Record ``cmd`` as carried out by ``cmd.actor``; a redelivery records nothing new."""
-    await pool.execute(
-        "INSERT INTO operator_actions"
-        " (event_id, pipeline, wave, action, actor, detail, issued_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        cmd.event_id,
-        cmd.pipeline,
-        cmd.wave,
-        cmd.action,
-        cmd.actor,
-        _detail(cmd),
-        cmd.issued_at,
-    )
+    await store.record_action(cmd, _detail(cmd))

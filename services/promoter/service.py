@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from waveline.services.promoter.actors import check_images, record_action
 from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
-from waveline.services.promoter.verify import VerificationLoop
+from waveline.services.promoter.store import Introduction, Store
 from waveline.services.promoter.waves import Waves
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import UnknownPipeline
@@ -32,8 +31,11 @@ GATE_TICK_S = 0.5
 class Promoter:
     runtime: Runtime
     _ticker: asyncio.Task[None] | None = None
-    _verifications: VerificationLoop | None = None
     _waves: Waves | None = None
+    _store: Store = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._store = Store(lambda: self.runtime.pool)
 
     def register(self) -> None:
         rt = self.runtime
@@ -72,10 +74,6 @@ class Promoter:
     async def on_started(self) -> None:
         """Start the bake-time ticker once the broker is connected."""
         self._ticker = asyncio.create_task(self._tick(), name="promoter-gates")
-        # Wave verifications: due runs measured in the background (docs/gates.md).
-        rt = self.runtime
-        self._verifications = VerificationLoop(rt.pool, rt.config, rt.secrets)
-        self._verifications.start()
 
     async def _tick(self) -> None:
         while True:
@@ -89,8 +87,6 @@ class Promoter:
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
-        if self._verifications is not None:
-            self._verifications.close()
 
     def _parse_images(self, body: bytes) -> ImageSetAnnounced:
         """The announcement, refused (``ImageNotAllowed``: dead-lettered) when it names an
@@ -106,7 +102,7 @@ class Promoter:
         is dead-lettered, not recorded as done)."""
         assert self._waves is not None
         await self._waves.on_operator(cmd)
-        await record_action(self.runtime.pool, cmd)
+        await record_action(self._waves.gate_store, cmd)
 
     async def on_image_sets(self, batch: list[ImageSetAnnounced]) -> None:
         """Record each set and introduce it into its pipeline's first wave, exactly once per
@@ -134,29 +130,11 @@ class Promoter:
                 (pipeline, promotion, str(announced.event_id), announced.actor),
             )
         todo = list(by_id.values())
-        # One statement, so one round trip, and atomic without an explicit transaction.
-        await self.runtime.pool.execute(
-            "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-            " $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[])"
-            " AS t (pipeline, app_sha, images, event_id, promotion_id, wave, strategy, actor)),"
-            " image_set AS (INSERT INTO image_sets (pipeline, app_sha, images, event_id, actor)"
-            " SELECT pipeline, app_sha, images::jsonb, event_id, actor FROM input"
-            " ON CONFLICT DO NOTHING)"
-            " INSERT INTO promotions"
-            " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
-            " SELECT promotion_id, pipeline, wave, app_sha, 'introduce', 'requested', strategy"
-            " FROM input ON CONFLICT DO NOTHING",
-            [p.pipeline for _, p, _, _ in todo],
-            [p.app_sha for _, p, _, _ in todo],
+        await self._store.introduce(
             [
-                json.dumps({s: r.model_dump() for s, r in p.images.items()}, sort_keys=True)
-                for _, p, _, _ in todo
-            ],
-            [event_id for _, _, event_id, _ in todo],
-            [p.promotion_id for _, p, _, _ in todo],
-            [p.to_wave for _, p, _, _ in todo],
-            [pipeline.strategy_of(p.to_wave).kind for pipeline, p, _, _ in todo],
-            [actor for _, _, _, actor in todo],
+                Introduction(p, event_id, pipeline.strategy_of(p.to_wave).kind, actor)
+                for pipeline, p, event_id, actor in todo
+            ]
         )
         # Dispatched on every delivery, not only the first: if we crashed after the insert
         # and before this publish, the redelivery must still send it. The ids are

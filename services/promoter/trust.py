@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-# Promotions an approval may still be recorded for.
-APPROVABLE = frozenset({"waiting", "blocked"})
+from waveline.services.promoter.rules import APPROVABLE
 
 
 def stale_status(position: int | None, applied: int | None) -> bool:
