@@ -5,7 +5,8 @@ Kept free of I/O so the rules (README.md, docs/security.md) are tested directly:
 required checks green → fast-forward; any red → evict; pending ignored; a required check
 naming its reporter counts only from that app or user; a deploy report counts only for a
 revision known on the watched branch, and never takes a target back to an earlier one; a
-wave runs X when every target is Synced+Healthy on a revision whose wave files are X.
+wave runs X when every target (or a quorum of them, shared/quorum.py) is Synced+Healthy on a
+revision whose wave files are X.
 """
 
 from __future__ import annotations
@@ -138,33 +139,76 @@ class WaveVerdict:
     cfg_sha: str | None = None
     reason: str | None = None
     cfg_position: int | None = None
+    # Targets not counted as running ``app_sha``: silent, not yet Synced and Healthy,
+    # degraded (when tolerated) or on another set. Empty unless a quorum let the wave run.
+    lagging: tuple[str, ...] = ()
 
 
-def wave_verdict(targets: Sequence[str], reports: Mapping[str, TargetReport]) -> WaveVerdict:
-    """What a wave runs, given the latest report of each of its targets. ``cfg_position``
-    is the latest watched position any target reports: as no target goes back, it never
-    decreases for a wave, so a status with a lower one is an old status replayed."""
-    missing = [t for t in targets if t not in reports]
+def _degraded(r: TargetReport) -> bool:
+    return r.health == "Degraded" or r.phase in {"Failed", "Error"}
+
+
+def wave_verdict(
+    targets: Sequence[str],
+    reports: Mapping[str, TargetReport],
+    need: int | None = None,
+    tolerate_degraded: bool = False,
+) -> WaveVerdict:
+    """What a wave runs, given the latest report of each of its targets: set X once
+    ``need`` of them (default: every one; see shared/quorum.py) are Synced and Healthy on
+    revisions whose wave files are X; when several sets reach it, the one on the latest
+    revision. A degraded or failed target fails the wave unless ``tolerate_degraded``
+    (then it only does not count). ``cfg_position`` is the latest watched position any
+    target reports: as no target goes back, it never decreases for a wave, so a status
+    with a lower one is an old status replayed."""
+    need = len(targets) if need is None else need
     known = [r.position for t in targets if (r := reports.get(t)) and r.position is not None]
     latest = max(known, default=None)
+    if not tolerate_degraded:
+        for target in targets:
+            r = reports.get(target)
+            if r is not None and _degraded(r):
+                return WaveVerdict(
+                    "failing",
+                    r.app_sha,
+                    r.revision,
+                    f"{target}: phase {r.phase or '-'}, health {r.health or '-'}",
+                    latest,
+                )
+    healthy: dict[str, list[TargetReport]] = {}
     for target in targets:
         r = reports.get(target)
-        if r is not None and (r.health == "Degraded" or r.phase in {"Failed", "Error"}):
-            return WaveVerdict(
-                "failing",
-                r.app_sha,
-                r.revision,
-                f"{target}: phase {r.phase or '-'}, health {r.health or '-'}",
-                latest,
-            )
-    if missing:
-        return WaveVerdict("deploying", reason=f"no report yet from {missing}")
-    ready = [reports[t] for t in targets]
-    if not all(r.sync == "Synced" and r.health == "Healthy" for r in ready):
-        return WaveVerdict("deploying", reason="not every target is Synced and Healthy")
-    apps = {r.app_sha for r in ready}
-    if len(apps) != 1 or None in apps:
-        return WaveVerdict("deploying", reason=f"targets run different image sets: {apps}")
-    # The latest revision on watched, not the latest to arrive.
-    newest = max(ready, key=lambda r: (-1 if r.position is None else r.position, r.reported_at))
-    return WaveVerdict("running", apps.pop(), newest.revision, cfg_position=latest)
+        if r is not None and r.sync == "Synced" and r.health == "Healthy" and r.app_sha:
+            healthy.setdefault(r.app_sha, []).append(r)
+    reached = [runs for runs in healthy.values() if len(runs) >= need]
+    if not reached:
+        return WaveVerdict("deploying", reason=_why_not(targets, reports, need, healthy))
+
+    def newest(r: TargetReport) -> tuple[int, float]:
+        # The latest revision on watched, not the latest to arrive.
+        return (-1 if r.position is None else r.position, r.reported_at)
+
+    runs = max(reached, key=lambda group: max(map(newest, group)))
+    on_set = {r.target for r in runs}
+    lagging = tuple(t for t in targets if t not in on_set)
+    head = max(runs, key=newest)
+    return WaveVerdict("running", head.app_sha, head.revision, cfg_position=latest, lagging=lagging)
+
+
+def _why_not(
+    targets: Sequence[str],
+    reports: Mapping[str, TargetReport],
+    need: int,
+    healthy: Mapping[str, list[TargetReport]],
+) -> str:
+    missing = [t for t in targets if t not in reports]
+    if need == len(targets):
+        if missing:
+            return f"no report yet from {missing}"
+        if any(r.sync != "Synced" or r.health != "Healthy" for r in reports.values()):
+            return "not every target is Synced and Healthy"
+        return f"targets run different image sets: { {r.app_sha for r in reports.values()} }"
+    best = max((len(runs) for runs in healthy.values()), default=0)
+    counted = {r.target for runs in healthy.values() if len(runs) == best for r in runs}
+    lagging = [t for t in targets if t not in counted]
+    return f"{best}/{need} targets healthy on one set (of {len(targets)}); lagging: {lagging}"

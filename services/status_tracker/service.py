@@ -35,6 +35,7 @@ from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
 from waveline.shared.models.git import Evict, FastForward, GitEvent
 from waveline.shared.models.waves import WaveStatus
+from waveline.shared.quorum import required_healthy
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -307,16 +308,31 @@ class StatusTracker:
             )
             for r in rows
         }
-        result = wave_verdict(wave.targets, reports)
+        result = wave_verdict(
+            wave.targets,
+            reports,
+            required_healthy(len(wave.targets), wave.min_healthy),
+            wave.tolerate_degraded,
+        )
         if result.state == "deploying":
             return
         previous = await pool.fetchrow(
-            "SELECT state, app_sha, cfg_sha FROM wave_status WHERE pipeline = $1 AND wave = $2",
+            "SELECT state, app_sha, cfg_sha, lagging FROM wave_status"
+            " WHERE pipeline = $1 AND wave = $2",
             pipeline_name,
             wave_name,
         )
         current = (result.state, result.app_sha, result.cfg_sha)
-        if previous is not None and tuple(previous) == current:
+        lagging = list(result.lagging)
+        if previous is not None and tuple(previous)[:3] == current:
+            if list(previous["lagging"]) != lagging:
+                # Who a quorum wave still waits on changes without the wave changing.
+                await pool.execute(
+                    "UPDATE wave_status SET lagging = $3 WHERE pipeline = $1 AND wave = $2",
+                    pipeline_name,
+                    wave_name,
+                    lagging,
+                )
             return
         now = utcnow()
         status = WaveStatus(
@@ -331,19 +347,21 @@ class StatusTracker:
             reason=result.reason,
             at=now,
             cfg_position=result.cfg_position,
+            lagging=lagging,
         )
         await self.runtime.publish(status, self.runtime.topics.waves, key=pipeline_name)
         await pool.execute(
-            "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (pipeline, wave) DO UPDATE SET"
+            "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since, lagging)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pipeline, wave) DO UPDATE SET"
             " state = EXCLUDED.state, app_sha = EXCLUDED.app_sha, cfg_sha = EXCLUDED.cfg_sha,"
-            " since = EXCLUDED.since",
+            " since = EXCLUDED.since, lagging = EXCLUDED.lagging",
             pipeline_name,
             wave_name,
             result.state,
             result.app_sha,
             result.cfg_sha,
             now,
+            lagging,
         )
         logger.info(
             "pipeline %s wave %s: %s %s", pipeline_name, wave_name, result.state, result.app_sha

@@ -28,3 +28,9 @@ class WaveStatus(Message):
         description="where cfg_sha is on the watched branch (higher: later); the promoter "
         "ignores a status about an earlier position than one it applied",
     )
+    lagging: list[str] = Field(
+        default_factory=list,
+        description="targets not counted as running app_sha when a quorum (min_healthy) let "
+        "the wave run it: silent, not yet Synced and Healthy, degraded (when tolerated) or on "
+        "another set",
+    )
