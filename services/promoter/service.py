@@ -11,6 +11,7 @@ from waveline.services.promoter.actors import check_images, record_action
 from waveline.services.promoter.dispatch import Promotion, dispatch
 from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.store import Introduction, Store
+from waveline.services.promoter.verify import VerificationLoop
 from waveline.services.promoter.waves import Waves
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import UnknownPipeline
@@ -31,6 +32,7 @@ GATE_TICK_S = 0.5
 class Promoter:
     runtime: Runtime
     _ticker: asyncio.Task[None] | None = None
+    _verifications: VerificationLoop | None = None
     _waves: Waves | None = None
     _store: Store = field(init=False)
 
@@ -74,6 +76,10 @@ class Promoter:
     async def on_started(self) -> None:
         """Start the bake-time ticker once the broker is connected."""
         self._ticker = asyncio.create_task(self._tick(), name="promoter-gates")
+        # Wave verifications: due runs measured in the background (docs/gates.md).
+        rt = self.runtime
+        self._verifications = VerificationLoop(rt.pool, rt.config, rt.secrets)
+        self._verifications.start()
 
     async def _tick(self) -> None:
         while True:
@@ -87,6 +93,8 @@ class Promoter:
     def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._verifications is not None:
+            self._verifications.close()
 
     def _parse_images(self, body: bytes) -> ImageSetAnnounced:
         """The announcement, refused (``ImageNotAllowed``: dead-lettered) when it names an
