@@ -10,6 +10,7 @@ from aiohttp import web
 from waveline.services.ingest import (
     dashboard,
     flux,
+    freeze_http,
     gitlab,
     health,
     images,
@@ -80,6 +81,7 @@ def create_app(
         results.promotion_result,
     )
     app.router.add_get("/v1/pipelines/{pipeline}", operator.pipeline_state)
+    freeze_http.add_routes(app)
     app.router.add_get("/", dashboard.index)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

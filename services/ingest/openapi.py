@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from waveline import __version__
 from waveline.services.ingest.flux import openapi_schemas as flux_schemas
+from waveline.services.ingest.freeze_http import approve_body_schema, openapi_paths
 from waveline.services.ingest.gitlab_facts import EVENTS as GITLAB_EVENTS
 from waveline.services.ingest.gitlab_payloads import JobHook, MergeRequestHook, PipelineHook
 from waveline.services.ingest.ignore_rules import REASONS
@@ -342,8 +343,8 @@ def document() -> dict[str, Any]:
             "approve, hold or release a wave (an operator token covering the pipeline; its"
             " name is recorded as the actor). The command names the image set waiting at the"
             " gate (approve, hold) or the hold it ends (release); 409: nothing to approve or"
-            " release",
-            _json_body({"type": "object", "description": "nothing is read"}, required=False),
+            " release; approve with break_glass lets the set through a freeze",
+            _json_body(approve_body_schema(), required=False),
             {"202": _ACCEPTED},
             401,
             403,
@@ -411,6 +412,7 @@ def document() -> dict[str, Any]:
         ),
         "/openapi.json": _get("this document", {"description": "OpenAPI"}),
     }
+    paths.update(openapi_paths(_post, _get, _json_body, _path, _BEARER))  # freezes
     paths["/readyz"]["get"]["responses"]["503"] = {"description": "not ready"}
     paths["/v1/webhooks/flux"]["post"]["security"] = [{"bearer": []}, {"fluxSignature": []}]
     return {

@@ -9,8 +9,9 @@ from aiohttp import web
 from waveline.services.ingest.auth import caller
 from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.freeze_http import read_approval, record_break_glass
 from waveline.services.ingest.gate_sets import gate_subject
-from waveline.services.ingest.payloads import NoFields, Rollback
+from waveline.services.ingest.payloads import Rollback
 from waveline.services.ingest.pipeline_view import pipeline_snapshot
 from waveline.services.ingest.responses import ApiError
 from waveline.shared.config import PipelineConfig
@@ -45,9 +46,10 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
     if pipeline.wave(wave) is None:
         raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
     actor = operator.name
+    glass = None
     if body is None:
-        await read_model(request, NoFields, optional=True)
         action, to = request.match_info["action"], None
+        glass = await read_approval(request, action)  # approve: a break-glass, if any
     else:
         action, to = "rollback", (await read_model(request, body)).to
     # The set (and hold) the command is about, fixed now: docs/security.md.
@@ -63,8 +65,11 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
         app_sha=subject.app_sha,
         hold_id=subject.hold_id,
     )
+    broke = None if glass is None else await record_break_glass(request, command, glass)
     await ctx.publish(command, ctx.runtime.topics.operator, key=name, route="operator")
-    answer: dict[str, str] = {"event_id": str(command.event_id)}
+    answer: dict[str, object] = {"event_id": str(command.event_id)}
+    if broke is not None:
+        answer["break_glass"] = broke
     if command.app_sha is not None:
         answer["app_sha"] = command.app_sha
     return web.json_response(answer, status=202)
