@@ -218,7 +218,7 @@ def advance(v: Verification, state: RunState, m: Measurement) -> RunState:
             return replace(state, status="passed", measurements=taken, errors=0)
         failures = state.failures + 1
         if taken >= v.attempts:
-            tries = "attempt" if v.attempts == 1 else f"{v.attempts} attempts"
+            tries = f"{v.attempts} attempt" + ("s" if v.attempts > 1 else "")
             reason = f"{v.name}: {m.detail} (after {tries})"
             return RunState("failed", taken, failures, 0, reason)
         return replace(state, measurements=taken, failures=failures)

@@ -96,6 +96,27 @@ async def runs_of(db: Db, pipeline: str, wave: str, app_sha: str) -> dict[str, R
     return {row["name"]: _state(row) for row in rows}
 
 
+SetKey: TypeAlias = tuple[str, str, str]  # (pipeline, wave, app_sha)
+
+
+async def runs_for(db: Db, keys: Sequence[SetKey]) -> dict[SetKey, dict[str, RunState]]:
+    """``runs_of`` for many sets in one round trip (a set with no run is absent)."""
+    rows = await db.fetch(
+        "SELECT r.pipeline, r.wave, r.app_sha, r.name, r.status, r.measurements, r.failures,"
+        " r.errors, r.reason FROM verification_runs r"
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (pipeline, wave, app_sha)"
+        " USING (pipeline, wave, app_sha) WHERE r.status <> 'cancelled'",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    found: dict[SetKey, dict[str, RunState]] = {}
+    for row in rows:
+        key = (row["pipeline"], row["wave"], row["app_sha"])
+        found.setdefault(key, {})[row["name"]] = _state(row)
+    return found
+
+
 async def claim(
     pool: asyncpg.Pool, token: uuid.UUID, now: datetime, lease_until: datetime, limit: int
 ) -> list[Claimed]:

@@ -6,6 +6,7 @@ replica, and a replica that died holding a lease."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -35,7 +36,13 @@ pytestmark = pytest.mark.timeout(60)
 
 CHECK_KEY = "check-key-for-tests-5f1e0c"
 PROM_TOKEN = "prom-token-for-tests-77aa21"
-SECRETS = Secrets(named={"CHECK_KEY": SecretStr(CHECK_KEY), "PROM_TOKEN": SecretStr(PROM_TOKEN)})
+SECRETS = Secrets(
+    named={
+        "CHECK_KEY": SecretStr(CHECK_KEY),
+        "WRONG_KEY": SecretStr("wrong-" + CHECK_KEY),
+        "PROM_TOKEN": SecretStr(PROM_TOKEN),
+    }
+)
 RATE = "sum(rate(http_requests_total{code!~'5..'}[5m])) / sum(rate(http_requests_total[5m]))"
 P99 = "histogram_quantile(0.99, sum by (le) (rate(request_seconds_bucket[5m])))"
 
@@ -126,6 +133,11 @@ def http_check(url: str, attempts: int) -> dict[str, Any]:
     }
 
 
+def wrong_key(url: str) -> dict[str, Any]:
+    check = {"url": url, "secret_headers": {"X-Api-Key": "WRONG_KEY"}}
+    return {"name": "key", "http": check, "attempts": 1}
+
+
 def query(name: str, promql: str, op: str, value: float, **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -157,7 +169,9 @@ def loop_of(pool: asyncpg.Pool, config: WavelineConfig, **extra: Any) -> Verific
     return VerificationLoop(pool, config, SECRETS, tick_s=0.02, **extra)
 
 
-async def test_http_verification_fails_then_passes(pool: asyncpg.Pool, endpoint: Endpoint) -> None:
+async def test_http_verification_fails_then_passes(
+    pool: asyncpg.Pool, endpoint: Endpoint, caplog: pytest.LogCaptureFixture
+) -> None:
     config = make_config(None, staging=[http_check(endpoint.url, attempts=5)])
     assert await start_verifications(pool, config, "app", "staging", "a" * 40) == 1
     assert await start_verifications(pool, config, "app", "staging", "a" * 40) == 0
@@ -177,6 +191,27 @@ async def test_http_verification_fails_then_passes(pool: asyncpg.Pool, endpoint:
     reason = await settle(pool, tight, "staging", "b" * 40, [loop_of(pool, tight)])
     assert reason == "failed: ready: HTTP 503, expected 200 (after 2 attempts)"
     assert endpoint.calls == 2
+
+    # Unreachable, or refused for a wrong secret: the reason says so, and no secret is
+    # written to a row or a log line.
+    down = make_config(
+        None, staging=[http_check("http://127.0.0.1:9/healthz", 1), wrong_key(endpoint.url)]
+    )
+    await start_verifications(pool, down, "app", "staging", "c" * 40)
+    with caplog.at_level(logging.DEBUG):
+        reason = await settle(pool, down, "staging", "c" * 40, [loop_of(pool, down)])
+    assert reason == "failed: ready: unreachable (ClientConnectorError) (after 1 attempt)"
+    both = await verify_store.runs_for(
+        pool, [("app", "staging", "c" * 40), ("app", "staging", "a" * 40)]
+    )
+    assert both[("app", "staging", "a" * 40)]["ready"].status == "passed"
+    assert both[("app", "staging", "c" * 40)]["key"].reason == (
+        "key: HTTP 401, expected 200 (after 1 attempt)"
+    )
+    rows = await pool.fetch("SELECT * FROM verification_runs")
+    for secret in (CHECK_KEY, "wrong-" + CHECK_KEY):
+        assert secret not in caplog.text
+        assert not [r for r in rows if secret in repr(dict(r))]
 
 
 async def test_prometheus_verifications_pass_and_fail(
