@@ -14,6 +14,7 @@ scalar, ``"503"`` a query timeout (Prometheus's 503 ``timeout`` error).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,9 @@ class FakePrometheus:
         query = params.get("query")
         if not isinstance(query, str) or not query.strip():
             return _error(400, "bad_data", 'invalid parameter "query": no query given')
+        timeout = params.get("timeout")
+        if timeout is not None and not re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(timeout)):
+            return _error(400, "bad_data", f'invalid parameter "timeout": cannot parse "{timeout}"')
         self.asked.append(query)
         if not _balanced(query):
             return _error(

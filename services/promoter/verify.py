@@ -132,7 +132,9 @@ class VerificationLoop:
             while not self._stopping.is_set():
                 try:
                     await self.run_due()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except Exception:
+                    # The database away, or a bug: logged, and the loop goes on (as the gate
+                    # ticker does); the runs of the failed pass were given up.
                     logger.exception("verifications: pass failed; trying again next tick")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.tick_s)

@@ -12,6 +12,7 @@ Redirects are not followed, so a secret header never reaches another address.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import aiohttp
@@ -114,13 +115,15 @@ async def prometheus_measurement(
         if server.token_env:
             token = _secret(secrets, server.token_env, f"verification {name}, Prometheus token")
             headers["Authorization"] = f"Bearer {token}"
+        timeout_s = query.timeout.total_seconds()
         status, body = await _send(
             session,
             "POST",
             f"{server.url}/api/v1/query",
             headers=headers,
-            timeout_s=query.timeout.total_seconds(),
-            data={"query": query.query, "timeout": f"{query.timeout.total_seconds():g}s"},
+            timeout_s=timeout_s,
+            # Prometheus's durations are whole numbers of a unit.
+            data={"query": query.query, "timeout": f"{math.ceil(timeout_s)}s"},
         )
     except VerificationUnreachable as exc:
         return Measurement("error", str(exc))

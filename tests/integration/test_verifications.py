@@ -218,7 +218,9 @@ async def test_prometheus_verifications_pass_and_fail(
     pool: asyncpg.Pool, prometheus: FakePrometheus
 ) -> None:
     prometheus.values = {RATE: [["0.999", "0.995"], ["0.993", "1"], ["0.999", "0.991"]]}
-    config = make_config(prometheus, prod=[query("success-rate", RATE, ">=", 0.99, count=3)])
+    rate = query("success-rate", RATE, ">=", 0.99, count=3)
+    rate["prometheus"]["timeout"] = 0.5  # sent as Prometheus takes durations: 1s
+    config = make_config(prometheus, prod=[rate])
     await start_verifications(pool, config, "app", "prod", "c" * 40)
     assert await settle(pool, config, "prod", "c" * 40, [loop_of(pool, config)]) == "verified"
     assert prometheus.asked == [RATE] * 3
