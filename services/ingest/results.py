@@ -19,10 +19,9 @@ from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.payloads import PromotionResult
 from waveline.services.ingest.responses import ApiError
+from waveline.services.promoter.rules import is_terminal
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.operator import OperatorCommand
-
-_FINAL = {"done", "failed", "cancelled", "superseded"}
 
 
 async def promotion_result(request: web.Request) -> web.Response:
@@ -52,7 +51,7 @@ async def promotion_result(request: web.Request) -> web.Response:
         raise ApiError(404, "unknown_promotion", f"no promotion {pid} into {name}/{wave}")
     if row["strategy"] != "webhook":
         raise ApiError(409, "conflict", f"promotion {pid} goes by {row['strategy']}, not webhook")
-    if row["status"] in _FINAL:
+    if is_terminal(row["status"]):
         raise ApiError(409, "conflict", f"promotion {pid} already ended: {row['status']}")
     command = OperatorCommand(
         event_id=uuid.uuid5(pid, f"result/{result}"),

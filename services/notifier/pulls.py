@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from waveline.services.promoter.rules import pull_request_end
 from waveline.shared.config import PipelineConfig, Secrets, WavelineConfig
 from waveline.shared.errors import ConfigError
 from waveline.shared.forge import Forge, GitHubForge, HeadChanged, PullRequestNotMergeable
@@ -244,7 +245,7 @@ class PullRequests:
         )
         if not updated:
             return
-        status: PromotionStatus = "done" if merged else "cancelled"
+        status = pull_request_end(merged)
         await self._status(
             row["pipeline"],
             row["wave"],
