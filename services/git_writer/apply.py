@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pygit2
 
-from waveline.services.git_writer import admit
+from waveline.services.git_writer import admit, attempts
 from waveline.services.git_writer.autoline import AutoLine
 from waveline.shared.config import PipelineConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
@@ -332,6 +332,11 @@ class Applier:
                     done = self.index.find(self.repo, str(cmd.command_id), [branch_tip])
             if done is not None:
                 return Result("noop", sha=str(done), reason="Event-Id already on the branches")
+        if isinstance(cmd, IntroduceImages) and cmd.attempt > 1 and cmd.branch is None:
+            decision = attempts.decide(self.set_facts(cmd))
+            if not decision.retries:
+                live = self.tip(self.auto_branch) or self._watched()
+                return Result("noop", branch=self.auto_branch, sha=str(live), reason=decision.why)
         if isinstance(cmd, IntroduceImages):
             return self.introduce(cmd)
         if isinstance(cmd, PromoteWave):
@@ -343,6 +348,19 @@ class Applier:
         if isinstance(cmd, Evict):
             return self.evict(cmd)
         return self.align(cmd)
+
+    def set_facts(self, cmd: IntroduceImages) -> attempts.SetFacts:
+        """Where the set's earlier attempts are, from the Event-Id index (rebuilt from the
+        branches' trailers after a restart): the newest one on ``watched`` or ``auto``, else
+        evicted (the command exists because ingest saw the eviction recorded)."""
+        watched, auto = self.tip(self.watched_branch), self.tip(self.auto_branch)
+        for n in range(cmd.attempt - 1, 0, -1):
+            event_id = str(attempts.command_id(cmd.pipeline, cmd.wave, cmd.app_sha, n))
+            if self.index.find(self.repo, event_id, [watched]) is not None:
+                return attempts.SetFacts(announced=True, attempt=n, place="watched")
+            if self.index.find(self.repo, event_id, [auto]) is not None:
+                return attempts.SetFacts(announced=True, attempt=n, place="auto")
+        return attempts.SetFacts(announced=True, attempt=cmd.attempt - 1, place="evicted")
 
     def _reader(self, commit: pygit2.Commit) -> layouts.ReadFile:
         def read(path: str) -> bytes | None:
@@ -459,19 +477,23 @@ class Applier:
         body = "\n".join(
             f"- {svc}: {ref.tag} ({ref.bare_digest})" for svc, ref in sorted(cmd.images.items())
         )
+        info = {
+            trailers.PIPELINE: cmd.pipeline,
+            trailers.APP_SHA: cmd.app_sha,
+            trailers.TARGET: cmd.wave,
+            trailers.REASON: "new images published",
+            trailers.EVENT_ID: str(cmd.command_id),
+        }
+        if cmd.attempt > 1:
+            info[trailers.REASON] = f"new images published (attempt {cmd.attempt})"
+            info[trailers.ATTEMPT] = str(cmd.attempt)
         return self._write_wave(
             pipeline,
             cmd.wave,
             layouts.from_images(pipeline.layout, cmd.images),
             f"chore({cmd.pipeline}): update {cmd.wave} to {cmd.app_sha[:10]}",
             body,
-            {
-                trailers.PIPELINE: cmd.pipeline,
-                trailers.APP_SHA: cmd.app_sha,
-                trailers.TARGET: cmd.wave,
-                trailers.REASON: "new images published",
-                trailers.EVENT_ID: str(cmd.command_id),
-            },
+            info,
             f"wave {cmd.wave} already holds this image set",
             cmd.branch,
         )
@@ -572,6 +594,9 @@ class Applier:
             sha=str(new_tip),
             old_sha=str(red),
             replayed={**replayed, **mapping},
+            # What was evicted (its pipeline, set, Event-Id, attempt): the eviction record
+            # a retry is decided on (attempts.py).
+            trailers=trailers.parse(self.repo.commit(red).message).values,
         )
 
     def align(self, cmd: AlignAuto) -> Result:

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
+from waveline.services.git_writer import evictions
 from waveline.services.git_writer.apply import Command, Result
 from waveline.services.git_writer.client import RepoProcess
 from waveline.services.git_writer.host import Built as BuiltAt
@@ -349,7 +350,11 @@ class GitWriter:
                         events[p.cmd.command_id], self.runtime.topics.git_events, key=repo
                     )
 
-        steps: list[asyncio.Future[Any]] = [asyncio.ensure_future(publish_in_order())]
+        steps: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(publish_in_order()),
+            # Before the batch counts as handled: a retry is decided on these records.
+            asyncio.ensure_future(evictions.record(self.runtime.pool, events.values())),
+        ]
         if pushed:
             steps.append(
                 asyncio.ensure_future(

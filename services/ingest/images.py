@@ -11,6 +11,7 @@ from waveline.services.ingest.auth import Caller, caller
 from waveline.services.ingest.body import read_json, validate
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.responses import ApiError
+from waveline.services.ingest.retry import on_announced
 from waveline.shared.auth_rules import images_refused
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.images import ImageSetAnnounced
@@ -49,9 +50,12 @@ def _validate(ctx: IngestContext, ci: Caller, doc: dict[str, Any]) -> ImageSetAn
 
 
 async def _accept(ctx: IngestContext, announced: ImageSetAnnounced, route: str) -> web.Response:
+    """Published, then, for a set announced before, whether it makes a new attempt (its
+    last one evicted) or changes nothing (retry.py): ``outcome`` and ``attempt`` say which."""
     assert announced.event_id is not None
     await ctx.publish(announced, ctx.runtime.topics.images, key=announced.pipeline, route=route)
-    return web.json_response({"event_id": str(announced.event_id)}, status=202)
+    retried = await on_announced(ctx, announced.pipeline, announced.app_sha, announced.actor)
+    return web.json_response({"event_id": str(announced.event_id), **retried}, status=202)
 
 
 async def post_images(request: web.Request) -> web.Response:

@@ -53,6 +53,27 @@ _ACCEPTED = {
     },
 }
 
+# Retry after eviction (services/ingest/retry.py, docs/gates.md): what an announcement or a
+# retry did about the set's attempts.
+_ATTEMPT = {
+    "outcome": {"enum": ["announced", "new_attempt", "pending", "on_watched", "not_retriable"]},
+    "attempt": {"type": "integer", "minimum": 1},
+    "detail": {"type": "string"},
+}
+_ANNOUNCED = {
+    "description": "accepted: durable in Kafka; outcome says whether a set announced before"
+    " made a new attempt (its last commit was evicted) or changed nothing",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["event_id", "outcome", "attempt"],
+                "properties": {"event_id": {"type": "string", "format": "uuid"}, **_ATTEMPT},
+            }
+        }
+    },
+}
+
 
 # What a GitHub delivery that changes nothing is answered (services/ingest/ignore_rules.py).
 _WHY = {
@@ -222,7 +243,7 @@ def document() -> dict[str, Any]:
         "/v1/images": _post(
             "Announce an image set (a CI token covering the pipeline)",
             image_set,
-            {"202": _ACCEPTED},
+            {"202": _ANNOUNCED},
             401,
             403,
             404,
@@ -231,7 +252,7 @@ def document() -> dict[str, Any]:
             "Announce a bare {service: {Tag, Digest}} object for the path's pipeline (a CI token"
             " covering the pipeline)",
             bare_images,
-            {"202": _ACCEPTED},
+            {"202": _ANNOUNCED},
             401,
             403,
             404,
@@ -365,6 +386,18 @@ def document() -> dict[str, Any]:
             403,
             404,
             parameters=[pipeline, wave],
+        ),
+        "/v1/pipelines/{pipeline}/sets/{app_sha}/retry": _post(
+            "retry an image set whose commit was evicted from auto: a new attempt (an operator"
+            " token covering the pipeline; its name is recorded). 404: never announced; 409:"
+            " its newest attempt is not evicted (the detail says where it is)",
+            _json_body({"type": "object", "description": "nothing is read"}, required=False),
+            {"202": _ANNOUNCED},
+            401,
+            403,
+            404,
+            409,
+            parameters=[pipeline, _path("app_sha", _APP_SHA)],
         ),
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": _post(
             "the result of a webhook promotion (an operator or result token covering the pipeline)",

@@ -15,6 +15,9 @@ REASON = "Autocommit-Reason"
 EVENT_ID = "Autocommit-Event-Id"
 ACTION = "Autocommit-Action"
 SOURCE = "Autocommit-Source"
+# The attempt number of an image set's introduction retried after an eviction (2, 3, ...);
+# the first attempt carries none (docs/gates.md, Retry after eviction).
+ATTEMPT = "Waveline-Attempt"
 
 _LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*): ?(.*)$")
 
@@ -29,6 +32,12 @@ class Trailers:
     @property
     def event_id(self) -> str | None:
         return self.values.get(EVENT_ID)
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number (1 when the trailer is absent or not a positive number)."""
+        raw = self.values.get(ATTEMPT, "")
+        return int(raw) if raw.isdigit() and int(raw) > 0 else 1
 
 
 def format_message(subject: str, body: str, trailers: dict[str, str]) -> str:

@@ -33,6 +33,13 @@ class IntroduceImages(_Command):
         default=None,
         description="pull-request strategy: push this branch, built on watched, not auto",
     )
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="retry after eviction: 2 and up become the Waveline-Attempt trailer; such a"
+        " command is a no-op while a commit of the set is on auto or watched",
+    )
 
 
 class PromoteWave(_Command):

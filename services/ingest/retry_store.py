@@ -1,0 +1,135 @@
+"""What ingest reads and writes to decide a retry after eviction (attempts.py): the
+promoter's ``image_sets``, the git-writer's results and ``evictions``, the status-tracker's
+``auto_commits`` (read only) and ingest's own ``set_attempts``. SQL only."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from waveline.services.git_writer.attempts import Place, SetFacts, command_id
+
+
+@dataclass(frozen=True)
+class KnownSet:
+    facts: SetFacts
+    images: dict[str, Any] = field(default_factory=dict)  # as first announced
+
+
+async def known_set(
+    pool: asyncpg.Pool, repo: str, pipeline: str, wave: str, app_sha: str, *, strategy: str
+) -> KnownSet:
+    """The facts of the set: its newest attempt and where that attempt is."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT images::text AS images,"
+            " (SELECT max(attempt) FROM set_attempts a WHERE a.pipeline = $1 AND a.app_sha = $2)"
+            " AS attempt FROM image_sets WHERE pipeline = $1 AND app_sha = $2",
+            pipeline,
+            app_sha,
+        )
+        if row is None:
+            return KnownSet(SetFacts(announced=False))
+        attempt = row["attempt"] or 1
+        cid = command_id(pipeline, wave, app_sha, attempt)
+        facts = await conn.fetchrow(
+            "SELECT EXISTS (SELECT 1 FROM evictions WHERE event_id = $1) AS evicted,"
+            " outcome, sha FROM (SELECT 1) one"
+            " LEFT JOIN git_command_results r ON r.command_id = $1",
+            cid,
+        )
+        assert facts is not None
+        verdict = await _verdict(conn, repo, facts["sha"])
+    place = _place(facts["evicted"], facts["outcome"], verdict)
+    return KnownSet(
+        SetFacts(announced=True, attempt=attempt, place=place, strategy=strategy),
+        json.loads(row["images"]),
+    )
+
+
+# Replays (an earlier commit evicted) give a commit new shas; followed this many times.
+MAX_REPLAYS = 20
+
+
+async def _verdict(conn: Any, repo: str, sha: str | None) -> str | None:
+    """The status-tracker's verdict on ``sha`` or the commit its replay made (None: not
+    judged or not seen yet)."""
+    for _ in range(MAX_REPLAYS):
+        if sha is None:
+            return None
+        row = await conn.fetchrow(
+            "SELECT state, replaced_by FROM auto_commits WHERE repo = $1 AND sha = $2", repo, sha
+        )
+        if row is None or row["state"] != "replaced":
+            return None if row is None else str(row["state"])
+        sha = row["replaced_by"]
+    return None
+
+
+def _place(evicted: bool, outcome: str | None, verdict: str | None) -> Place:
+    if evicted:
+        return "evicted"
+    if outcome is None:
+        return "requested"
+    if outcome in {"rejected", "failed"}:
+        return "refused"
+    # Committed: the status-tracker's verdict on its commit says where it is (a no-op made
+    # no commit: an earlier one holds the set, on auto or watched).
+    if verdict == "green":
+        return "watched"
+    if verdict == "red":
+        return "evicting"
+    return "auto"
+
+
+async def record_attempt(
+    pool: asyncpg.Pool,
+    pipeline: str,
+    app_sha: str,
+    attempt: int,
+    cid: uuid.UUID,
+    *,
+    actor: str | None,
+    source: str,
+) -> None:
+    await pool.execute(
+        "INSERT INTO set_attempts (pipeline, app_sha, attempt, command_id, actor, source)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        pipeline,
+        app_sha,
+        attempt,
+        cid,
+        actor,
+        source,
+    )
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    attempt: int
+    actor: str | None
+    source: str
+    requested_at: datetime
+    evicted_at: datetime | None
+
+
+async def attempts_of(pool: asyncpg.Pool, pipeline: str, app_sha: str) -> list[AttemptRow]:
+    """The set's attempts after the first, oldest first, each with when it was evicted
+    (for status views: the dashboard's and the CLI's)."""
+    rows = await pool.fetch(
+        "SELECT a.attempt, a.actor, a.source, a.requested_at,"
+        " (SELECT min(e.evicted_at) FROM evictions e WHERE e.event_id = a.command_id)"
+        " AS evicted_at FROM set_attempts a WHERE a.pipeline = $1 AND a.app_sha = $2"
+        " ORDER BY a.attempt",
+        pipeline,
+        app_sha,
+    )
+    return [
+        AttemptRow(r["attempt"], r["actor"], r["source"], r["requested_at"], r["evicted_at"])
+        for r in rows
+    ]
