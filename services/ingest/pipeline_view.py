@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from waveline.services.ingest import ignored_store
+from waveline.services.ingest import ignored_store, pipeline_store
+from waveline.services.ingest.view_rules import (
+    Flight,
+    exact,
+    gate_verdicts,
+    on_watched,
+    superseded,
+)
+from waveline.services.promoter.rules import PromotionFacts
 from waveline.shared.config import PipelineConfig
 from waveline.shared.models.base import utcnow
 
@@ -94,6 +104,7 @@ async def pipeline_snapshot(
         " AND p.status IN ('waiting', 'requested', 'blocked', 'opened', 'delivered')) q"
         " WHERE q.newest <= $2 OR q.status IN ('waiting', 'blocked'))"
         " SELECT p.promotion_id, p.wave, p.from_wave, p.app_sha, p.status, p.cfg_sha, r.since,"
+        " p.created_at, p.kind,"
         " a.promotion_id IS NOT NULL AS approved, i.images, p.strategy, p.url, p.detail,"
         " i.actor AS announced_by, a.actor AS approved_by"
         " FROM listed p"
@@ -106,6 +117,9 @@ async def pipeline_snapshot(
         LISTED,
     )
     now = utcnow()
+    recent = await pipeline_store.recent_promotions(pool, name)
+    mark = await pipeline_store.watched_mark(pool, pipeline.repo)
+    overtaken = await _superseded(pool, name, pipeline.repo, [*promotions, *recent], mark)
     waves: list[dict[str, Any]] = []
     for wave in pipeline.waves:
         row = status.get(wave.name)
@@ -118,6 +132,13 @@ async def pipeline_snapshot(
                 remaining = (p["since"] + wave.gate.bake - now).total_seconds()
                 gate["bake_remaining_s"] = max(0.0, round(remaining, 1))
                 gate["awaiting_approval"] = wave.gate.approval and not p["approved"]
+        gate["verdicts"] = gate_verdicts(
+            wave,
+            held=wave.name in held,
+            held_by=held_by.get(wave.name),
+            waiting=[dict(p) for p in pending if p["status"] == "waiting"],
+            now=now,
+        )
         waves.append(
             {
                 "name": wave.name,
@@ -127,14 +148,15 @@ async def pipeline_snapshot(
                 "app_sha": row["app_sha"] if row else None,
                 "announced_by": announced_by.get(row["app_sha"]) if row else None,
                 "cfg_commit": row["cfg_sha"] if row else None,
-                "since": row["since"].isoformat() if row else None,
+                "since": exact(row["since"]) if row else None,
                 "gate": gate,
                 "promotions": [
                     {
                         "promotion_id": str(p["promotion_id"]),
                         "from_wave": p["from_wave"],
                         "app_sha": p["app_sha"],
-                        "status": p["status"],
+                        "status": "superseded" if p["promotion_id"] in overtaken else p["status"],
+                        "superseded_by": overtaken.get(p["promotion_id"]),
                         "strategy": p["strategy"],
                         "url": p["url"],
                         "detail": p["detail"],
@@ -149,7 +171,7 @@ async def pipeline_snapshot(
                         "action": a["action"],
                         "actor": a["actor"],
                         "detail": a["detail"],
-                        "at": a["recorded_at"].isoformat(),
+                        "at": exact(a["recorded_at"]),
                     }
                     for a in actions
                     if a["wave"] == wave.name
@@ -159,7 +181,7 @@ async def pipeline_snapshot(
     commits = await pool.fetch(
         "WITH listed AS (SELECT repo, sha, wave, app_sha, state, created_at FROM auto_commits"
         " WHERE repo = $1 AND state = 'pending' ORDER BY created_at DESC LIMIT $2)"
-        " SELECT a.sha, a.wave, a.app_sha, a.state,"
+        " SELECT a.sha, a.wave, a.app_sha, a.state, a.created_at,"
         " coalesce(json_object_agg(c.context, c.state) FILTER (WHERE c.context IS NOT NULL),"
         " '{}')::text AS checks"
         " FROM listed a LEFT JOIN commit_checks c ON c.repo = a.repo AND c.sha = a.sha"
@@ -170,6 +192,7 @@ async def pipeline_snapshot(
     return {
         "pipeline": name,
         "repo": pipeline.repo,
+        "now": exact(now),
         "waves": waves,
         "pending_commits": [
             {
@@ -179,6 +202,15 @@ async def pipeline_snapshot(
                 "checks": json.loads(c["checks"]),
             }
             for c in commits
+            if not on_watched(c["created_at"], mark)
+        ],
+        "timeline": [
+            {
+                **pipeline_store.timeline_entry(r),
+                "status": "superseded" if r["promotion_id"] in overtaken else r["status"],
+                "superseded_by": overtaken.get(r["promotion_id"]),
+            }
+            for r in recent[: pipeline_store.TIMELINE]
         ],
         "pull_requests": [
             {
@@ -195,37 +227,42 @@ async def pipeline_snapshot(
                 name,
             )
         ],
-        "deliveries": await _deliveries(pool, name),
+        "deliveries": await pipeline_store.deliveries(pool, name),
         "ignored_deliveries": await ignored_store.latest(
             pool, pipeline.repo, forge_name or pipeline.repo
         ),
     }
 
 
-async def _deliveries(pool: asyncpg.Pool, name: str, limit: int = 20) -> list[dict[str, Any]]:
-    """The notifier's latest outbound deliveries for the pipeline, every attempt included
-    (status code, latency, error)."""
-    rows = await pool.fetch(
-        "SELECT d.delivery_id, d.kind, d.target, d.event_type, d.state, d.attempts,"
-        " d.promotion_id, d.created_at, coalesce(json_agg(json_build_object("
-        " 'attempt', a.attempt, 'status_code', a.status_code, 'latency_ms', a.latency_ms,"
-        " 'outcome', a.outcome, 'error', a.error, 'at', a.at) ORDER BY a.attempt)"
-        " FILTER (WHERE a.attempt IS NOT NULL), '[]')::text AS tries"
-        " FROM deliveries d LEFT JOIN delivery_attempts a ON a.delivery_id = d.delivery_id"
-        " WHERE d.pipeline = $1 GROUP BY d.delivery_id ORDER BY d.created_at DESC LIMIT $2",
-        name,
-        limit,
-    )
-    return [
-        {
-            "delivery_id": str(r["delivery_id"]),
-            "kind": r["kind"],
-            "target": r["target"],
-            "event_type": r["event_type"],
-            "state": r["state"],
-            "promotion_id": str(r["promotion_id"]) if r["promotion_id"] else None,
-            "created_at": r["created_at"].isoformat(),
-            "attempts": json.loads(r["tries"]),
-        }
-        for r in rows
+async def _superseded(
+    pool: asyncpg.Pool,
+    name: str,
+    repo: str,
+    rows: list[asyncpg.Record],
+    mark: datetime | None,
+) -> dict[uuid.UUID, str]:
+    """``{promotion_id: newer app_sha}`` for the promotions in ``rows`` a newer landed set
+    overtook (view_rules.superseded): landed is done, or a commit on ``watched``."""
+    unique = {r["promotion_id"]: r for r in rows}
+    pairs = sorted({(r["wave"], r["app_sha"]) for r in unique.values() if r["status"] != "done"})
+    commits = await pipeline_store.commits_of(pool, repo, name, pairs)
+    flights = [
+        Flight(
+            facts=PromotionFacts(
+                promotion_id=pid,
+                app_sha=r["app_sha"],
+                kind=r["kind"],
+                state=r["status"],
+                created_at=r["created_at"],
+            ),
+            wave=r["wave"],
+            landed=r["status"] == "done"
+            or _on_watched(commits.get((r["wave"], r["app_sha"])), mark),
+        )
+        for pid, r in unique.items()
     ]
+    return superseded(flights)
+
+
+def _on_watched(committed: datetime | None, mark: datetime | None) -> bool:
+    return committed is not None and on_watched(committed, mark)

@@ -98,7 +98,7 @@ async def test_page_lists_pipelines_waves_gates_and_pending_commits(
     assert "running" in page and APP_SHA[:12] in page and CFG_SHA[:12] in page
     assert f"docker.example.com/service1:{APP_SHA}" in page  # the running set's tag
     assert f"docker.example.com/service1@{DIGEST_1}" in page  # and digest
-    assert "<b>held</b>" in page  # internal is held
+    assert "<b>hold</b>: internal is held" in page  # the promoter's reason
     assert "awaiting approval" in page  # production's gate
     assert PENDING_SHA[:12] in page and "ci/validate: pending" in page
     assert "http://" not in page and "https://" not in page  # self-contained

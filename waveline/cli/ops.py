@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from waveline.cli.status import format_status as format_status  # noqa: PLC0414 (re-export)
 from waveline.shared.models.images import ImageSetAnnounced
 
 
@@ -107,62 +108,3 @@ def image_set_document(
     except ValueError as exc:
         raise CliError(f"invalid image set: {exc}") from exc
     return doc
-
-
-def format_status(doc: dict[str, Any]) -> str:
-    lines = [f"pipeline {doc['pipeline']} (repo {doc['repo']})"]
-    for wave in doc["waves"]:
-        app = (wave.get("app_sha") or "-")[:12]
-        cfg = (wave.get("cfg_commit") or "-")[:12]
-        gate = wave.get("gate", {})
-        notes = []
-        if gate.get("held"):
-            notes.append(f"held by {gate['held_by']}" if gate.get("held_by") else "held")
-        if gate.get("awaiting_approval"):
-            notes.append("awaiting approval")
-        if gate.get("bake_remaining_s"):
-            notes.append(f"bake {gate['bake_remaining_s']}s left")
-        for p in wave.get("promotions", []):
-            via = f" by {p['strategy']}" if p.get("strategy", "commit") != "commit" else ""
-            url = f" {p['url']}" if p.get("url") else ""
-            who = "".join(
-                f" {what} by {p[key]}"
-                for what, key in (("announced", "announced_by"), ("approved", "approved_by"))
-                if p.get(key)
-            )
-            notes.append(
-                f"{p['status']} {p['app_sha'][:12]} from {p['from_wave'] or 'CI'}{via}{url}{who}"
-            )
-        if wave.get("actions"):
-            last = wave["actions"][0]
-            notes.append(f"last {last['action']} by {last['actor']}")
-        by = f" by {wave['announced_by']}" if wave.get("announced_by") else ""
-        lines.append(
-            f"  {wave['name']:<12} {wave['state']:<9} app {app:<12}{by} cfg {cfg:<12} "
-            + "; ".join(notes)
-        )
-    for commit in doc.get("pending_commits", []):
-        checks = ", ".join(f"{k}={v}" for k, v in commit["checks"].items()) or "no checks yet"
-        lines.append(f"  pending {commit['sha'][:12]} ({commit['wave']}): {checks}")
-    for d in doc.get("deliveries", [])[:5]:
-        last = d["attempts"][-1] if d["attempts"] else {}
-        lines.append(
-            f"  delivery {d['event_type']} to {d['target']}: {d['state']} after"
-            f" {len(d['attempts'])} attempt(s)"
-            + (f", last {last.get('status_code') or last.get('error')}" if last else "")
-        )
-    lines.extend(_ignored_lines(doc.get("ignored_deliveries", [])))
-    return "\n".join(lines)
-
-
-def _ignored_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The last GitHub delivery per reason that changed nothing (docs/security.md, A
-    delivery that changes nothing says why): when, what, why."""
-    lines = []
-    for row in rows:
-        about = "" if row.get("known", True) else f" about unknown repository {row['repo']}"
-        lines.append(
-            f"  ignored {row['event']}{about} at {row['at'][:19]}Z ({row['reason']}):"
-            f" {row['detail']}"
-        )
-    return lines

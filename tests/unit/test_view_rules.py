@@ -1,0 +1,167 @@
+"""The pipeline view's rules (services/ingest/view_rules.py) and what ``waveline status``
+and the dashboard make of them: commits on ``watched`` are never pending, an overtaken
+request is superseded, gate verdicts of any kind, relative times with the exact one kept."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from waveline.cli.status import format_status
+from waveline.services.ingest.dashboard_html import render_page
+from waveline.services.ingest.view_rules import (
+    Flight,
+    ago,
+    exact,
+    gate_verdicts,
+    on_watched,
+    superseded,
+)
+from waveline.services.promoter.rules import PromotionFacts
+from waveline.shared.config import WaveConfig
+
+NOW = datetime(2026, 12, 7, 9, 0, 0, 123456, tzinfo=UTC)
+A, B, C = "a" * 40, "b" * 40, "c" * 40
+
+
+def flight(
+    app_sha: str, minute: int, status: Any, *, landed: bool, wave: str = "staging"
+) -> Flight:
+    facts = PromotionFacts(
+        promotion_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{wave}/{app_sha}"),
+        app_sha=app_sha,
+        kind="introduce",
+        state=status,
+        created_at=NOW + timedelta(minutes=minute),
+    )
+    return Flight(facts=facts, wave=wave, landed=landed)
+
+
+def test_a_commit_at_or_before_where_watched_stands_is_on_watched() -> None:
+    assert on_watched(NOW, NOW) and on_watched(NOW - timedelta(seconds=1), NOW)
+    assert not on_watched(NOW + timedelta(seconds=1), NOW)
+    assert not on_watched(NOW, None)  # watched never seen on one of our commits
+
+
+def test_an_older_request_is_superseded_by_the_newest_landed_set() -> None:
+    a = flight(A, 0, "requested", landed=True)  # on watched too: B is on top of it
+    b = flight(B, 1, "requested", landed=True)
+    c = flight(C, 2, "requested", landed=False)  # newer, but not on watched yet
+    other = flight(A, 0, "requested", landed=False, wave="production")
+    found = superseded([a, b, c, other])
+    assert found == {a.facts.promotion_id: B}
+
+
+def test_nothing_is_superseded_before_a_newer_set_lands() -> None:
+    assert (
+        superseded([flight(A, 0, "requested", landed=False), flight(B, 1, "waiting", landed=False)])
+        == {}
+    )
+    # a done promotion has ended: never shown superseded
+    assert superseded([flight(A, 0, "done", landed=True), flight(B, 1, "done", landed=True)]) == {}
+
+
+def test_gate_verdicts_hold_bake_and_approval() -> None:
+    wave = WaveConfig.model_validate(
+        {"name": "production", "targets": ["prod-us"], "gate": {"bake": "10m", "approval": True}}
+    )
+    waiting = [{"app_sha": A, "from_wave": "internal", "since": NOW, "approved": False}]
+    later = NOW + timedelta(minutes=3)
+    verdicts = gate_verdicts(wave, held=True, held_by="ops", waiting=waiting, now=later)
+    assert [v["waiting_for"] for v in verdicts] == ["hold", "bake", "approval"]
+    assert verdicts[0]["reason"] == "production is held by ops"
+    assert verdicts[1]["until"].startswith("2026-12-07T09:10:00")
+    opened = gate_verdicts(
+        wave,
+        held=False,
+        held_by=None,
+        waiting=[{**waiting[0], "approved": True}],
+        now=NOW + timedelta(hours=1),
+    )
+    assert opened == []
+
+
+def test_relative_times() -> None:
+    assert ago(NOW, NOW + timedelta(seconds=2)) == "just now"
+    assert ago(NOW, NOW + timedelta(seconds=42)) == "42 s ago"
+    assert ago(NOW, NOW + timedelta(minutes=3, seconds=59)) == "3 min ago"
+    assert ago(NOW, NOW + timedelta(hours=2, minutes=5)) == "2 h ago"
+    assert ago(NOW, NOW + timedelta(days=5)) == "5 d ago"
+    assert ago(NOW + timedelta(minutes=7), NOW) == "in 7 min"
+    assert exact(NOW) == "2026-12-07T09:00:00+00:00"
+
+
+def snapshot() -> dict[str, Any]:
+    since = exact(NOW - timedelta(minutes=3))
+    bake = {
+        "open": False,
+        "waiting_for": "bake",
+        "reason": "baking in staging",
+        "until": exact(NOW + timedelta(minutes=7, seconds=30)),
+    }
+    return {
+        "pipeline": "app",
+        "repo": "cfg-app",
+        "now": exact(NOW),
+        "waves": [
+            {
+                "name": "staging",
+                "targets": ["staging-us"],
+                "state": "running",
+                "app_sha": B,
+                "announced_by": "ci",
+                "cfg_commit": C,
+                "since": since,
+                "gate": {"held": False, "verdicts": []},
+                "promotions": [
+                    {"app_sha": A, "from_wave": None, "status": "superseded", "superseded_by": B},
+                ],
+                "actions": [],
+            },
+            {
+                "name": "production",
+                "targets": ["prod-us"],
+                "state": "unknown",
+                "app_sha": None,
+                "cfg_commit": None,
+                "since": None,
+                "gate": {"held": False, "verdicts": [bake]},
+                "promotions": [],
+                "actions": [],
+            },
+        ],
+        "pending_commits": [],
+        "timeline": [
+            {
+                "kind": "introduce",
+                "wave": "staging",
+                "from_wave": None,
+                "app_sha": B,
+                "status": "done",
+                "at": since,
+            },
+        ],
+    }
+
+
+def test_status_text_tells_the_truth() -> None:
+    lines = format_status(snapshot()).splitlines()
+    assert "since 3 min ago" in lines[1]
+    assert f"superseded {A[:12]} by {B[:12]} from CI" in lines[1]
+    assert "waiting for bake: baking in staging, opens in 7 min" in lines[2]
+    assert lines[3] == f"  promotion 3 min ago: done {B[:12]} into staging from CI"
+    assert not any("no checks yet" in line or "requested" in line for line in lines)
+
+
+def test_page_shows_relative_times_with_the_exact_one_on_hover() -> None:
+    page = render_page([snapshot()], {}, NOW)
+    assert (
+        '<time datetime="2026-12-07T08:57:00+00:00" title="2026-12-07T08:57:00+00:00">'
+        "3 min ago</time>" in page
+    )
+    assert "<b>bake</b>: baking in staging, opens" in page and ">in 7 min</time>" in page
+    assert '<span class="superseded">superseded</span>' in page
+    assert ".123456" not in page  # no microseconds anywhere
+    assert "gate open" in page  # staging: nothing closed
+    assert "http://" not in page and "https://" not in page and "<script" not in page
