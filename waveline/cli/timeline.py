@@ -19,6 +19,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from waveline.shared.config import WavelineConfig
+from waveline.shared.gitengine.trailers import Trailers
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
 from waveline.shared.models.git import (
@@ -224,7 +225,9 @@ class _Trace:
         if m.outcome == "committed" and m.app_sha == self.app_sha and m.sha in self.commits:
             into = self.commits[m.sha] or "?"
             self.committed.setdefault(into, at)
-            self.add(at, topic, "commit", f"committed on {m.branch} {_s(m.sha)} ({into})")
+            self.add(
+                at, topic, "commit", f"committed on {m.branch} {_s(m.sha)} ({into}){_attempt(m)}"
+            )
         elif m.command_kind == "fast_forward" and m.outcome in {"fast_forwarded", "noop"}:
             sha = self.ff_of.get(m.command_id, m.sha or "")
             wave = self.commits.get(sha)
@@ -233,7 +236,7 @@ class _Trace:
             verb = "fast-forwarded to" if m.outcome == "fast_forwarded" else "already contained"
             self.add(at, topic, "watched", f"watched {m.branch} {verb} {_s(sha)}")
         elif m.outcome == "evicted" and m.old_sha in self.commits:
-            self.add(at, topic, "git", f"evicted {_s(m.old_sha)} from {m.branch}")
+            self.add(at, topic, "git", f"evicted {_s(m.old_sha)} from {m.branch}{_attempt(m)}")
         elif m.outcome in {"noop", "rejected", "failed"}:
             self.add(at, topic, "git", f"{m.command_kind} {m.outcome}: {m.reason or '-'}")
         for old, new in replays.items():
@@ -272,9 +275,16 @@ class _Trace:
         return tuple(out)
 
 
+def _attempt(m: GitEvent) -> str:
+    """`` (attempt N)`` for a commit of a set retried after eviction (docs/gates.md)."""
+    attempt = Trailers(m.trailers).attempt
+    return f" (attempt {attempt})" if attempt > 1 else ""
+
+
 def _command_name(m: BaseModel) -> str:
     if isinstance(m, IntroduceImages):
-        return f"introduce command → {m.wave}"
+        again = f" (attempt {m.attempt})" if m.attempt > 1 else ""
+        return f"introduce command → {m.wave}{again}"
     if isinstance(m, PromoteWave):
         return f"promote command {m.from_wave}→{m.to_wave}"
     if isinstance(m, RollbackWave):
