@@ -13,6 +13,7 @@ from waveline.services.promoter.ids import content_event_id, promotion_id
 from waveline.services.promoter.store import Introduction, Store
 from waveline.services.promoter.verify import VerificationLoop
 from waveline.services.promoter.waves import Waves
+from waveline.shared import dora_feed
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import UnknownPipeline
 from waveline.shared.models.images import ImageSetAnnounced
@@ -42,6 +43,7 @@ class Promoter:
     def register(self) -> None:
         rt = self.runtime
         self._waves = waves = Waves(rt)
+        dora_feed.attach(rt)  # DORA metrics: its own consumers and /metrics (docs/dora.md)
         group = "waveline-promoter"
         rt.consume_batch(
             rt.topics.images,
