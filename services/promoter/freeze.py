@@ -24,7 +24,7 @@ from waveline.shared.freeze_config import FreezeRange, FreezeWindows, RecurringW
 FreezeScope = Literal["all", "pipeline", "wave"]
 # Windows that keep chaining (a cron every hour lasting two) are followed this many times
 # before the end is called unknown.
-_MAX_CHAIN = 500
+_MAX_CHAIN = 100
 
 
 @dataclass(frozen=True)

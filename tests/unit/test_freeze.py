@@ -240,3 +240,21 @@ def test_break_glass_for_that_promotion_only() -> None:
         )
         is None
     )
+
+
+def test_openapi_describes_the_freeze_endpoints() -> None:
+    from waveline.services.ingest.freeze_http import FreezeBody
+    from waveline.services.ingest.openapi import document
+
+    paths = document()["paths"]
+    for prefix in ("/v1", "/v1/pipelines/{pipeline}", "/v1/pipelines/{pipeline}/waves/{wave}"):
+        post = paths[f"{prefix}/freeze"]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"] == (
+            FreezeBody.model_json_schema()
+        )
+        assert {"201", "401", "403", "422"} <= set(post["responses"])
+        assert "200" in paths[f"{prefix}/unfreeze"]["post"]["responses"]
+    approve = paths["/v1/pipelines/{pipeline}/waves/{wave}/{action}"]["post"]["requestBody"]
+    glass = approve["content"]["application/json"]["schema"]["properties"]["break_glass"]
+    assert glass["anyOf"][0]["required"] == ["reason"]
+    assert "200" in paths["/v1/freezes"]["get"]["responses"]
