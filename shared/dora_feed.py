@@ -3,8 +3,9 @@
 ``attach(runtime)`` subscribes, in consumer groups of their own (``waveline-dora``), to
 ``waveline.images`` (the app commit time CI sent) and ``waveline.waves`` (every wave status),
 stored by ``shared/dora_store.py``; and registers a collector on the service's registry
-whose numbers (the last ``WINDOW``) are recomputed in the background at most every
-``REFRESH_S``, after a scrape or a stored batch asks: a scrape never waits on the database.
+whose numbers (the last ``WINDOW``) are recomputed in the background when a scrape or a
+stored wave status finds them older than ``REFRESH_S`` (``STALE_REFRESH_S`` after a new
+wave status): a scrape never waits on the database, and shows the last numbers computed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=30)
 REFRESH_S = 30.0
+# A new wave status makes the numbers stale at once; recomputed at most this often then.
+STALE_REFRESH_S = 1.0
 GROUP = "waveline-dora"
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,14 +98,17 @@ class DoraCollector(Collector):
         self.numbers: list[PipelineDora] = []
         self._computed_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
+        self.stale = False
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self.refresh_soon()
         yield from families(self.numbers)
 
     def refresh_soon(self) -> None:
-        """Recompute in the background when the numbers are older than ``REFRESH_S``."""
-        if time.monotonic() - self._computed_at < REFRESH_S:
+        """Recompute in the background when the numbers are older than ``REFRESH_S`` (than
+        ``STALE_REFRESH_S`` once a new wave status was stored)."""
+        age = time.monotonic() - self._computed_at
+        if age < (STALE_REFRESH_S if self.stale else REFRESH_S):
             return
         if self._task is not None and not self._task.done():
             return
@@ -117,6 +123,7 @@ class DoraCollector(Collector):
             pipelines = {
                 n: [w.name for w in p.waves] for n, p in self.runtime.config.pipelines.items()
             }
+            self.stale = False
             until = utcnow()
             facts = await dora_store.load_facts(self.runtime.pool, list(pipelines), until)
             self.numbers = compute(facts, pipelines, until - WINDOW, until)
@@ -146,6 +153,7 @@ def attach(runtime: Runtime) -> DoraCollector:
 
     async def on_waves(batch: list[WaveStatus | None]) -> None:
         await dora_store.record_wave_statuses(runtime.pool, [s for s in batch if s is not None])
+        collector.stale = True
         collector.refresh_soon()
 
     runtime.consume_batch(

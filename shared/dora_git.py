@@ -29,6 +29,7 @@ Observed = tuple[int, str, BaseModel]  # (record timestamp in ms, base topic nam
 
 ROLLBACK_REASON = "rollback"
 INTRODUCE_REASON = "new images published"
+MAX_WALK = 10_000
 
 
 def _tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
@@ -43,6 +44,22 @@ def _tip(repo: pygit2.Repository, branch: str) -> pygit2.Oid | None:
 
 def _when(commit: pygit2.Commit) -> datetime:
     return datetime.fromtimestamp(commit.commit_time, UTC)
+
+
+def _held_before(commit: pygit2.Commit, pipeline: str, wave: str) -> str | None:
+    """The set ``wave`` held before ``commit`` (the last commit along first parents that
+    wrote it): what a rollback rolled back from. A commit's time has whole seconds, too
+    coarse to place it among the waves' statuses."""
+    parents = commit.parents
+    for _ in range(MAX_WALK):
+        if not parents:
+            return None
+        parent = parents[0]
+        said = trailers.parse(parent.message)
+        if said.get(trailers.PIPELINE) == pipeline and said.get(trailers.TARGET) == wave:
+            return said.get(trailers.APP_SHA)
+        parents = parent.parents
+    return None
 
 
 def from_git(
@@ -70,7 +87,8 @@ def from_git(
             if pipeline is None or pipeline not in pipelines or wave is None or app_sha is None:
                 continue
             if reason.startswith(ROLLBACK_REASON):
-                facts.append(Failure(pipeline, wave, "rollback", _when(commit)))
+                rolled_back = _held_before(commit, pipeline, wave)
+                facts.append(Failure(pipeline, wave, "rollback", _when(commit), rolled_back))
             elif reason.startswith(INTRODUCE_REASON):
                 key = (pipeline, app_sha)
                 introduced[key] = min(introduced.get(key, _when(commit)), _when(commit))
@@ -113,9 +131,11 @@ def rebuild(
             facts.append(Announced(message.pipeline, message.app_sha, at, message.app_committed_at))
             announced.add((message.pipeline, message.app_sha))
         elif isinstance(message, WaveStatus) and message.pipeline in pipelines:
-            if message.event_id in waves_seen:
-                continue  # redelivered or replayed: the same status
-            waves_seen.add(message.event_id)
+            # Redelivered or replayed: the same status (a recovery to a set and commit run
+            # before repeats the event id, not the time).
+            if (message.event_id, message.at) in waves_seen:
+                continue
+            waves_seen.add((message.event_id, message.at))
             if message.state == "running" and message.app_sha is not None:
                 facts.append(WaveRan(message.pipeline, message.wave, message.app_sha, message.at))
             elif message.state == "failing":

@@ -3,7 +3,8 @@ from the tables that hold them, and the two facts no other table keeps, written.
 
 Read only, besides ``dora_app_commits`` and ``dora_wave_history`` (migration 0014, written by
 the promoter's DORA feed): ``image_sets`` (announcements), ``promotions`` (rollbacks), the
-status-tracker's ``auto_commits`` and ``commit_checks`` (evictions).
+status-tracker's ``auto_commits`` and ``commit_checks`` (evictions), and the failed
+``verification_runs`` (when that table exists).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def record_commit_times(pool: asyncpg.Pool, batch: Sequence[ImageSetAnnoun
 
 
 async def record_wave_statuses(pool: asyncpg.Pool, batch: Sequence[WaveStatus]) -> None:
-    """Keep every wave status (a redelivered one once, by its event id)."""
+    """Keep every wave status (a redelivered one once, by its event id and time)."""
     if not batch:
         return
     await pool.execute(
@@ -101,5 +102,24 @@ async def load_facts(
             if row["wave"] is not None and (until is None or row["at"] <= until):
                 facts.append(
                     Failure(row["pipeline"], row["wave"], "evicted", row["at"], row["app_sha"])
+                )
+        # Failed verifications (migration 0015's table, when the schema has it).
+        if await conn.fetchval("SELECT to_regclass('verification_runs') IS NOT NULL"):
+            for row in await conn.fetch(
+                "SELECT pipeline, wave, app_sha, finished_at FROM verification_runs"
+                " WHERE status = 'failed' AND finished_at IS NOT NULL"
+                " AND pipeline = ANY($1::text[])"
+                " AND ($2::timestamptz IS NULL OR finished_at <= $2)",
+                list(pipelines),
+                until,
+            ):
+                facts.append(
+                    Failure(
+                        row["pipeline"],
+                        row["wave"],
+                        "verification",
+                        row["finished_at"],
+                        row["app_sha"],
+                    )
                 )
     return facts

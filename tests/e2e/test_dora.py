@@ -1,0 +1,197 @@
+"""DORA numbers of a scripted history run through the real services (real Kafka, Postgres and
+a git remote), as computed by hand, live (PostgreSQL) and rebuilt from git and the topics,
+and on the promoter's ``/metrics`` (docs/dora.md).
+
+The history, on a two-wave pipeline (staging → production, no gate):
+A (its app commit an hour old) reaches staging, then production; B's commit is evicted (red
+check); staging degrades on A and recovers; C reaches staging and staging is rolled back to A.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
+
+from tests.conftest import CI_TOKEN
+from tests.e2e.test_waves import Api, head
+from tests.support import image_set, running
+from waveline.cli.trace import collect
+from waveline.services.ingest.app import create_app
+from waveline.shared import dora_git, dora_store
+from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.dora import Durations, Fact, PipelineDora, WaveRan, compute
+
+pytestmark = pytest.mark.e2e
+
+A = "a" * 40
+B = "b" * 40
+C = "c" * 40
+WAVES = {"app": ["staging", "production"]}
+
+
+def two_waves(url: str) -> WavelineConfig:
+    return WavelineConfig.model_validate(
+        {
+            "repos": {
+                "cfg-app": {
+                    "url": url,
+                    "author": {"name": "waveline", "email": "waveline@example.com"},
+                    "required_checks": ["ci/validate"],
+                }
+            },
+            "pipelines": {
+                "app": {
+                    "repo": "cfg-app",
+                    "layout": {"kind": "images-json", "path": "images/{wave}"},
+                    "waves": [
+                        {"name": "staging", "targets": ["staging-us"]},
+                        {"name": "production", "targets": ["prod-us"]},
+                    ],
+                }
+            },
+        }
+    )
+
+
+async def announce(client: TestClient, app_sha: str, committed_at: datetime | None) -> None:  # type: ignore[type-arg]
+    body = image_set(app_sha)
+    if committed_at is not None:
+        body["app_committed_at"] = committed_at.isoformat()
+    resp = await client.post(
+        "/v1/images", json=body, headers={"Authorization": f"Bearer {CI_TOKEN}"}
+    )
+    assert resp.status == 202, await resp.text()
+
+
+def counts(n: PipelineDora) -> tuple[object, ...]:
+    """Everything but the durations, which may differ by the git commit time's second."""
+    return (
+        n.deployments,
+        n.all_deployments,
+        n.failed_changes,
+        n.change_failure_rate,
+        n.open_failures,
+        n.failures_by_kind,
+        n.lead_time.count,
+        n.time_to_restore.count,
+        [(w.wave, w.deployments, w.failed_changes, w.time_to_restore.count) for w in n.waves],
+    )
+
+
+def close(a: Durations, b: Durations, tolerance_s: float = 3.0) -> bool:
+    pairs = [(a.median_s, b.median_s), (a.p90_s, b.p90_s)]
+    return a.count == b.count and all(
+        (x is None and y is None) or (x is not None and y is not None and abs(x - y) <= tolerance_s)
+        for x, y in pairs
+    )
+
+
+@pytest.mark.timeout(150)
+async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
+    settings: Settings, secrets: Secrets, remote: Path
+) -> None:
+    config = two_waves(remote.as_uri())
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    committed_at = since - timedelta(hours=1)
+    names = ["ingest", "git-writer", "status-tracker", "promoter"]
+    async with (
+        running(names, settings, config, secrets) as rts,
+        TestClient(TestServer(create_app(rts["ingest"]))) as client,
+    ):
+        api = Api(client, remote)
+        # A: staging, then production.
+        await announce(client, A, committed_at)
+        a1 = await api.wait_auto(2, "A into staging")
+        await api.status(a1, "success")
+        await api.wait_master(a1)
+        await api.deployed("staging-us", a1)
+        a2 = await api.wait_auto(3, "A into production")
+        await api.status(a2, "success")
+        await api.wait_master(a2)
+        await api.deployed("prod-us", a2)
+        await api.wait_state(lambda d: d["waves"][1]["app_sha"] == A, "production runs A")
+        # B: evicted.
+        await announce(client, B, None)
+        b1 = await api.wait_auto(4, "B into staging")
+        await api.status(b1, "failure")
+        await api.wait_for_auto(lambda log: b1 not in {str(c.id) for c in log}, "B evicted")
+        # Staging degrades on A and recovers.
+        await api.deployed("staging-us", a1, health="Degraded")
+        await api.wait_state(lambda d: d["waves"][0]["state"] == "failing", "staging failing")
+        await api.deployed("staging-us", a1)
+        await api.wait_state(lambda d: d["waves"][0]["state"] == "running", "staging recovered")
+        # C reaches staging; staging is rolled back to A.
+        await announce(client, C, None)
+        await api.wait_for_auto(
+            lambda log: api.auto_head_info().get("Autocommit-App-SHA") == C, "C into staging"
+        )
+        c1 = head(remote, "auto")
+        await api.status(c1, "success")
+        await api.wait_master(c1)
+        await api.deployed("staging-us", c1)
+        await api.wait_state(lambda d: d["waves"][0]["app_sha"] == C, "staging runs C")
+        await api.operator("staging", "rollback", {"to": "previous"})
+        await api.wait_for_auto(
+            lambda log: (api.auto_head_info().get("Autocommit-Reason") or "").startswith(
+                "rollback"
+            ),
+            "the rollback commit",
+        )
+        r = head(remote, "auto")
+        await api.status(r, "success")
+        await api.wait_master(r)
+        await api.deployed("staging-us", r)
+        await api.wait_state(
+            lambda d: d["waves"][0]["app_sha"] == A and d["waves"][0]["cfg_commit"] == r,
+            "staging runs A again",
+        )
+        pool = rts["promoter"].pool
+        # The feed stores the wave history in its own consumer group: wait for the last run.
+        live: list[Fact] = []
+        async with asyncio.timeout(20):
+            while sum(isinstance(f, WaveRan) for f in live) < 5:
+                await asyncio.sleep(0.2)
+                live = await dora_store.load_facts(pool, ["app"])
+        until = datetime.now(UTC) + timedelta(seconds=1)
+        [numbers] = compute(live, WAVES, since, until)
+        # /metrics: the first scrape starts the computation, a later one shows it.
+        registry = rts["promoter"].waits.registry
+        generate_latest(registry)
+        async with asyncio.timeout(10):
+            while b'waveline_dora_deployments{pipeline="app",wave="staging"} 3.0' not in (  # noqa: ASYNC110
+                generate_latest(registry)
+            ):
+                await asyncio.sleep(0.2)
+        scraped = generate_latest(registry).decode()
+    # By hand: staging ran A, C, then A again (the recovery on A is no deployment), and failed
+    # three changes (B evicted, A degraded, C rolled back), restored twice; production ran A.
+    staging, production = numbers.waves
+    assert (staging.deployments, staging.failed_changes, staging.change_failure_rate) == (3, 3, 1.0)
+    assert (staging.time_to_restore.count, staging.open_failures) == (2, 0)
+    assert (production.deployments, production.failed_changes) == (1, 0)
+    assert (numbers.deployments, numbers.all_deployments, numbers.failed_changes) == (1, 4, 3)
+    assert numbers.change_failure_rate == 0.75
+    assert numbers.failures_by_kind == {"evicted": 1, "failed": 1, "rollback": 1}
+    # Lead time from the app commit CI sent (an hour before the window) to production.
+    assert numbers.lead_time.count == 1
+    assert numbers.lead_time.median_s is not None
+    assert 3600 + 60 <= numbers.lead_time.median_s <= 3600 + 60 + 150
+    assert 'waveline_dora_change_failure_rate{pipeline="app"} 0.75' in scraped
+    assert 'waveline_dora_failures{kind="evicted",pipeline="app"} 1.0' in scraped
+
+    # Rebuilt from the remote's trailers and the topics: the same numbers.
+    observed = await collect(settings, datetime(1970, 1, 1, tzinfo=UTC))
+    rebuilt_facts = dora_git.rebuild(
+        {"cfg-app": remote}, {"cfg-app": ("master", "auto")}, {"app": "cfg-app"}, observed
+    )
+    [rebuilt] = compute(rebuilt_facts, WAVES, since, until)
+    assert counts(rebuilt) == counts(numbers)
+    assert close(rebuilt.lead_time, numbers.lead_time)
+    assert close(rebuilt.time_to_restore, numbers.time_to_restore)
+    for a, b in zip(rebuilt.waves, numbers.waves, strict=True):
+        assert close(a.time_to_restore, b.time_to_restore)
