@@ -192,7 +192,17 @@ _ANNOUNCE = {
     " is outside the pipeline's allowed_images",
     "required": ["pipeline", "app_sha", "images"],
     "additionalProperties": False,
-    "properties": {"pipeline": _NAME, "app_sha": _APP_SHA, "images": _IMAGES},
+    "properties": {
+        "pipeline": _NAME,
+        "app_sha": _APP_SHA,
+        "images": _IMAGES,
+        # DORA's lead time starts here when CI sends it (docs/dora.md).
+        "app_committed_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "the app commit's time, with an offset (lead time for changes)",
+        },
+    },
 }
 
 
