@@ -25,6 +25,7 @@ from waveline.services.ingest.app import create_app
 from waveline.shared import dora_git, dora_store
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.dora import Durations, Fact, PipelineDora, WaveRan, compute
+from waveline.shared.dora_view import pipeline_dora
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +160,10 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
                 live = await dora_store.load_facts(pool, ["app"])
         until = datetime.now(UTC) + timedelta(seconds=1)
         [numbers] = compute(live, WAVES, since, until)
+        # What the dashboard calls: the same numbers, as JSON.
+        view = await pipeline_dora(
+            pool, config, "app", days=(until - since).total_seconds() / 86400, now=until
+        )
         # /metrics: the first scrape starts the computation, a later one shows it.
         registry = rts["promoter"].waits.registry
         generate_latest(registry)
@@ -182,6 +187,9 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
     assert numbers.lead_time.median_s is not None
     assert 3600 + 60 <= numbers.lead_time.median_s <= 3600 + 60 + 150
     assert 'waveline_dora_change_failure_rate{pipeline="app"} 0.75' in scraped
+    assert view is not None
+    # (the window's start may differ by a microsecond: days are a float)
+    assert {**view, "since": None} == {**numbers.to_json(), "since": None}
     assert 'waveline_dora_failures{kind="evicted",pipeline="app"} 1.0' in scraped
 
     # Rebuilt from the remote's trailers and the topics: the same numbers.
