@@ -15,13 +15,20 @@ and writes what they decide through the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from uuid import UUID
 
+from waveline.services.promoter.verify_rules import RunState
+from waveline.services.promoter.verify_rules import verdict as verification_verdict
 from waveline.shared.config import PipelineConfig, WaveConfig
+from waveline.shared.freeze_config import FreezeWindows
+from waveline.shared.verify_config import Verification
+
+if TYPE_CHECKING:
+    from waveline.services.promoter.freeze import BreakGlass, ManualFreeze
 
 # --- Promotion states -------------------------------------------------------------------
 
@@ -117,6 +124,17 @@ class GateFacts:
     approved: bool = False
     held: bool = False
     held_by: str | None = None
+    # Freeze (freeze.py): the windows over the target wave, the manual freezes in force,
+    # the break-glass records of this set into it, and when the promotion was created
+    # (a break-glass made before it does not count).
+    pipeline: str = ""
+    freeze_windows: tuple[FreezeWindows, ...] = ()
+    manual_freezes: tuple[ManualFreeze, ...] = ()
+    break_glasses: tuple[BreakGlass, ...] = ()
+    created_at: datetime | None = None
+    # Verification (verify_rules.py): the source wave's verifications and this set's runs.
+    verifications: tuple[Verification, ...] = ()
+    verification_runs: Mapping[str, RunState] = field(default_factory=dict)
 
 
 GateCheck = Callable[[GateFacts, WaveConfig, datetime], GateVerdict | None]
@@ -128,6 +146,38 @@ def hold_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict 
         return None
     who = f" by {facts.held_by}" if facts.held_by else ""
     return closed("hold", f"{wave.name} is held{who}")
+
+
+def freeze_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """No promotion into a wave starts while a freeze window or a manual freeze covers
+    it, unless a break-glass for this very promotion was recorded."""
+    if not facts.manual_freezes and not any(w.windows or w.ranges for w in facts.freeze_windows):
+        return None
+    # Imported here: freeze.py builds on this module's verdict types.
+    from waveline.services.promoter import freeze
+
+    verdict = freeze.freeze_gate(
+        facts.freeze_windows, facts.manual_freezes, now, pipeline=facts.pipeline, wave=wave.name
+    )
+    if verdict.is_open:
+        return None
+    glass = freeze.break_glass_for(
+        facts.break_glasses,
+        pipeline=facts.pipeline,
+        wave=wave.name,
+        app_sha=facts.app_sha,
+        not_before=facts.created_at,
+    )
+    return verdict if glass is None else None
+
+
+def verification_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """The source wave's verifications of the set must have passed (before its bake
+    counts): closed while they run, and for good once one failed."""
+    if not facts.verifications:
+        return None
+    state = verification_verdict(facts.verifications, facts.verification_runs)
+    return None if state.passed else closed("verification", state.reason)
 
 
 def bake_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
@@ -146,11 +196,18 @@ def approval_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerd
 
 
 # The order gates are evaluated in; the first closed one is the verdict. An operator's hold
-# first (it stops everything), then the gates that open by themselves (bake), then the one
-# a person opens (approval): the reason shown is the one that must go first. The gates of
-# issue 17 take their place here: quarantine and freeze after hold, verification and quorum
-# before bake.
-GATE_ORDER: tuple[GateCheck, ...] = (hold_gate, bake_gate, approval_gate)
+# first (it stops everything), then a freeze (nothing starts in it, whatever else holds),
+# then what the source wave's run of the set must show (verification, then bake time), and
+# last what a person opens (approval): the reason shown is the one that must clear first.
+# Gates still to come take their place by the same rule: quarantine after hold, quorum
+# with verification.
+GATE_ORDER: tuple[GateCheck, ...] = (
+    hold_gate,
+    freeze_gate,
+    verification_gate,
+    bake_gate,
+    approval_gate,
+)
 
 
 def closed_gates(facts: GateFacts, wave: WaveConfig, now: datetime) -> list[GateVerdict]:

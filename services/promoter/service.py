@@ -36,6 +36,7 @@ class Promoter:
     _verifications: VerificationLoop | None = None
     _waves: Waves | None = None
     _store: Store = field(init=False)
+    _reacting: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._store = Store(lambda: self.runtime.pool)
@@ -80,8 +81,23 @@ class Promoter:
         self._ticker = asyncio.create_task(self._tick(), name="promoter-gates")
         # Wave verifications: due runs measured in the background (docs/gates.md).
         rt = self.runtime
-        self._verifications = VerificationLoop(rt.pool, rt.config, rt.secrets)
+        self._verifications = VerificationLoop(
+            rt.pool, rt.config, rt.secrets, on_finished=self._verified
+        )
         self._verifications.start()
+
+    def _verified(self, pipeline: str, wave: str, app_sha: str) -> None:
+        """A verification run ended: act on it in the background (the loop calls this
+        synchronously); the gate stays closed on a failed verification meanwhile."""
+        assert self._waves is not None
+        task = asyncio.create_task(self._waves.on_verified(pipeline, wave, app_sha))
+        self._reacting.add(task)
+        task.add_done_callback(self._reacted)
+
+    def _reacted(self, task: asyncio.Task[None]) -> None:
+        self._reacting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("promoter: acting on a verification failed", exc_info=task.exception())
 
     async def _tick(self) -> None:
         while True:
@@ -97,6 +113,8 @@ class Promoter:
             self._ticker.cancel()
         if self._verifications is not None:
             self._verifications.close()
+        for task in self._reacting:
+            task.cancel()
 
     def _parse_images(self, body: bytes) -> ImageSetAnnounced:
         """The announcement, refused (``ImageNotAllowed``: dead-lettered) when it names an

@@ -180,8 +180,8 @@ class Store:
         """Forward promotions waiting at a gate (of ``pipeline``, or all), oldest first."""
         rows = await self.pool.fetch(
             "SELECT p.promotion_id, p.pipeline, p.wave, p.from_wave, p.app_sha, p.cfg_sha,"
-            " r.since, coalesce(g.held, false) AS held, a.promotion_id IS NOT NULL AS approved,"
-            " i.images"
+            " p.created_at, r.since, coalesce(g.held, false) AS held,"
+            " a.promotion_id IS NOT NULL AS approved, i.images"
             " FROM promotions p"
             " LEFT JOIN image_sets i ON i.pipeline = p.pipeline AND i.app_sha = p.app_sha"
             " JOIN wave_runs r ON r.pipeline = p.pipeline AND r.wave = p.from_wave"
@@ -203,6 +203,8 @@ class Store:
                     since=r["since"],
                     approved=r["approved"],
                     held=r["held"],
+                    pipeline=r["pipeline"],
+                    created_at=r["created_at"],
                 ),
             )
             for r in rows

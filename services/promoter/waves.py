@@ -17,10 +17,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from waveline.services.promoter import gates, rules
+from waveline.services.promoter.actors import record_action
 from waveline.services.promoter.dispatch import Promotion, dispatch, publish_status
+from waveline.services.promoter.gate_facts import with_gate_facts
 from waveline.services.promoter.ids import promotion_id
 from waveline.services.promoter.store import Store, Tx
 from waveline.services.promoter.store_gates import GateStore
+from waveline.services.promoter.verify import start_verifications, verification_state
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import PreconditionFailed
 from waveline.shared.models.base import utcnow
@@ -31,6 +34,10 @@ from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+# Ids of what a failed verification does: one per (pipeline, wave, set), so a second
+# failed run of the same set, or a redelivery, repeats nothing.
+_VERIFIED = uuid.UUID("5f3d2a8e-41c7-4d0b-9a6e-2b8c7e1f0d93")
 
 
 @dataclass
@@ -72,7 +79,50 @@ class Waves:
             target = rules.next_wave(pipeline, status.wave)
             if target is not None:
                 await self._queue(tx, pipeline, status, target)
+        # Its verifications start now (once: a redelivered status starts nothing twice).
+        await start_verifications(
+            self.runtime.pool, self.runtime.config, status.pipeline, status.wave, status.app_sha
+        )
         await self.open_gates(status.pipeline)
+
+    async def on_verified(self, pipeline_name: str, wave: str, app_sha: str) -> None:
+        """A verification run of ``app_sha`` in ``wave`` ended. Failed: the wave's
+        ``on_failure`` applies (a hold of the wave, or a rollback to the previous set), as
+        an action of ``verification`` recorded like an operator's; then the gates are
+        looked at again (passed: the next wave's may open)."""
+        pipeline = self._pipeline(pipeline_name)
+        found = pipeline.wave(wave)
+        state = await verification_state(
+            self.runtime.pool, self.runtime.config, pipeline_name, wave, app_sha
+        )
+        if found is not None and state.failed:
+            logger.warning("pipeline %s: wave %s failed %s", pipeline_name, wave, state.reason)
+            cmd = OperatorCommand(
+                event_id=uuid.uuid5(_VERIFIED, f"{pipeline_name}/{wave}/{app_sha}"),
+                pipeline=pipeline_name,
+                wave=wave,
+                action="hold" if found.on_failure == "hold" else "rollback",
+                to=None if found.on_failure == "hold" else "previous",
+                actor="verification",
+                detail=state.reason[:2000],
+                issued_at=utcnow(),
+                app_sha=app_sha,
+            )
+            try:
+                if cmd.action == "hold":
+                    await gates.hold_or_release(self.gate_store, cmd)
+                else:
+                    await self._rollback(pipeline, cmd)
+            except PreconditionFailed as exc:  # a newer hold, or nothing to roll back to
+                logger.warning(
+                    "pipeline %s: %s after failed verification refused: %s",
+                    pipeline_name,
+                    cmd.action,
+                    exc,
+                )
+            else:
+                await record_action(self.gate_store, cmd)
+        await self.open_gates(pipeline_name)
 
     async def _arrived(self, status: WaveStatus) -> None:
         """The wave runs the set: every promotion that brought it there is done, and older
@@ -131,7 +181,8 @@ class Waves:
         """Send every waiting promotion whose gate is open; returns how many were sent."""
         sent = 0
         now = utcnow()
-        for waiting in await self.store.waiting(pipeline_name):
+        found = await self.store.waiting(pipeline_name)
+        for waiting in await with_gate_facts(self.runtime.pool, self.runtime.config, found):
             promotion = waiting.promotion
             pipeline = self.runtime.config.pipelines.get(promotion.pipeline)
             wave = pipeline.wave(promotion.to_wave) if pipeline else None

@@ -4,12 +4,14 @@ states, each gate case and when it opens, the next wave, supersession, the rollb
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 import pytest
 
 from waveline.services.promoter import rules
+from waveline.services.promoter.freeze import BreakGlass, ManualFreeze
 from waveline.services.promoter.rules import (
     OPEN,
     GateFacts,
@@ -22,9 +24,12 @@ from waveline.services.promoter.rules import (
     rollback_target,
     superseded_at_gate,
 )
+from waveline.services.promoter.verify_rules import RunState
 from waveline.shared.config import PipelineConfig, WaveConfig
+from waveline.shared.freeze_config import FreezeWindows
 from waveline.shared.models.promotions import TERMINAL as EVENT_TERMINAL
 from waveline.shared.models.promotions import PromotionStatus
+from waveline.shared.verify_config import Verification
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 A, B, C = (c * 40 for c in "abc")
@@ -132,7 +137,73 @@ def test_the_first_closed_gate_wins_in_the_documented_order() -> None:
     assert gate(_facts(), wave, now).waiting_for == "bake"
     assert gate(_facts(), wave, T0 + timedelta(hours=1)).waiting_for == "approval"
     assert closed_gates(_facts(approved=True), wave, T0 + timedelta(hours=1)) == []
-    assert [c.__name__ for c in rules.GATE_ORDER] == ["hold_gate", "bake_gate", "approval_gate"]
+    assert [c.__name__ for c in rules.GATE_ORDER] == [
+        "hold_gate",
+        "freeze_gate",
+        "verification_gate",
+        "bake_gate",
+        "approval_gate",
+    ]
+
+
+def _ready(attempts: int = 3) -> Verification:
+    return Verification.model_validate(
+        {"name": "ready", "http": {"url": "http://svc/healthz"}, "attempts": attempts}
+    )
+
+
+def test_verification_of_the_source_wave_closes_the_gate_until_passed() -> None:
+    checks = (_ready(),)
+    running = gate(_facts(verifications=checks), _wave(), T0)
+    assert running.waiting_for == "verification" and running.until is None
+    assert "verifying ready" in running.reason
+    one_in = {"ready": RunState(measurements=1)}
+    assert "1/3" in gate(_facts(verifications=checks, verification_runs=one_in), _wave(), T0).reason
+    failed = {"ready": RunState(status="failed", reason="status 503, expected 200")}
+    verdict = gate(_facts(verifications=checks, verification_runs=failed), _wave(), T0)
+    assert verdict.waiting_for == "verification" and verdict.reason.startswith("failed: ")
+    passed = {"ready": RunState(status="passed", measurements=1)}
+    assert gate(_facts(verifications=checks, verification_runs=passed), _wave(), T0).is_open
+    # Before bake: a set still verifying shows that, not the bake, as what it waits for.
+    baking = gate(_facts(verifications=checks), _wave(bake="1h"), T0)
+    assert baking.waiting_for == "verification"
+
+
+def _manual(scope: str = "all", wave: str | None = None) -> ManualFreeze:
+    return ManualFreeze(scope, "shop" if scope != "all" else None, wave, "release week", "ops", T0)  # type: ignore[arg-type]
+
+
+def test_a_freeze_window_closes_the_gate_until_it_ends() -> None:
+    window = FreezeWindows.model_validate(
+        {"windows": [{"cron": "0 12 * * *", "duration": "2h", "reason": "lunch deploys"}]}
+    )
+    facts = _facts(pipeline="shop", freeze_windows=(window,))
+    verdict = gate(facts, _wave(), T0 + timedelta(minutes=30))
+    assert verdict.waiting_for == "freeze" and verdict.reason == "lunch deploys"
+    assert verdict.until == T0 + timedelta(hours=2)
+    assert gate(facts, _wave(), T0 + timedelta(hours=2)).is_open
+    # A freeze comes before bake and approval, after a hold.
+    wave = _wave(bake="1h", approval=True)
+    assert gate(facts, wave, T0).waiting_for == "freeze"
+    assert (
+        gate(_facts(pipeline="shop", freeze_windows=(window,), held=True), wave, T0).waiting_for
+        == "hold"
+    )
+
+
+def test_a_manual_freeze_has_no_end_and_break_glass_lets_one_promotion_through() -> None:
+    facts = _facts(pipeline="shop", manual_freezes=(_manual(),), created_at=T0)
+    verdict = gate(facts, _wave(), T0 + timedelta(days=3))
+    assert verdict.waiting_for == "freeze" and verdict.until is None
+    assert "ops" in verdict.reason and "release week" in verdict.reason
+    # Another wave's freeze does not apply.
+    other = _facts(pipeline="shop", manual_freezes=(_manual("wave", "dev"),))
+    assert gate(other, _wave(), T0).is_open
+    glass = BreakGlass("shop", "prod", A, "hotfix", "ops", T0 + timedelta(minutes=1))
+    assert gate(replace(facts, break_glasses=(glass,)), _wave(), T0 + timedelta(hours=1)).is_open
+    # A break-glass of another set, or made before this promotion, does not count.
+    for stale in (replace(glass, app_sha=B), replace(glass, created_at=T0 - timedelta(1))):
+        assert not gate(replace(facts, break_glasses=(stale,)), _wave(), T0 + timedelta(1)).is_open
 
 
 # -- next wave ----------------------------------------------------------------------------

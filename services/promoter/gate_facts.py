@@ -1,0 +1,62 @@
+"""The facts the gates of issue 17 need, read for the promotions waiting at a gate and added
+to their ``GateFacts`` (``rules.py`` evaluates them): the freeze windows over the target
+wave (config), the manual freezes in force and the break-glass records of the set
+(``freeze_store``), and the source wave's verification runs of the set (``verify_store``).
+Each read is skipped when no gate could use it, and done once per tick where it can."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import asyncpg
+
+from waveline.services.promoter import freeze, freeze_store, verify_store
+from waveline.services.promoter.store import Waiting
+from waveline.shared.config import WaveConfig, WavelineConfig
+
+
+def _source(config: WavelineConfig, w: Waiting) -> WaveConfig | None:
+    pipeline = config.pipelines.get(w.promotion.pipeline)
+    from_wave = w.promotion.from_wave
+    return pipeline.wave(from_wave) if pipeline is not None and from_wave else None
+
+
+async def with_gate_facts(
+    pool: asyncpg.Pool, config: WavelineConfig, waiting: Sequence[Waiting]
+) -> list[Waiting]:
+    """``waiting`` with the facts of the later gates filled in."""
+    if not waiting:
+        return []
+    manual = tuple(s.freeze for s in await freeze_store.in_force(pool))
+    keys = [
+        (w.promotion.pipeline, source.name, w.promotion.app_sha)
+        for w in waiting
+        if (source := _source(config, w)) is not None and source.verifications
+    ]
+    runs = await verify_store.runs_for(pool, keys) if keys else {}
+    out: list[Waiting] = []
+    for w in waiting:
+        p = w.promotion
+        pipeline = config.pipelines.get(p.pipeline)
+        windows = freeze.windows_for(pipeline, p.to_wave) if pipeline else ()
+        frozen = any(m.applies_to(p.pipeline, p.to_wave) for m in manual) or any(
+            g.windows or g.ranges for g in windows
+        )
+        glasses = (
+            tuple(await freeze_store.break_glasses(pool, p.pipeline, p.to_wave, p.app_sha))
+            if frozen
+            else ()
+        )
+        source = _source(config, w)
+        facts = dataclasses.replace(
+            w.facts,
+            pipeline=p.pipeline,
+            freeze_windows=windows,
+            manual_freezes=manual,
+            break_glasses=glasses,
+            verifications=source.verifications if source else (),
+            verification_runs=runs.get((p.pipeline, source.name, p.app_sha), {}) if source else {},
+        )
+        out.append(Waiting(p, facts))
+    return out

@@ -1,0 +1,140 @@
+"""The gates of issue 17 wired into the promoter's flow (real Kafka and PostgreSQL, the
+promoter service alone, wave statuses produced as the status-tracker would): a wave's
+verification runs when it runs a set, keeps the next gate shut until it passes, and a
+failed one holds the wave (``on_failure: hold``); a manual freeze keeps a promotion whose
+other gates are open waiting until it is lifted."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from tests.support import running
+from waveline.services.promoter import freeze_store
+from waveline.shared.config import Secrets, Settings, WavelineConfig
+from waveline.shared.models.base import utcnow
+from waveline.shared.models.waves import WaveStatus
+
+A, B = "a" * 40, "b" * 40
+
+
+class Health:
+    """A service's health endpoint: 503 until ``healthy``."""
+
+    def __init__(self) -> None:
+        self.healthy = False
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        return web.Response(status=200 if self.healthy else 503)
+
+
+@pytest.fixture
+async def health() -> AsyncIterator[tuple[Health, str]]:
+    state = Health()
+    app = web.Application()
+    app.router.add_get("/healthz", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield state, f"http://127.0.0.1:{port}/healthz"
+    finally:
+        await runner.cleanup()
+
+
+def gated_config(remote_url: str, health_url: str) -> WavelineConfig:
+    check = {"name": "ready", "http": {"url": health_url}, "attempts": 2, "interval": "1s"}
+    return WavelineConfig.model_validate(
+        {
+            "repos": {"cfg-app": {"url": remote_url, "required_checks": ["ci/validate"]}},
+            "pipelines": {
+                "app": {
+                    "repo": "cfg-app",
+                    "waves": [
+                        {"name": "staging", "targets": ["staging-us"], "verifications": [check]},
+                        {"name": "production", "targets": ["prod-us"]},
+                    ],
+                }
+            },
+        }
+    )
+
+
+async def wave_runs(rt: Any, app_sha: str, position: int) -> None:
+    status = WaveStatus(
+        event_id=uuid.uuid4(),
+        pipeline="app",
+        wave="staging",
+        state="running",
+        app_sha=app_sha,
+        cfg_sha=f"{position:040x}",
+        at=utcnow(),
+        cfg_position=position,
+    )
+    await rt.publish(status, rt.topics.waves, key="app")
+
+
+async def promotion_status(pool: asyncpg.Pool, app_sha: str) -> str | None:
+    found: str | None = await pool.fetchval(
+        "SELECT status FROM promotions WHERE wave = 'production' AND app_sha = $1", app_sha
+    )
+    return found
+
+
+async def test_verification_and_freeze_gates_in_the_promoters_flow(
+    settings: Settings, secrets: Secrets, remote: Path, health: tuple[Health, str]
+) -> None:
+    endpoint, url = health
+    config = gated_config(remote.as_uri(), url)
+    async with asyncio.timeout(60), running(["promoter"], settings, config, secrets) as rts:
+        rt = rts["promoter"]
+        pool = rt.pool
+
+        # A fails its verification: production's gate stays shut, staging is held.
+        await wave_runs(rt, A, 1)
+        await until(
+            lambda: pool.fetchval(
+                "SELECT held FROM wave_gates WHERE pipeline = 'app' AND wave = 'staging'"
+            )
+        )
+        assert endpoint.calls == 2
+        assert await promotion_status(pool, A) == "waiting"
+        action = await pool.fetchrow("SELECT action, actor, detail FROM operator_actions")
+        assert action is not None
+        assert (action["action"], action["actor"]) == ("hold", "verification")
+
+        # B passes, but a manual freeze of production keeps it waiting until lifted.
+        await freeze_store.freeze(pool, "app", "production", "release week", "ops")
+        endpoint.healthy = True
+        await wave_runs(rt, B, 2)
+        await until(
+            lambda: pool.fetchval(
+                "SELECT status = 'passed' FROM verification_runs WHERE app_sha = $1", B
+            )
+        )
+        await asyncio.sleep(1.5)  # three gate ticks
+        assert await promotion_status(pool, B) == "waiting"
+        assert await promotion_status(pool, A) == "superseded"
+        await freeze_store.lift(pool, "app", "production", "ops")
+        await until(lambda: _is(pool, B, "requested"))
+
+
+async def _is(pool: asyncpg.Pool, app_sha: str, status: str) -> bool:
+    return await promotion_status(pool, app_sha) == status
+
+
+async def until(check: Callable[[], Awaitable[Any]]) -> None:
+    """Poll ``check`` until it answers something true (the test's timeout bounds it)."""
+    while not await check():  # noqa: ASYNC110 (rows written by another service: no event)
+        await asyncio.sleep(0.1)
