@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from waveline.services.ingest.view_rules import ago, exact, parse
+from waveline.services.ingest.view_rules import ago, dora_figures, exact, parse, quorum_text
 
 REFRESH_S = 5
 _CSS = """
@@ -38,6 +38,7 @@ position:relative;overflow-wrap:anywhere}
 .gate li{background:#fff4d6;border-left:3px solid #d19a00;padding:.15em .4em;margin:.2em 0}
 .gate li.open{background:#eaf6ea;border-color:#2e8b2e}
 .flights{margin:.3em 0;padding-left:1.1em}.superseded{color:#777;text-decoration:line-through}
+.quorum{color:#8a5a00}
 .timeline{list-style:none;padding:0;margin:0;border-left:2px solid #ccc}
 .timeline li{padding:.15em .6em;overflow-wrap:anywhere}
 .dora{display:flex;flex-wrap:wrap;gap:.6em;margin:0;padding:0}
@@ -137,6 +138,7 @@ def _stage(
     by = wave.get("announced_by")
     announced = f' <span class="muted">announced by {_e(by)}</span>' if by else ""
     flights = "".join(f"<li>{_promotion(p)}</li>" for p in wave.get("promotions") or [])
+    count = quorum_text(wave.get("quorum"), state)
     actions = "".join(
         f'<li class="muted">{_e(a.get("action"))}'
         + (f" {_e(a['detail'])}" if a.get("detail") else "")
@@ -145,9 +147,10 @@ def _stage(
     )
     return (
         f'<li class="stage st-{css}"><h4>{_e(wave["name"])}</h4>'
-        f'<p class="muted">{_e(", ".join(wave.get("targets") or []))}</p>'
+        f'<p class="muted">{_e(_targets(wave.get("targets") or []))}</p>'
         f'<p><span class="{css}">{_e(state)}</span>{_time(wave.get("since"), now)}</p>'
-        f"<p>set {_short(wave.get('app_sha'))}{announced}</p>"
+        + (f'<p class="quorum">{_e(count)}</p>' if count else "")
+        + f"<p>set {_short(wave.get('app_sha'))}{announced}</p>"
         f"{_images(images.get((name, wave.get('app_sha') or '')))}"
         f"<p>config {_short(wave.get('cfg_commit'))}</p>"
         f"{_verdicts(wave.get('gate') or {}, now)}"
@@ -155,6 +158,13 @@ def _stage(
         + (f'<ul class="flights">{actions}</ul>' if actions else "")
         + "</li>"
     )
+
+
+def _targets(names: Sequence[str], shown: int = 6) -> str:
+    """The wave's targets; a long list (a 200-cluster wave) is cut, with how many more."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[: shown - 1]) + f" and {len(names) - shown + 1} more"
 
 
 def _timeline(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
@@ -167,13 +177,11 @@ def _timeline(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
 
 
 def _dora(numbers: Mapping[str, Any] | None) -> str:
-    """The DORA numbers, name and value each, when the view carries them."""
+    """The pipeline's DORA numbers (``PipelineDora.to_json()``) when the view carries them."""
     if not numbers:
         return ""
     cells = "".join(
-        f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>"
-        for k, v in numbers.items()
-        if not isinstance(v, Mapping | list)
+        f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in dora_figures(numbers).items()
     )
     return f'<h3>DORA</h3><dl class="dora">{cells}</dl>'
 

@@ -25,6 +25,7 @@ from waveline.services.ingest.view_rules import (
     exact,
     gate_verdicts,
     on_watched,
+    quorum,
     superseded,
 )
 from waveline.services.promoter.rules import PromotionFacts
@@ -65,7 +66,9 @@ async def pipeline_snapshot(
     status = {
         r["wave"]: r
         for r in await pool.fetch(
-            "SELECT wave, state, app_sha, cfg_sha, since FROM wave_status WHERE pipeline = $1", name
+            "SELECT wave, state, app_sha, cfg_sha, since, lagging FROM wave_status"
+            " WHERE pipeline = $1",
+            name,
         )
     }
     held = {
@@ -149,6 +152,7 @@ async def pipeline_snapshot(
                 "announced_by": announced_by.get(row["app_sha"]) if row else None,
                 "cfg_commit": row["cfg_sha"] if row else None,
                 "since": exact(row["since"]) if row else None,
+                "quorum": quorum(wave, list(row["lagging"]) if row else []),
                 "gate": gate,
                 "promotions": [
                     {

@@ -11,6 +11,7 @@
 - Gate verdicts are the promoter's (``services/promoter/rules.py``), shown generically:
   what the gate waits for, why, and until when if known; a gate kind added later renders
   the same way.
+- A quorum wave (``min_healthy``) shows how many targets it needs and the ones not counted.
 - Times are shown relative ("3 min ago") with the exact time, ISO 8601 to the second, kept
   for a tooltip.
 """
@@ -26,6 +27,7 @@ from uuid import UUID
 from waveline.services.promoter import rules
 from waveline.services.promoter.rules import PromotionFacts
 from waveline.shared.config import WaveConfig
+from waveline.shared.quorum import required_healthy
 
 
 def on_watched(created_at: datetime, watched_mark: datetime | None) -> bool:
@@ -91,6 +93,57 @@ def gate_verdicts(
         )
         out.extend(v.to_json() for v in rules.closed_gates(facts, wave, now))
     return out
+
+
+def quorum(wave: WaveConfig, lagging: list[str]) -> dict[str, Any] | None:
+    """A quorum wave's count (``min_healthy``): ``{"required", "targets", "lagging"}``,
+    ``lagging`` the targets the status-tracker did not count when the wave last ran a set
+    (silent, not Synced and Healthy, degraded when tolerated, on another set). None for a
+    wave that needs every target."""
+    if wave.min_healthy is None:
+        return None
+    required = required_healthy(len(wave.targets), wave.min_healthy)
+    return {"required": required, "targets": len(wave.targets), "lagging": lagging}
+
+
+def quorum_text(q: Mapping[str, Any] | None, state: str) -> str:
+    """ "4/5 healthy (needs 4), not counted: x" for a running quorum wave; "needs 4 of 5
+    healthy" otherwise; "" for a wave that needs every target."""
+    if not q:
+        return ""
+    lagging = list(q.get("lagging") or [])
+    if state != "running":
+        return f"needs {q['required']} of {q['targets']} healthy"
+    counted = q["targets"] - len(lagging)
+    rest = f", not counted: {', '.join(lagging)}" if lagging else ""
+    return f"{counted}/{q['targets']} healthy (needs {q['required']}){rest}"
+
+
+def span(seconds: float | None) -> str:
+    """A duration for people: "42 s", "12 min", "3.5 h", "2.1 d"; "-" for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def dora_figures(numbers: Mapping[str, Any]) -> dict[str, str]:
+    """The four DORA numbers of a pipeline (``PipelineDora.to_json()``), labelled for
+    people."""
+    rate = numbers.get("change_failure_rate")
+    since, until = parse(numbers.get("since")), parse(numbers.get("until"))
+    return {
+        "deployments per day": f"{numbers['deployments_per_day']:.2f}",
+        "lead time (median)": span(numbers["lead_time"]["median_s"]),
+        "change failure rate": "-" if rate is None else f"{rate * 100:.0f} %",
+        "time to restore (median)": span(numbers["time_to_restore"]["median_s"]),
+        "window": f"last {(until - since).days} d" if since and until else "-",
+    }
 
 
 def exact(when: datetime) -> str:

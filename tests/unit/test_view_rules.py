@@ -13,9 +13,13 @@ from waveline.services.ingest.dashboard_html import render_page
 from waveline.services.ingest.view_rules import (
     Flight,
     ago,
+    dora_figures,
     exact,
     gate_verdicts,
     on_watched,
+    quorum,
+    quorum_text,
+    span,
     superseded,
 )
 from waveline.services.promoter.rules import PromotionFacts
@@ -82,6 +86,27 @@ def test_gate_verdicts_hold_bake_and_approval() -> None:
     assert opened == []
 
 
+def test_a_quorum_wave_shows_its_count_and_the_targets_not_counted() -> None:
+    targets = [f"cluster-{i}" for i in range(200)]
+    wave = WaveConfig.model_validate({"name": "edge", "targets": targets, "min_healthy": "90%"})
+    q = quorum(wave, ["cluster-7", "cluster-9"])
+    assert q == {"required": 180, "targets": 200, "lagging": ["cluster-7", "cluster-9"]}
+    assert (
+        quorum_text(q, "running")
+        == "198/200 healthy (needs 180), not counted: cluster-7, cluster-9"
+    )
+    assert quorum_text(q, "unknown") == "needs 180 of 200 healthy"
+    every = WaveConfig.model_validate({"name": "all", "targets": ["a", "b"]})
+    assert quorum(every, []) is None and quorum_text(None, "running") == ""
+    page = render_page(
+        [{**snapshot(), "waves": [{**snapshot()["waves"][0], "targets": targets, "quorum": q}]}],
+        {},
+        NOW,
+    )
+    assert "198/200 healthy (needs 180), not counted: cluster-7, cluster-9" in page
+    assert "cluster-4 and 195 more" in page and "cluster-5," not in page
+
+
 def test_relative_times() -> None:
     assert ago(NOW, NOW + timedelta(seconds=2)) == "just now"
     assert ago(NOW, NOW + timedelta(seconds=42)) == "42 s ago"
@@ -113,6 +138,7 @@ def snapshot() -> dict[str, Any]:
                 "announced_by": "ci",
                 "cfg_commit": C,
                 "since": since,
+                "quorum": {"required": 1, "targets": 1, "lagging": []},
                 "gate": {"held": False, "verdicts": []},
                 "promotions": [
                     {"app_sha": A, "from_wave": None, "status": "superseded", "superseded_by": B},
@@ -149,6 +175,7 @@ def test_status_text_tells_the_truth() -> None:
     lines = format_status(snapshot()).splitlines()
     assert "since 3 min ago" in lines[1]
     assert f"superseded {A[:12]} by {B[:12]} from CI" in lines[1]
+    assert "1/1 healthy (needs 1)" in lines[1]
     assert "waiting for bake: baking in staging, opens in 7 min" in lines[2]
     assert lines[3] == f"  promotion 3 min ago: done {B[:12]} into staging from CI"
     assert not any("no checks yet" in line or "requested" in line for line in lines)
@@ -165,3 +192,26 @@ def test_page_shows_relative_times_with_the_exact_one_on_hover() -> None:
     assert ".123456" not in page  # no microseconds anywhere
     assert "gate open" in page  # staging: nothing closed
     assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_dora_numbers_for_people() -> None:
+    numbers = {
+        "since": exact(NOW - timedelta(days=30)),
+        "until": exact(NOW),
+        "deployments_per_day": 1.5,
+        "lead_time": {"count": 4, "median_s": 750.0, "p90_s": 900.0},
+        "change_failure_rate": 0.25,
+        "time_to_restore": {"count": 0, "median_s": None, "p90_s": None},
+    }
+    figures = {
+        "deployments per day": "1.50",
+        "lead time (median)": "12 min",
+        "change failure rate": "25 %",
+        "time to restore (median)": "-",
+        "window": "last 30 d",
+    }
+    assert dora_figures(numbers) == figures
+    assert [span(s) for s in (42, 5400, 3 * 86400)] == ["42 s", "1.5 h", "3.0 d"]
+    page = render_page([{**snapshot(), "dora": numbers}], {}, NOW)
+    assert "<dt>change failure rate</dt><dd>25 %</dd>" in page
+    assert "DORA" not in render_page([snapshot()], {}, NOW)  # no numbers: no slot

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from waveline.services.ingest.view_rules import ago, parse
+from waveline.services.ingest.view_rules import ago, parse, quorum_text
 from waveline.shared.models.base import utcnow
 
 TIMELINE = 5
@@ -25,7 +25,8 @@ def format_status(doc: dict[str, Any]) -> str:
     for wave in doc["waves"]:
         app = (wave.get("app_sha") or "-")[:12]
         cfg = (wave.get("cfg_commit") or "-")[:12]
-        notes = _gate_notes(wave.get("gate", {}), now)
+        count = quorum_text(wave.get("quorum"), wave["state"])
+        notes = ([count] if count else []) + _gate_notes(wave.get("gate", {}), now)
         notes.extend(_promotion(p) for p in wave.get("promotions", []))
         if wave.get("actions"):
             last = wave["actions"][0]
