@@ -7,15 +7,17 @@ gate uses, and the loop that takes the measurements.
 - ``VerificationLoop``: every tick, leases the runs that are due (``verify_store.claim``),
   takes one measurement of each and writes it back. The runs are rows, so a restarted
   promoter resumes them, and a lease keeps two replicas from measuring one run at once.
+  Then it hands each ended run to ``on_finished`` until that has acted on it once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -42,6 +44,8 @@ TICK_S = 0.5
 BATCH = 20
 # A lease outlives the slowest measurement (timeouts are at most 5 minutes) by this.
 LEASE_MARGIN = timedelta(seconds=30)
+# An ended run whose action failed is handed over again this much later.
+HANDLE_RETRY = timedelta(seconds=5)
 
 
 def _wave(config: WavelineConfig, pipeline: str, wave: str) -> tuple[Verification, ...]:
@@ -100,8 +104,11 @@ class VerificationLoop:
     tick_s: float = TICK_S
     batch: int = BATCH
     clock: Callable[[], datetime] = utcnow
-    # Called with (pipeline, wave, app_sha) when a run ends, so the gate is looked at again.
-    on_finished: Callable[[str, str, str], None] | None = None
+    # Called with (pipeline, wave, app_sha) once a run ended, to act on it (hold or roll
+    # back the wave, look at the gates again). An awaitable result is awaited: until it
+    # completes without an error, the run is handed over again (at least once, across
+    # restarts and replicas; ``HANDLE_RETRY`` after an error).
+    on_finished: Callable[[str, str, str], Awaitable[None] | None] | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -152,6 +159,8 @@ class VerificationLoop:
         claimed = await store.claim(self.pool, token, now, lease, self.batch)
         try:
             done = await asyncio.gather(*(self._one(token, c) for c in claimed))
+            if self.on_finished is not None:
+                await self._hand_over(token, self.on_finished, lease)
         except BaseException:
             # Cancelled or failed midway: the runs not written back are due again at once,
             # not when the lease ends.
@@ -179,6 +188,7 @@ class VerificationLoop:
             detail=measurement.detail,
             next_at=now + found.interval,
             now=now,
+            handled=self.on_finished is None,
         )
         if written and state.status != "running":
             logger.info(
@@ -190,9 +200,33 @@ class VerificationLoop:
                 state.status,
                 f": {state.reason}" if state.reason else "",
             )
-            if self.on_finished is not None:
-                self.on_finished(key.pipeline, key.wave, key.app_sha)
         return written
+
+    async def _hand_over(
+        self,
+        token: uuid.UUID,
+        act: Callable[[str, str, str], Awaitable[None] | None],
+        lease: datetime,
+    ) -> None:
+        """Call ``act`` for each ended run not yet acted on, one after the other (an action
+        may hold or roll back a wave: never two at once for one wave)."""
+        ended = await store.claim_ended(self.pool, token, self.clock(), lease, self.batch)
+        for key in ended:
+            retry_at = None
+            try:
+                acting = act(key.pipeline, key.wave, key.app_sha)
+                if inspect.isawaitable(acting):
+                    await acting
+            except Exception:
+                logger.exception(
+                    "pipeline %s wave %s: acting on verification %s failed; again in %s",
+                    key.pipeline,
+                    key.wave,
+                    key.name,
+                    HANDLE_RETRY,
+                )
+                retry_at = self.clock() + HANDLE_RETRY
+            await store.handled(self.pool, key, token, retry_at=retry_at)
 
     async def _measure(self, v: Verification) -> Measurement:
         assert self._session is not None

@@ -70,7 +70,8 @@ async def start(
         " ON CONFLICT (pipeline, wave, app_sha, name) DO UPDATE SET kind = EXCLUDED.kind,"
         " status = 'running', measurements = 0, failures = 0, errors = 0, reason = NULL,"
         " last_detail = NULL, next_at = EXCLUDED.next_at, lease_token = NULL,"
-        " lease_until = NULL, started_at = EXCLUDED.started_at, finished_at = NULL"
+        " lease_until = NULL, started_at = EXCLUDED.started_at, finished_at = NULL,"
+        " handled = false"
         " WHERE $8::boolean RETURNING name",
         pipeline,
         wave,
@@ -150,14 +151,17 @@ async def record(
     detail: str | None,
     next_at: datetime,
     now: datetime,
+    handled: bool = False,
 ) -> bool:
     """Write the run after a measurement and give up the lease; False (nothing written)
-    when the lease was lost to another replica meanwhile."""
+    when the lease was lost to another replica meanwhile. An ended run is due at once
+    (``claim_ended``) unless ``handled``: nobody acts on it."""
     done = state.status != "running"
     written = await pool.fetchval(
         "UPDATE verification_runs SET status = $6, measurements = $7, failures = $8,"
-        " errors = $9, reason = $10, last_detail = $11, next_at = $12,"
-        " lease_token = NULL, lease_until = NULL,"
+        " errors = $9, reason = $10, last_detail = $11,"
+        " next_at = CASE WHEN $13 THEN $14::timestamptz ELSE $12 END,"
+        " lease_token = NULL, lease_until = NULL, handled = $15,"
         " finished_at = CASE WHEN $13 THEN $14::timestamptz END"
         " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3 AND name = $4"
         " AND lease_token = $5 AND status = 'running' RETURNING true",
@@ -175,8 +179,49 @@ async def record(
         next_at,
         done,
         now,
+        handled,
     )
     return bool(written)
+
+
+async def claim_ended(
+    pool: asyncpg.Pool, token: uuid.UUID, now: datetime, lease_until: datetime, limit: int
+) -> list[RunKey]:
+    """Lease up to ``limit`` ended runs nobody has acted on yet (``handled``)."""
+    rows = await pool.fetch(
+        "UPDATE verification_runs r SET lease_token = $1, lease_until = $3"
+        " FROM (SELECT pipeline, wave, app_sha, name FROM verification_runs"
+        "  WHERE status IN ('passed', 'failed') AND NOT handled AND next_at <= $2"
+        "  AND (lease_until IS NULL OR lease_until < $2)"
+        "  ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED) due"
+        " WHERE (r.pipeline, r.wave, r.app_sha, r.name)"
+        " = (due.pipeline, due.wave, due.app_sha, due.name)"
+        " RETURNING r.pipeline, r.wave, r.app_sha, r.name",
+        token,
+        now,
+        lease_until,
+        limit,
+    )
+    return [RunKey(r["pipeline"], r["wave"], r["app_sha"], r["name"]) for r in rows]
+
+
+async def handled(
+    pool: asyncpg.Pool, key: RunKey, token: uuid.UUID, *, retry_at: datetime | None
+) -> None:
+    """Give up the lease of an ended run: acted on (``retry_at`` None), or to be handed
+    over again at ``retry_at``."""
+    await pool.execute(
+        "UPDATE verification_runs SET handled = $6::timestamptz IS NULL,"
+        " next_at = coalesce($6, next_at), lease_token = NULL, lease_until = NULL"
+        " WHERE pipeline = $1 AND wave = $2 AND app_sha = $3 AND name = $4"
+        " AND lease_token = $5",
+        key.pipeline,
+        key.wave,
+        key.app_sha,
+        key.name,
+        token,
+        retry_at,
+    )
 
 
 async def cancel(pool: asyncpg.Pool, key: RunKey, token: uuid.UUID, now: datetime) -> None:

@@ -23,6 +23,11 @@ CREATE TABLE verification_runs (
     lease_until  timestamptz,
     started_at   timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz,
+    -- the promoter has acted on the ended run (held or rolled back the wave, looked at the
+    -- gates again); until then a pass hands it over again, so a crash loses no action
+    handled      boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (pipeline, wave, app_sha, name)
 );
 CREATE INDEX verification_runs_due ON verification_runs (next_at) WHERE status = 'running';
+CREATE INDEX verification_runs_unhandled ON verification_runs (next_at)
+    WHERE status IN ('passed', 'failed') AND NOT handled;

@@ -289,3 +289,42 @@ async def test_a_lease_of_a_dead_replica_is_taken_over_once_it_ends(
     state = await verification_state(pool, config, "app", "prod", "9" * 40)
     assert state.passed
     assert prometheus.asked == [RATE]
+
+
+async def test_an_ended_run_is_acted_on_once_even_after_a_failed_action_and_a_restart(
+    pool: asyncpg.Pool, prometheus: FakePrometheus
+) -> None:
+    prometheus.values = {RATE: [["0.5"]]}
+    config = make_config(prometheus, prod=[query("success-rate", RATE, ">=", 0.99)])
+    await start_verifications(pool, config, "app", "prod", "8" * 40)
+    acted: list[tuple[str, str, str]] = []
+
+    async def refuse(*key: str) -> None:
+        raise RuntimeError("the promoter could not act")
+
+    async def act(*key: str) -> None:
+        state = await verification_state(pool, config, *key)
+        acted.append((key[2][:4], state.status, state.reason))
+
+    first = loop_of(pool, config, on_finished=refuse)
+    assert await first.run_due() == 1
+    await first.stop()
+    soon = loop_of(pool, config, on_finished=act)
+    await soon.run_due()
+    await soon.stop()
+    assert acted == []  # not before its retry is due
+    # Restarted: the failed action is tried again once its retry is due, and only once.
+    later = loop_of(pool, config, on_finished=act, clock=lambda: utcnow() + timedelta(seconds=6))
+    try:
+        for _ in range(3):
+            await later.run_due()
+    finally:
+        await later.stop()
+    assert acted == [
+        (
+            "8888",
+            "failed",
+            'failed: success-rate: {instance="api-0:8080",job="api"} 0.5 not >= 0.99',
+        )
+    ]
+    assert prometheus.asked == [RATE]
