@@ -10,8 +10,10 @@ check); staging degrades on A and recovers; C reaches staging and staging is rol
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,6 +22,7 @@ from prometheus_client import generate_latest
 from tests.conftest import CI_TOKEN
 from tests.e2e.test_waves import Api, head
 from tests.support import image_set, running
+from waveline.cli import dora as cli_dora
 from waveline.cli.trace import collect
 from waveline.services.ingest.app import create_app
 from waveline.shared import dora_git, dora_store
@@ -35,28 +38,26 @@ C = "c" * 40
 WAVES = {"app": ["staging", "production"]}
 
 
-def two_waves(url: str) -> WavelineConfig:
-    return WavelineConfig.model_validate(
-        {
-            "repos": {
-                "cfg-app": {
-                    "url": url,
-                    "author": {"name": "waveline", "email": "waveline@example.com"},
-                    "required_checks": ["ci/validate"],
-                }
-            },
-            "pipelines": {
-                "app": {
-                    "repo": "cfg-app",
-                    "layout": {"kind": "images-json", "path": "images/{wave}"},
-                    "waves": [
-                        {"name": "staging", "targets": ["staging-us"]},
-                        {"name": "production", "targets": ["prod-us"]},
-                    ],
-                }
-            },
-        }
-    )
+def two_waves(url: str) -> dict[str, Any]:
+    return {
+        "repos": {
+            "cfg-app": {
+                "url": url,
+                "author": {"name": "waveline", "email": "waveline@example.com"},
+                "required_checks": ["ci/validate"],
+            }
+        },
+        "pipelines": {
+            "app": {
+                "repo": "cfg-app",
+                "layout": {"kind": "images-json", "path": "images/{wave}"},
+                "waves": [
+                    {"name": "staging", "targets": ["staging-us"]},
+                    {"name": "production", "targets": ["prod-us"]},
+                ],
+            }
+        },
+    }
 
 
 async def announce(client: TestClient, app_sha: str, committed_at: datetime | None) -> None:  # type: ignore[type-arg]
@@ -94,9 +95,12 @@ def close(a: Durations, b: Durations, tolerance_s: float = 3.0) -> bool:
 
 @pytest.mark.timeout(150)
 async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
-    settings: Settings, secrets: Secrets, remote: Path
+    settings: Settings, secrets: Secrets, remote: Path, tmp_path: Path
 ) -> None:
-    config = two_waves(remote.as_uri())
+    doc = two_waves(remote.as_uri())
+    config = WavelineConfig.model_validate(doc)
+    config_file = tmp_path / "waveline.yaml"
+    config_file.write_text(json.dumps(doc), encoding="utf-8")  # JSON is YAML
     since = datetime.now(UTC) - timedelta(minutes=1)
     committed_at = since - timedelta(hours=1)
     names = ["ingest", "git-writer", "status-tracker", "promoter"]
@@ -203,3 +207,15 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
     assert close(rebuilt.time_to_restore, numbers.time_to_restore)
     for a, b in zip(rebuilt.waves, numbers.waves, strict=True):
         assert close(a.time_to_restore, b.time_to_restore)
+
+    # ``waveline dora`` reads the same, live and --from-git (the remote as the clone).
+    cli_settings = settings.model_copy(update={"config": config_file})
+    window = since.isoformat()
+    [cli_live] = await asyncio.to_thread(
+        cli_dora.numbers, cli_settings, "app", window, from_git=False, now=until
+    )
+    [cli_git] = await asyncio.to_thread(
+        cli_dora.numbers, cli_settings, "app", window, from_git=True, git_dir=remote, now=until
+    )
+    assert counts(cli_live) == counts(cli_git) == counts(numbers)
+    assert close(cli_git.time_to_restore, numbers.time_to_restore)
