@@ -22,7 +22,6 @@ from waveline.services.ingest.deliveries import db_call
 from waveline.services.ingest.payloads import Body, NoFields
 from waveline.services.ingest.responses import ApiError
 from waveline.services.promoter import freeze_store
-from waveline.services.promoter.freeze import BreakGlass
 from waveline.shared.auth_rules import Principal
 from waveline.shared.models.operator import OperatorCommand
 
@@ -118,16 +117,18 @@ async def record_break_glass(
     published: the gate may only let the set through once it is on record. A command whose
     publish then fails leaves its record (made with a valid token and a reason)."""
     assert command.app_sha is not None  # an approval names its set
-    record = BreakGlass(
-        pipeline=command.pipeline,
-        wave=command.wave,
-        app_sha=command.app_sha,
-        reason=glass.reason,
-        actor=command.actor,
-        created_at=command.issued_at,
-    )
     pool = IngestContext.of(request).runtime.pool
-    await db_call(freeze_store.record_break_glass(pool, command.event_id, record))
+    record = await db_call(
+        freeze_store.record_break_glass(
+            pool,
+            command.event_id,
+            pipeline=command.pipeline,
+            wave=command.wave,
+            app_sha=command.app_sha,
+            reason=glass.reason,
+            actor=command.actor,
+        )
+    )
     return {"reason": record.reason, "actor": record.actor}
 
 

@@ -108,21 +108,32 @@ async def manual_freezes(pool: asyncpg.Pool, pipeline: str) -> list[ManualFreeze
 async def record_break_glass(
     pool: asyncpg.Pool,
     break_glass_id: uuid.UUID,
-    glass: BreakGlass,
-) -> None:
-    """Record ``glass`` (idempotent on its id, the approve command's event id)."""
-    await pool.execute(
-        "INSERT INTO break_glasses"
-        " (break_glass_id, pipeline, wave, app_sha, reason, actor, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (break_glass_id) DO NOTHING",
+    *,
+    pipeline: str,
+    wave: str,
+    app_sha: str,
+    reason: str,
+    actor: str,
+) -> BreakGlass:
+    """Record a break-glass (idempotent on its id, the approve command's event id), dated
+    by PostgreSQL's clock like the promotion it is compared with."""
+    row = await pool.fetchrow(
+        "WITH added AS (INSERT INTO break_glasses"
+        " (break_glass_id, pipeline, wave, app_sha, reason, actor)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (break_glass_id) DO NOTHING"
+        " RETURNING pipeline, wave, app_sha, reason, actor, created_at)"
+        " SELECT * FROM added UNION ALL"
+        " SELECT pipeline, wave, app_sha, reason, actor, created_at FROM break_glasses"
+        " WHERE break_glass_id = $1 LIMIT 1",
         break_glass_id,
-        glass.pipeline,
-        glass.wave,
-        glass.app_sha,
-        glass.reason,
-        glass.actor,
-        glass.created_at,
+        pipeline,
+        wave,
+        app_sha,
+        reason,
+        actor,
     )
+    assert row is not None
+    return BreakGlass(**dict(row))
 
 
 async def break_glasses(

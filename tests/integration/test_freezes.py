@@ -99,14 +99,17 @@ async def test_break_glass_is_recorded_with_who_and_why(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
     pool = pool_of(client)
+    path = "/v1/pipelines/app/waves/production/approve"
+    glass = {"break_glass": {"reason": "hotfix for incident 42"}}
+    # Nothing waits at the gate: nothing to let through, nothing recorded.
+    status, answer = await send(client, path, glass)
+    assert (status, answer["error"]) == (409, "nothing_waiting")
     await pool.execute(
         "INSERT INTO promotions (promotion_id, pipeline, wave, from_wave, app_sha, kind, status)"
         " VALUES ($1, 'app', 'production', 'internal', $2, 'promote', 'waiting')",
         uuid.uuid4(),
         APP_SHA,
     )
-    path = "/v1/pipelines/app/waves/production/approve"
-    glass = {"break_glass": {"reason": "hotfix for incident 42"}}
     assert (await send(client, path, glass, token=None))[0] == 401
     assert (await send(client, path, glass, token=CI_TOKEN))[0] == 403
     bad: list[dict[str, Any]] = [{"break_glass": {}}, {"break_glass": {"reason": ""}}]
