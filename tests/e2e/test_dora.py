@@ -109,6 +109,13 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
         TestClient(TestServer(create_app(rts["ingest"]))) as client,
     ):
         api = Api(client, remote)
+        # An app commit time without an offset is refused: nothing guesses a time zone.
+        naive = {**image_set(A), "app_committed_at": "2026-12-01T10:00:00"}
+        resp = await client.post(
+            "/v1/images", json=naive, headers={"Authorization": f"Bearer {CI_TOKEN}"}
+        )
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"] == "invalid_field"
         # A: staging, then production.
         await announce(client, A, committed_at)
         a1 = await api.wait_auto(2, "A into staging")
