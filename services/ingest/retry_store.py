@@ -110,26 +110,46 @@ async def record_attempt(
 
 
 @dataclass(frozen=True)
-class AttemptRow:
+class Attempt:
+    """One attempt of a set: who asked (None for the first, the announcement's), how
+    (``announce``, ``retry``; ``first``), when, and when its commit was evicted."""
+
     attempt: int
     actor: str | None
     source: str
-    requested_at: datetime
+    requested_at: datetime | None
     evicted_at: datetime | None
 
 
-async def attempts_of(pool: asyncpg.Pool, pipeline: str, app_sha: str) -> list[AttemptRow]:
-    """The set's attempts after the first, oldest first, each with when it was evicted
-    (for status views: the dashboard's and the CLI's)."""
+async def attempts_in(
+    pool: asyncpg.Pool, pipeline: str, first_wave: str, *, limit: int = 20
+) -> dict[str, list[Attempt]]:
+    """The attempts of the ``limit`` sets of ``pipeline`` most recently evicted from
+    ``first_wave`` or retried,
+    oldest attempt first, for status views (the dashboard, ``waveline status``): a set whose
+    last attempt has ``evicted_at`` waits for a retry."""
     rows = await pool.fetch(
-        "SELECT a.attempt, a.actor, a.source, a.requested_at,"
-        " (SELECT min(e.evicted_at) FROM evictions e WHERE e.event_id = a.command_id)"
-        " AS evicted_at FROM set_attempts a WHERE a.pipeline = $1 AND a.app_sha = $2"
-        " ORDER BY a.attempt",
+        "WITH sets AS (SELECT app_sha, max(at) AS last FROM ("
+        "  SELECT app_sha, evicted_at AS at FROM evictions WHERE pipeline = $1 AND wave = $3"
+        "  UNION ALL SELECT app_sha, requested_at FROM set_attempts WHERE pipeline = $1) t"
+        "  GROUP BY app_sha ORDER BY last DESC LIMIT $2),"
+        " tried AS (SELECT a.app_sha, a.attempt, a.actor, a.source, a.requested_at,"
+        "  a.command_id FROM set_attempts a JOIN sets USING (app_sha) WHERE a.pipeline = $1)"
+        " SELECT s.app_sha, e.attempt, NULL::text AS actor, 'first' AS source,"
+        "  NULL::timestamptz AS requested_at, e.evicted_at, s.last FROM sets s"
+        "  JOIN evictions e ON e.pipeline = $1 AND e.app_sha = s.app_sha AND e.attempt = 1"
+        "  AND e.wave = $3"
+        " UNION ALL SELECT t.app_sha, t.attempt, t.actor, t.source, t.requested_at,"
+        "  (SELECT min(e.evicted_at) FROM evictions e WHERE e.event_id = t.command_id),"
+        "  s.last FROM tried t JOIN sets s USING (app_sha)"
+        " ORDER BY last DESC, app_sha, attempt",
         pipeline,
-        app_sha,
+        limit,
+        first_wave,
     )
-    return [
-        AttemptRow(r["attempt"], r["actor"], r["source"], r["requested_at"], r["evicted_at"])
-        for r in rows
-    ]
+    found: dict[str, list[Attempt]] = {}
+    for r in rows:
+        found.setdefault(r["app_sha"], []).append(
+            Attempt(r["attempt"], r["actor"], r["source"], r["requested_at"], r["evicted_at"])
+        )
+    return found

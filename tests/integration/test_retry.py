@@ -20,6 +20,7 @@ from tests.conftest import CI_TOKEN, OPERATOR_TOKEN
 from tests.support import APP_SHA, branch_log, image_set, produce, running, wait_for
 from waveline.cli.main import main as cli_main
 from waveline.services.git_writer.attempts import command_id
+from waveline.services.ingest import retry_store
 from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine import trailers
@@ -135,4 +136,13 @@ async def test_evicted_sets_are_retried_by_announcement_and_by_waveline_retry(
         rows = await rts["ingest"].pool.fetch(
             "SELECT attempt, actor, source FROM set_attempts ORDER BY attempt"
         )
+        # What a status view shows (retry_store.attempts_in).
+        shown = await retry_store.attempts_in(rts["ingest"].pool, "app", "staging")
     assert [tuple(r) for r in rows] == [(2, "ci", "announce"), (3, "operator", "retry")]
+    assert list(shown) == [APP_SHA]
+    assert [(a.attempt, a.actor, a.source) for a in shown[APP_SHA]] == [
+        (1, None, "first"),
+        (2, "ci", "announce"),
+        (3, "operator", "retry"),
+    ]
+    assert [a.evicted_at is not None for a in shown[APP_SHA]] == [True, True, False]
