@@ -80,4 +80,7 @@ async def post_pipeline_images(request: web.Request) -> web.Response:
         )
     images = await read_json(request)
     doc: dict[str, Any] = {"pipeline": pipeline, "app_sha": app_sha, "images": images}
+    committed_at = request.query.get("app_committed_at")
+    if committed_at:  # the app commit's time (docs/dora.md), validated with the body
+        doc["app_committed_at"] = committed_at
     return await _accept(ctx, _validate(ctx, ci, doc), "pipeline_images")

@@ -269,6 +269,13 @@ def document() -> dict[str, Any]:
             parameters=[
                 pipeline,
                 {"name": "app_sha", "in": "query", "required": True, "schema": _APP_SHA},
+                {
+                    "name": "app_committed_at",
+                    "in": "query",
+                    "required": False,
+                    "description": "the app commit's time, with an offset (docs/dora.md)",
+                    "schema": {"type": "string", "format": "date-time"},
+                },
             ],
         ),
         "/v1/webhooks/github": _post(

@@ -27,7 +27,7 @@ from waveline.cli.trace import collect
 from waveline.services.ingest.app import create_app
 from waveline.shared import dora_git, dora_store
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.dora import Durations, Fact, PipelineDora, WaveRan, compute
+from waveline.shared.dora import Announced, Durations, Fact, PipelineDora, WaveRan, compute
 from waveline.shared.dora_view import pipeline_dora
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +138,14 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
         await api.deployed("staging-us", a1)
         await api.wait_state(lambda d: d["waves"][0]["state"] == "running", "staging recovered")
         # C reaches staging; staging is rolled back to A.
-        await announce(client, C, None)
+        # C through the bare route, its commit time in the query.
+        resp = await client.post(
+            "/v1/pipelines/app/images",
+            params={"app_sha": C, "app_committed_at": committed_at.isoformat()},
+            json=image_set(C)["images"],
+            headers={"Authorization": f"Bearer {CI_TOKEN}"},
+        )
+        assert resp.status == 202, await resp.text()
         await api.wait_for_auto(
             lambda log: api.auto_head_info().get("Autocommit-App-SHA") == C, "C into staging"
         )
@@ -169,6 +176,8 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
             while sum(isinstance(f, WaveRan) for f in live) < 5:
                 await asyncio.sleep(0.2)
                 live = await dora_store.load_facts(pool, ["app"])
+        sent = {f.app_sha: f.committed_at for f in live if isinstance(f, Announced)}
+        assert sent == {A: committed_at, B: None, C: committed_at}
         until = datetime.now(UTC) + timedelta(seconds=1)
         [numbers] = compute(live, WAVES, since, until)
         # What the dashboard calls: the same numbers, as JSON.
