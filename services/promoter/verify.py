@@ -177,7 +177,13 @@ class VerificationLoop:
         if found is None:
             await store.cancel(self.pool, key, token, self.clock())
             return False
-        measurement = await self._measure(found)
+        try:
+            measurement = await self._measure(found)
+        except Exception as exc:
+            # A bug, not the endpoint's answer: counted as an error (bounded by attempts or
+            # error_limit) rather than stopping the pass of every other run.
+            logger.exception("verification %s: measuring failed", key.name)
+            measurement = Measurement("error", f"internal error ({type(exc).__name__})")
         state = advance(found, run.state, measurement)
         now = self.clock()
         written = await store.record(

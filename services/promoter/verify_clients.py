@@ -45,7 +45,10 @@ def _secret(secrets: Secrets, env: str, what: str) -> str:
     value = secrets.get(env)
     if value is None:
         raise VerificationMisconfigured(f"{what}: environment variable {env} is not set")
-    return value.get_secret_value()
+    found = value.get_secret_value()
+    if "\n" in found or "\r" in found:
+        raise VerificationMisconfigured(f"{what}: environment variable {env} holds a line break")
+    return found
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes | None:

@@ -133,9 +133,9 @@ def http_check(url: str, attempts: int) -> dict[str, Any]:
     }
 
 
-def wrong_key(url: str) -> dict[str, Any]:
-    check = {"url": url, "secret_headers": {"X-Api-Key": "WRONG_KEY"}}
-    return {"name": "key", "http": check, "attempts": 1}
+def wrong_key(url: str, name: str = "key", env: str = "WRONG_KEY") -> dict[str, Any]:
+    check = {"url": url, "secret_headers": {"X-Api-Key": env}}
+    return {"name": name, "http": check, "attempts": 1}
 
 
 def query(name: str, promql: str, op: str, value: float, **extra: Any) -> dict[str, Any]:
@@ -195,7 +195,12 @@ async def test_http_verification_fails_then_passes(
     # Unreachable, or refused for a wrong secret: the reason says so, and no secret is
     # written to a row or a log line.
     down = make_config(
-        None, staging=[http_check("http://127.0.0.1:9/healthz", 1), wrong_key(endpoint.url)]
+        None,
+        staging=[
+            http_check("http://127.0.0.1:9/healthz", 1),
+            wrong_key(endpoint.url),
+            wrong_key(endpoint.url, name="unset", env="UNSET_KEY"),
+        ],
     )
     await start_verifications(pool, down, "app", "staging", "c" * 40)
     with caplog.at_level(logging.DEBUG):
@@ -207,6 +212,10 @@ async def test_http_verification_fails_then_passes(
     assert both[("app", "staging", "a" * 40)]["ready"].status == "passed"
     assert both[("app", "staging", "c" * 40)]["key"].reason == (
         "key: HTTP 401, expected 200 (after 1 attempt)"
+    )
+    assert both[("app", "staging", "c" * 40)]["unset"].reason == (
+        "unset: verification unset, header X-Api-Key: environment variable UNSET_KEY is not set"
+        " (after 1 attempt)"
     )
     rows = await pool.fetch("SELECT * FROM verification_runs")
     for secret in (CHECK_KEY, "wrong-" + CHECK_KEY):
