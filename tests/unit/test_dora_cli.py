@@ -9,6 +9,7 @@ import pytest
 from tests.unit.test_dora import WAVES, h, history
 from waveline.cli.dora import parse_since, render
 from waveline.cli.main import _parser
+from waveline.cli.ops import CliError, image_set_document
 from waveline.shared.dora import compute
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
@@ -44,3 +45,16 @@ def test_the_subcommand_is_registered() -> None:
         True,
     )
     assert _parser().parse_args(["dora"]).since == "30d"
+
+
+def test_publish_sends_the_app_commit_time() -> None:
+    args = _parser().parse_args(
+        ["publish", "--pipeline", "app", "--app-sha", "a" * 40, "--app-committed-at", "X"]
+    )
+    assert args.app_committed_at == "X"
+    image = f"s1=r.example/s1:v1@sha256:{'b' * 64}"
+    doc = image_set_document("app", "a" * 40, [image], None, "2026-12-01T10:00:00Z")
+    assert doc["app_committed_at"] == "2026-12-01T10:00:00Z"
+    assert "app_committed_at" not in image_set_document("app", "a" * 40, [image], None)
+    with pytest.raises(CliError, match="offset"):
+        image_set_document("app", "a" * 40, [image], None, "2026-12-01T10:00:00")

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--image", action="append", default=[], help="svc=repo:tag@sha256:…")
     publish.add_argument("--file", type=Path, help="a JSON {svc: {Tag, Digest}} object")
     publish.add_argument("--kafka", action="store_true", help="produce to waveline.images")
+    publish.add_argument(
+        "--app-committed-at", help="the app commit's time, e.g. $(git show -s --format=%%cI)"
+    )
 
     status = sub.add_parser("status", help="waves, gates and pending commits of a pipeline")
     status.add_argument("pipeline")
@@ -212,7 +215,9 @@ def _ops(args: argparse.Namespace) -> int:
             return 0
         if not args.pipeline or not args.app_sha:
             raise CliError("publish needs --pipeline and --app-sha (or PLUGIN_* variables)")
-        doc = ops.image_set_document(args.pipeline, args.app_sha, args.image, args.file)
+        doc = ops.image_set_document(
+            args.pipeline, args.app_sha, args.image, args.file, args.app_committed_at
+        )
         if args.kafka:
             settings = load_settings()
             asyncio.run(plugin.produce(settings, doc))

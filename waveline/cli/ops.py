@@ -87,9 +87,14 @@ def request(method: str, path: str, token_env: str, body: Any = None) -> tuple[i
 
 
 def image_set_document(
-    pipeline: str, app_sha: str, images: list[str], file: Path | None
+    pipeline: str,
+    app_sha: str,
+    images: list[str],
+    file: Path | None,
+    app_committed_at: str | None = None,
 ) -> dict[str, Any]:
-    """Build and validate the ``waveline.images`` document from flags or a seed-001 file."""
+    """Build and validate the ``waveline.images`` document from flags or a seed-001 file
+    (``app_committed_at``: the app commit's time, for DORA's lead time)."""
     found: dict[str, Any] = {}
     if file is not None:
         loaded = json.loads(file.read_text())
@@ -102,7 +107,9 @@ def image_set_document(
         if not sep or not at:
             raise CliError(f"--image {item!r}: expected service=registry/repo:tag@sha256:…")
         found[service] = {"Tag": tag, "Digest": digest}
-    doc = {"pipeline": pipeline, "app_sha": app_sha, "images": found}
+    doc: dict[str, Any] = {"pipeline": pipeline, "app_sha": app_sha, "images": found}
+    if app_committed_at:
+        doc["app_committed_at"] = app_committed_at
     try:
         ImageSetAnnounced.model_validate(doc)
     except ValueError as exc:
