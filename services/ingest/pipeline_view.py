@@ -20,10 +20,10 @@ from typing import Any
 import asyncpg
 
 from waveline.services.ingest import ignored_store, pipeline_store
+from waveline.services.ingest.gate_view import wave_gates
 from waveline.services.ingest.view_rules import (
     Flight,
     exact,
-    gate_verdicts,
     on_watched,
     quorum,
     superseded,
@@ -123,6 +123,14 @@ async def pipeline_snapshot(
     recent = await pipeline_store.recent_promotions(pool, name)
     mark = await pipeline_store.watched_mark(pool, pipeline.repo)
     overtaken = await _superseded(pool, name, pipeline.repo, [*promotions, *recent], mark)
+    verdicts = await wave_gates(
+        pool,
+        name,
+        pipeline,
+        [dict(p) for p in promotions if p["status"] == "waiting"],
+        held_by={w: held_by.get(w) for w in held},
+        now=now,
+    )
     waves: list[dict[str, Any]] = []
     for wave in pipeline.waves:
         row = status.get(wave.name)
@@ -135,13 +143,7 @@ async def pipeline_snapshot(
                 remaining = (p["since"] + wave.gate.bake - now).total_seconds()
                 gate["bake_remaining_s"] = max(0.0, round(remaining, 1))
                 gate["awaiting_approval"] = wave.gate.approval and not p["approved"]
-        gate["verdicts"] = gate_verdicts(
-            wave,
-            held=wave.name in held,
-            held_by=held_by.get(wave.name),
-            waiting=[dict(p) for p in pending if p["status"] == "waiting"],
-            now=now,
-        )
+        gate["verdicts"] = verdicts[wave.name]
         waves.append(
             {
                 "name": wave.name,

@@ -70,28 +70,23 @@ def gate_verdicts(
     *,
     held: bool,
     held_by: str | None,
-    waiting: Iterable[Mapping[str, Any]],
+    frozen: rules.GateVerdict,
+    waiting: Iterable[rules.GateFacts],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """Why ``wave``'s gate is closed: the promoter's gates (``rules.closed_gates``) for each
-    promotion ``waiting`` at it (``app_sha``, ``from_wave``, ``since``, ``approved``), the
-    hold once; ``[]`` when open. Each ``{"open", "waiting_for", "reason", "until"}``."""
-    out: list[dict[str, Any]] = []
+    """Why ``wave``'s gate is closed, each ``{"open", "waiting_for", "reason", "until"}``;
+    ``[]`` when open. The hold (``rules.hold_gate``) and the wave's freeze verdict
+    (``frozen``) stand whether or not a set waits; then ``rules.closed_gates`` for each
+    promotion ``waiting`` at it. A verdict two promotions share is listed once."""
     # A hold closes the gate whether or not a set waits at it: asked once, for no set.
     hold = rules.GateFacts(app_sha="", from_wave="", since=now, held=held, held_by=held_by)
-    closed = rules.hold_gate(hold, wave, now)
-    if closed is not None:
-        out.append(closed.to_json())
-    for p in waiting:
-        if p.get("since") is None:
-            continue  # not at the gate yet: the source wave's run is not recorded
-        facts = rules.GateFacts(
-            app_sha=p["app_sha"],
-            from_wave=p["from_wave"],
-            since=p["since"],
-            approved=bool(p.get("approved")),
-        )
-        out.extend(v.to_json() for v in rules.closed_gates(facts, wave, now))
+    found = [rules.hold_gate(hold, wave, now), None if frozen.is_open else frozen]
+    for facts in waiting:
+        found.extend(rules.closed_gates(facts, wave, now))
+    out: list[dict[str, Any]] = []
+    for verdict in found:
+        if verdict is not None and verdict.to_json() not in out:
+            out.append(verdict.to_json())
     return out
 
 

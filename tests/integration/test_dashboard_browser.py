@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,13 @@ async def chromium() -> AsyncIterator[Page]:
 
 
 async def test_dashboard_at_desktop_and_phone_width(client: TestClient[Any, Any]) -> None:
-    await seed(pool_of(client))
+    pool = pool_of(client)
+    await seed(pool)
+    await pool.execute(
+        "INSERT INTO freezes (freeze_id, scope, pipeline, wave, reason, actor)"
+        " VALUES ($1, 'wave', 'app', 'production', 'release weekend', 'ops')",
+        uuid.uuid4(),
+    )
     url = str(client.make_url("/"))
     await asyncio.to_thread(RUN.mkdir, exist_ok=True)
     async with asyncio.timeout(40), chromium() as page:
@@ -149,6 +156,7 @@ async def test_dashboard_at_desktop_and_phone_width(client: TestClient[Any, Any]
             assert APP_SHA[:12] in text and CFG_SHA[:12] in text  # the set and its commit
             assert "internal is held" in text  # the hold, as the promoter's rules say it
             assert "awaiting approval of" in text  # production's gate
+            assert "frozen by ops: release weekend" in text  # and its freeze
             assert PENDING_SHA[:12] in text and "ci/validate: pending" in text
             assert "3 min ago" in text  # staging running since 3 min, relative
             assert facts["titles"] and all(

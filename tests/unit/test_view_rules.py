@@ -22,6 +22,7 @@ from waveline.services.ingest.view_rules import (
     span,
     superseded,
 )
+from waveline.services.promoter import rules
 from waveline.services.promoter.rules import PromotionFacts
 from waveline.shared.config import WaveConfig
 
@@ -66,24 +67,30 @@ def test_nothing_is_superseded_before_a_newer_set_lands() -> None:
     assert superseded([flight(A, 0, "done", landed=True), flight(B, 1, "done", landed=True)]) == {}
 
 
-def test_gate_verdicts_hold_bake_and_approval() -> None:
+def test_gate_verdicts_hold_freeze_bake_and_approval() -> None:
     wave = WaveConfig.model_validate(
         {"name": "production", "targets": ["prod-us"], "gate": {"bake": "10m", "approval": True}}
     )
-    waiting = [{"app_sha": A, "from_wave": "internal", "since": NOW, "approved": False}]
+    waiting = [rules.GateFacts(app_sha=A, from_wave="internal", since=NOW)]
     later = NOW + timedelta(minutes=3)
-    verdicts = gate_verdicts(wave, held=True, held_by="ops", waiting=waiting, now=later)
-    assert [v["waiting_for"] for v in verdicts] == ["hold", "bake", "approval"]
+    frozen = rules.closed("freeze", "frozen by ops: release weekend")
+    verdicts = gate_verdicts(
+        wave, held=True, held_by="ops", frozen=frozen, waiting=waiting * 2, now=later
+    )
+    # Each reason once, even with two promotions sharing it; the hold and freeze first.
+    assert [v["waiting_for"] for v in verdicts] == ["hold", "freeze", "bake", "approval"]
     assert verdicts[0]["reason"] == "production is held by ops"
-    assert verdicts[1]["until"].startswith("2026-12-07T09:10:00")
+    assert verdicts[1]["reason"] == "frozen by ops: release weekend"
+    assert verdicts[2]["until"].startswith("2026-12-07T09:10:00")
+    approved = [rules.GateFacts(app_sha=A, from_wave="internal", since=NOW, approved=True)]
+    an_hour_on = NOW + timedelta(hours=1)
     opened = gate_verdicts(
-        wave,
-        held=False,
-        held_by=None,
-        waiting=[{**waiting[0], "approved": True}],
-        now=NOW + timedelta(hours=1),
+        wave, held=False, held_by=None, frozen=rules.OPEN, waiting=approved, now=an_hour_on
     )
     assert opened == []
+    # held or frozen with nothing waiting: still closed
+    alone = gate_verdicts(wave, held=False, held_by=None, frozen=frozen, waiting=[], now=NOW)
+    assert [v["waiting_for"] for v in alone] == ["freeze"]
 
 
 def test_a_quorum_wave_shows_its_count_and_the_targets_not_counted() -> None:
