@@ -258,3 +258,19 @@ def test_openapi_describes_the_freeze_endpoints() -> None:
     glass = approve["content"]["application/json"]["schema"]["properties"]["break_glass"]
     assert glass["anyOf"][0]["required"] == ["reason"]
     assert "200" in paths["/v1/freezes"]["get"]["responses"]
+
+
+def test_the_documented_example_loads() -> None:
+    import re
+
+    import yaml
+
+    text = (Path(__file__).parents[2] / "docs" / "gates.md").read_text()
+    section = text[text.index("## Freeze windows") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    shop = PipelineConfig.model_validate(yaml.safe_load(block.group(1))["pipelines"]["shop"])
+    assert shop.freeze.introductions == "allowed"
+    # Friday 19:00 in Paris: the weekend window, until Monday 08:00 in Paris.
+    verdict = wave_freeze("shop", shop, "dev", (), utc(2026, 12, 11, 18))
+    assert (verdict.reason, verdict.until) == ("weekend", utc(2026, 12, 14, 7))
