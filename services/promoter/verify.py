@@ -131,23 +131,30 @@ class VerificationLoop:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await self._close_session()
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
 
     async def _run(self) -> None:
         try:
             while not self._stopping.is_set():
                 try:
                     await self.run_due()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    # The database away: waited out; the runs of the pass were given up.
+                    logger.warning(
+                        "verifications: pass failed (%s); again next tick", type(exc).__name__
+                    )
                 except Exception:
-                    # The database away, or a bug: logged, and the loop goes on (as the gate
-                    # ticker does); the runs of the failed pass were given up.
+                    # A bug: loud, but the loop goes on (as the gate ticker does).
                     logger.exception("verifications: pass failed; trying again next tick")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.tick_s)
         finally:
-            if self._session is not None:
-                await self._session.close()
+            await self._close_session()
 
     async def run_due(self) -> int:
         """One pass: lease the due runs, measure each once, write them back. Returns how
