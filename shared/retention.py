@@ -74,6 +74,12 @@ RULES: tuple[Rule, ...] = (
         "sets a remaining promotion or wave run names, and the sets the waves run now",
     ),
     Rule("operator_actions", "promoter", "none: who did what is history only"),
+    Rule(
+        "dora_wave_history",
+        "promoter",
+        "each wave's newest status (the state a DORA window starts from)",
+    ),
+    Rule("dora_app_commits", "promoter", "the commit times of sets image_sets still keeps"),
     Rule("git_command_results", "git-writer", "results still 'pushing' (settled on redelivery)"),
     Rule(
         "auto_commits",

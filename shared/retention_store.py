@@ -128,6 +128,20 @@ PRUNABLE: dict[str, Prunable] = {
         Prunable("ignored_deliveries", "t.at < now() - {cutoff}"),
         # Who did what: history only, nothing reads it to decide.
         Prunable("operator_actions", "t.recorded_at < now() - {cutoff}"),
+        # DORA's facts (docs/dora.md): older statuses only move windows that start before
+        # the retention; each wave's newest says what it runs when a window starts.
+        Prunable(
+            "dora_wave_history",
+            "t.at < now() - {cutoff}"
+            " AND t.at < (SELECT max(n.at) FROM dora_wave_history n"
+            "  WHERE n.pipeline = t.pipeline AND n.wave = t.wave)",
+        ),
+        Prunable(
+            "dora_app_commits",
+            "t.committed_at < now() - {cutoff}"
+            " AND NOT EXISTS (SELECT 1 FROM image_sets i WHERE i.pipeline = t.pipeline"
+            "  AND i.app_sha = t.app_sha)",
+        ),
         Prunable(
             "deliveries",
             "t.created_at < now() - {cutoff} AND t.updated_at < now() - {cutoff}"

@@ -297,6 +297,28 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     old_action, young_action = await operator_action(pool, OLD), await operator_action(pool, YOUNG)
     old_ignored = await ignored_delivery(pool, OLD)
     young_ignored = await ignored_delivery(pool, YOUNG)
+    # DORA: staging's two old statuses go (a newer one says what it runs); internal's only
+    # status stays, however old. An old app commit time goes with its set, not before.
+    for wave, age in (
+        ("staging", OLD + 1),
+        ("staging", OLD),
+        ("staging", YOUNG),
+        ("internal", OLD),
+    ):
+        await pool.execute(
+            "INSERT INTO dora_wave_history (event_id, pipeline, wave, state, app_sha, at)"
+            " VALUES ($1, 'app', $2, 'running', $3, $4)",
+            uuid.uuid4(),
+            wave,
+            sha(),
+            ago(age),
+        )
+    for app_sha in (old_set, young_set):
+        await pool.execute(
+            "INSERT INTO dora_app_commits (pipeline, app_sha, committed_at) VALUES ('app', $1, $2)",
+            app_sha,
+            ago(OLD),
+        )
 
     deleted = await prune_all(pool, settings)
 
@@ -312,6 +334,8 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
         "github_deliveries": 1,
         "ignored_deliveries": 1,
         "operator_actions": 1,
+        "dora_wave_history": 2,
+        "dora_app_commits": 1,
         "deliveries": 1,
         "pull_requests": 1,
         "pull_request_checks": 1,
@@ -340,6 +364,9 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     assert await count(pool, "ignored_deliveries", "repo = $1", young_ignored) == 1
     assert await count(pool, "operator_actions", "event_id = $1::uuid", old_action) == 0
     assert await count(pool, "operator_actions", "event_id = $1::uuid", young_action) == 1
+    assert await count(pool, "dora_wave_history", "wave = 'internal'") == 1
+    assert await count(pool, "dora_wave_history", "wave = 'staging'") == 1
+    assert await count(pool, "dora_app_commits", "app_sha = $1", young_set) == 1
     # A second pass finds nothing more.
     assert set((await prune_all(pool, settings)).values()) == {0}
 
