@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,7 @@ from waveline.services.ingest.dashboard_html import render_page
 from waveline.services.ingest.pipeline_view import pipeline_snapshot
 from waveline.services.ingest.responses import ApiError
 from waveline.shared.auth_rules import loopback_host
+from waveline.shared.dora_view import pipeline_dora
 from waveline.shared.models.base import utcnow
 
 logger = logging.getLogger(__name__)
@@ -83,9 +85,30 @@ async def index(request: web.Request) -> web.Response:
     pipelines = ctx.runtime.config.pipelines
     names = list(pipelines) if operator is None else operator.visible(list(pipelines))
     snapshots = [await pipeline_snapshot(pool, name, pipelines[name]) for name in names]
+    for snapshot in snapshots:
+        snapshot["dora"] = await _dora(ctx, snapshot["pipeline"])
     images = await running_images(pool, snapshots)
     page = render_page(snapshots, images, utcnow())
     return web.Response(text=page, content_type="text/html", charset="utf-8", headers=_HEADERS)
+
+
+# DORA numbers read the pipeline's whole history: computed at most every DORA_TTL_S per
+# pipeline (and database), not on every 5-second refresh of every open page.
+DORA_TTL_S = 60.0
+# By pipeline name: the pool it was read from (the same name in another database, as in
+# tests, is another pipeline), when, and the numbers.
+_dora_cache: dict[str, tuple[asyncpg.Pool, float, dict[str, Any] | None]] = {}
+
+
+async def _dora(ctx: IngestContext, name: str) -> dict[str, Any] | None:
+    """The pipeline's DORA numbers of the last 30 days (shared/dora_view.py), cached."""
+    pool = ctx.runtime.pool
+    cached = _dora_cache.get(name)
+    if cached is not None and cached[0] is pool and time.monotonic() - cached[1] < DORA_TTL_S:
+        return cached[2]
+    numbers = await pipeline_dora(pool, ctx.runtime.config, name)
+    _dora_cache[name] = (pool, time.monotonic(), numbers)
+    return numbers
 
 
 async def running_images(

@@ -50,13 +50,18 @@ async def pipeline_snapshot(
 ) -> dict[str, Any]:
     """The JSON-ready state of pipeline ``name``.
 
-    ``{"pipeline", "repo", "waves": [...], "pending_commits": [...]}``: each wave in config
-    order with its targets, state (``unknown`` before the first report), the image set it
-    runs and the config commit, its gate (``held``; while a promotion into it waits:
-    ``bake_remaining_s`` and ``awaiting_approval``; ``held_by``) and the promotions into it not yet
-    done (its newest ``LISTED``, and every waiting or blocked one); then Waveline's commits
-    on ``auto`` still awaiting a verdict (the newest ``LISTED``), with the latest state of
-    each check context. Who did what: each wave's running set and each promotion's set name
+    ``{"pipeline", "repo", "now", "waves": [...], "pending_commits": [...], "timeline"}``:
+    each wave in config order with its targets, state (``unknown`` before the first report)
+    and ``since`` (ISO to the second), the image set it runs and the config commit,
+    ``quorum`` (a ``min_healthy`` wave: required, targets, the ones not counted; else null),
+    its gate (``verdicts``: why it is closed, as the promoter's rules say, see gate_view;
+    ``held``, ``held_by``; while a promotion into it waits: ``bake_remaining_s`` and
+    ``awaiting_approval``) and the promotions into it not yet done (its newest ``LISTED``,
+    and every waiting or blocked one; one a newer landed set overtook has status
+    ``superseded`` and ``superseded_by``, view_rules.superseded); then Waveline's commits
+    on ``auto`` still awaiting a verdict and not on ``watched`` (the newest ``LISTED``),
+    with the latest state of each check context; ``timeline``: the last promotions changed,
+    newest first. Who did what: each wave's running set and each promotion's set name
     ``announced_by``, a promotion ``approved_by``, a wave its newest ``actions`` (action,
     actor, detail, at); an actor is null for a set produced straight to Kafka without one.
     ``ignored_deliveries``: the last GitHub delivery per reason that changed nothing for the

@@ -157,6 +157,7 @@ async def test_dashboard_at_desktop_and_phone_width(client: TestClient[Any, Any]
             assert "internal is held" in text  # the hold, as the promoter's rules say it
             assert "awaiting approval of" in text  # production's gate
             assert "frozen by ops: release weekend" in text  # and its freeze
+            assert "deployments per day" in text and "change failure rate" in text  # DORA
             assert PENDING_SHA[:12] in text and "ci/validate: pending" in text
             assert "3 min ago" in text  # staging running since 3 min, relative
             assert facts["titles"] and all(
