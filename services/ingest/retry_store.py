@@ -62,8 +62,14 @@ async def _verdict(conn: Any, repo: str, sha: str | None) -> str | None:
     for _ in range(MAX_REPLAYS):
         if sha is None:
             return None
+        # A pending commit is on watched once a later commit of auto was fast-forwarded.
         row = await conn.fetchrow(
-            "SELECT state, replaced_by FROM auto_commits WHERE repo = $1 AND sha = $2", repo, sha
+            "SELECT CASE WHEN c.state = 'pending' AND EXISTS (SELECT 1 FROM auto_commits n"
+            " WHERE n.repo = c.repo AND n.state = 'green' AND n.created_at > c.created_at)"
+            " THEN 'green' ELSE c.state END AS state, c.replaced_by"
+            " FROM auto_commits c WHERE c.repo = $1 AND c.sha = $2",
+            repo,
+            sha,
         )
         if row is None or row["state"] != "replaced":
             return None if row is None else str(row["state"])

@@ -28,6 +28,7 @@ from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 
 SERVICES = ["ingest", "promoter", "git-writer", "status-tracker"]
+OTHER_SHA = "2222222222222222222222222222222222222222"
 CI = {"Authorization": f"Bearer {CI_TOKEN}"}
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -126,13 +127,19 @@ async def test_evicted_sets_are_retried_by_announcement_and_by_waveline_retry(
         assert info.event_id == str(command_id("app", "staging", APP_SHA, 3))
         # Refused while attempt 3 is on auto: exit 1, nothing more on auto.
         assert await asyncio.to_thread(cli_main, ["retry", "app", APP_SHA]) == 1
-        await check(settings, third, "success")
-        await wait_for(lambda: head(remote, "master") == third, what="attempt 3 on watched")
+        # A later set's green commit takes attempt 3 onto watched with it.
+        resp = await client.post("/v1/images", json=image_set(OTHER_SHA), headers=CI)
+        assert resp.status == 202, await resp.text()
+        await wait_for(lambda: len(branch_log(str(remote), "auto")) == 3, what="a later set")
+        later = head(remote, "auto")
+        assert str(branch_log(str(remote), "auto")[1].id) == third
+        await check(settings, later, "success")
+        await wait_for(lambda: head(remote, "master") == later, what="attempt 3 on watched")
         async with asyncio.timeout(30):
             # The status-tracker records the verdict after the fast-forward.
             while (await announce(client))["outcome"] != "on_watched":  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
-        assert head(remote, "auto") == third
+        assert head(remote, "auto") == later
         rows = await rts["ingest"].pool.fetch(
             "SELECT attempt, actor, source FROM set_attempts ORDER BY attempt"
         )
