@@ -176,6 +176,24 @@ def _timeline(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
     return f'<h3>last promotions</h3><ol class="timeline">{items}</ol>'
 
 
+def _evictions(rows: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """The last commits evicted from ``auto``, and whether their set was tried again."""
+    if not rows:
+        return ""
+    items = "".join(
+        f"<li>{_time(r.get('at'), now)} evicted {_short(r.get('sha'))} (set"
+        f" {_short(r.get('app_sha'))} into {_e(r.get('wave'))}, attempt {_e(r.get('attempt'))}): "
+        + (
+            f"retried as attempt {_e(r['retried_as'])}"
+            if r.get("retried_as")
+            else "not retried (waveline retry, or announce the set again)"
+        )
+        + "</li>"
+        for r in rows
+    )
+    return f'<h3>evicted from auto</h3><ol class="timeline">{items}</ol>'
+
+
 def _dora(numbers: Mapping[str, Any] | None) -> str:
     """The pipeline's DORA numbers (``PipelineDora.to_json()``) when the view carries them."""
     if not numbers:
@@ -216,6 +234,7 @@ def _pipeline(
         f" {_e(snapshot.get('repo'))}</span></h2>"
         f'<ol class="stages">{stages}</ol>'
         f"{_timeline(snapshot.get('timeline') or [], now)}"
+        f"{_evictions(snapshot.get('evictions') or [], now)}"
         f"{_dora(snapshot.get('dora'))}"
         f"<h3>pending commits on auto</h3>{_pending(snapshot.get('pending_commits') or [])}"
         "</section>"

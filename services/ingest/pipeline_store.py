@@ -1,7 +1,8 @@
 """Read-only SQL of the pipeline view's newer parts: where ``watched`` stands on the
 ``auto`` line, which sets landed in which wave, and the last promotions (the timeline).
 
-Reads the status-tracker's ``auto_commits`` and ``watched_commits``, the promoter's
+Reads the status-tracker's ``auto_commits`` and ``watched_commits``, the git-writer's
+``evictions`` and ingest's ``set_attempts``, the promoter's
 ``promotions`` and ``image_sets`` and the notifier's ``deliveries``; never writes.
 """
 
@@ -64,6 +65,31 @@ async def recent_promotions(pool: asyncpg.Pool, pipeline: str) -> list[asyncpg.R
         pipeline,
         TIMELINE,
     )
+
+
+async def evictions(pool: asyncpg.Pool, pipeline: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The pipeline's last commits evicted from ``auto`` (a required check failed), newest
+    first: the set, its wave, the attempt evicted, and the newest attempt asked for since
+    (None: not retried; ``waveline retry`` or announcing the set again makes one)."""
+    rows = await pool.fetch(
+        "SELECT e.sha, e.app_sha, e.wave, e.attempt, e.evicted_at,"
+        " (SELECT max(a.attempt) FROM set_attempts a WHERE a.pipeline = e.pipeline"
+        "  AND a.app_sha = e.app_sha AND a.attempt > e.attempt) AS retried_as"
+        " FROM evictions e WHERE e.pipeline = $1 ORDER BY e.evicted_at DESC LIMIT $2",
+        pipeline,
+        limit,
+    )
+    return [
+        {
+            "sha": r["sha"],
+            "app_sha": r["app_sha"],
+            "wave": r["wave"],
+            "attempt": r["attempt"],
+            "at": r["evicted_at"].isoformat(timespec="seconds"),
+            "retried_as": r["retried_as"],
+        }
+        for r in rows
+    ]
 
 
 def timeline_entry(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:

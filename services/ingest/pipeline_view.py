@@ -60,8 +60,9 @@ async def pipeline_snapshot(
     and every waiting or blocked one; one a newer landed set overtook has status
     ``superseded`` and ``superseded_by``, view_rules.superseded); then Waveline's commits
     on ``auto`` still awaiting a verdict and not on ``watched`` (the newest ``LISTED``),
-    with the latest state of each check context; ``timeline``: the last promotions changed,
-    newest first. Who did what: each wave's running set and each promotion's set name
+    with the latest state of each check context; ``evictions``: the last commits evicted
+    from ``auto`` and whether their set was retried; ``timeline``: the last promotions
+    changed, newest first. Who did what: each wave's running set and each promotion's set name
     ``announced_by``, a promotion ``approved_by``, a wave its newest ``actions`` (action,
     actor, detail, at); an actor is null for a set produced straight to Kafka without one.
     ``ignored_deliveries``: the last GitHub delivery per reason that changed nothing for the
@@ -215,6 +216,7 @@ async def pipeline_snapshot(
             for c in commits
             if not on_watched(c["created_at"], mark)
         ],
+        "evictions": await pipeline_store.evictions(pool, name),
         "timeline": [
             {
                 **pipeline_store.timeline_entry(r),

@@ -31,6 +31,7 @@ from tests.integration.test_dashboard import CFG_SHA, PENDING_SHA, pool_of, seed
 from tests.support import APP_SHA
 
 pytestmark = pytest.mark.timeout(60)
+EVICTED = "e" * 40
 RUN = Path(__file__).resolve().parents[2] / ".run"
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -144,6 +145,12 @@ async def test_dashboard_at_desktop_and_phone_width(client: TestClient[Any, Any]
         " VALUES ($1, 'wave', 'app', 'production', 'release weekend', 'ops')",
         uuid.uuid4(),
     )
+    await pool.execute(
+        "INSERT INTO evictions (repo, sha, pipeline, app_sha, wave, attempt)"
+        " VALUES ('cfg-app', $1, 'app', $2, 'staging', 1)",
+        EVICTED,
+        APP_SHA,
+    )
     url = str(client.make_url("/"))
     await asyncio.to_thread(RUN.mkdir, exist_ok=True)
     async with asyncio.timeout(40), chromium() as page:
@@ -157,6 +164,7 @@ async def test_dashboard_at_desktop_and_phone_width(client: TestClient[Any, Any]
             assert "internal is held" in text  # the hold, as the promoter's rules say it
             assert "awaiting approval of" in text  # production's gate
             assert "frozen by ops: release weekend" in text  # and its freeze
+            assert f"evicted {EVICTED[:12]}" in text and "not retried" in text
             assert "deployments per day" in text and "change failure rate" in text  # DORA
             assert PENDING_SHA[:12] in text and "ci/validate: pending" in text
             assert "3 min ago" in text  # staging running since 3 min, relative

@@ -165,6 +165,9 @@ def snapshot() -> dict[str, Any]:
             },
         ],
         "pending_commits": [],
+        "evictions": [
+            {"sha": C, "app_sha": A, "wave": "staging", "attempt": 1, "at": since, "retried_as": 2}
+        ],
         "timeline": [
             {
                 "kind": "introduce",
@@ -185,6 +188,10 @@ def test_status_text_tells_the_truth() -> None:
     assert "1/1 healthy (needs 1)" in lines[1]
     assert "waiting for bake: baking in staging, opens in 7 min" in lines[2]
     assert lines[3] == f"  promotion 3 min ago: done {B[:12]} into staging from CI"
+    assert lines[4] == (
+        f"  evicted 3 min ago: {C[:12]} (set {A[:12]} into staging, attempt 1):"
+        " retried as attempt 2"
+    )
     assert not any("no checks yet" in line or "requested" in line for line in lines)
 
 
@@ -196,6 +203,7 @@ def test_page_shows_relative_times_with_the_exact_one_on_hover() -> None:
     )
     assert "<b>bake</b>: baking in staging, opens" in page and ">in 7 min</time>" in page
     assert '<span class="superseded">superseded</span>' in page
+    assert "retried as attempt 2" in page
     assert ".123456" not in page  # no microseconds anywhere
     assert "gate open" in page  # staging: nothing closed
     assert "http://" not in page and "https://" not in page and "<script" not in page

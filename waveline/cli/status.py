@@ -2,7 +2,8 @@
 
 One line per wave (state and since when, the set it runs and who announced it, the config
 commit, then why its gate is closed and the promotions into it, superseded ones named as
-such), the commits on ``auto`` still awaiting checks, the last promotions, the notifier's
+such), the commits on ``auto`` still awaiting checks, the last promotions, the last
+evictions and whether their set was retried, the notifier's
 last deliveries and the deliveries ingest ignored. Times are relative to the server's
 clock (the view's ``now``), so a laptop's clock does not skew them.
 """
@@ -42,6 +43,12 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append(f"  pending {commit['sha'][:12]} ({commit['wave']}): {checks}")
     for entry in doc.get("timeline", [])[:TIMELINE]:
         lines.append(f"  promotion{_when(entry.get('at'), now)}: {_promotion(entry, wave=True)}")
+    for e in doc.get("evictions", []):
+        retried = f"retried as attempt {e['retried_as']}" if e.get("retried_as") else "not retried"
+        lines.append(
+            f"  evicted{_when(e.get('at'), now)}: {e['sha'][:12]} (set {e['app_sha'][:12]} into"
+            f" {e['wave']}, attempt {e['attempt']}): {retried}"
+        )
     for d in doc.get("deliveries", [])[:5]:
         last = d["attempts"][-1] if d["attempts"] else {}
         lines.append(
