@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from tests.unit.test_dora import WAVES, h, history
 from waveline.cli.dora import parse_since, render
 from waveline.cli.main import _parser
 from waveline.cli.ops import CliError, image_set_document
 from waveline.shared.dora import compute
+from waveline.shared.dora_feed import families
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -58,3 +62,30 @@ def test_publish_sends_the_app_commit_time() -> None:
     assert "app_committed_at" not in image_set_document("app", "a" * 40, [image], None)
     with pytest.raises(CliError, match="offset"):
         image_set_document("app", "a" * 40, [image], None, "2026-12-01T10:00:00")
+
+
+def test_the_metrics_families_carry_the_numbers() -> None:
+    registry = CollectorRegistry()
+
+    class Fixed:
+        def collect(self) -> Iterator[Metric]:
+            yield from families(compute(history(), WAVES, since=h(0), until=h(48)))
+
+    registry.register(Fixed())
+    text = generate_latest(registry).decode()
+    for line in (
+        'waveline_dora_deployments{pipeline="app",wave="staging"} 4.0',
+        'waveline_dora_deployments_per_day{pipeline="app",wave="prod"} 2.0',
+        'waveline_dora_lead_time_seconds{pipeline="app",quantile="0.5"} 14400.0',
+        'waveline_dora_lead_time_seconds{pipeline="app",quantile="0.9"} 21600.0',
+        'waveline_dora_change_failure_rate{pipeline="app"} 0.5',
+        'waveline_dora_wave_change_failure_rate{pipeline="app",wave="staging"} 0.75',
+        'waveline_dora_time_to_restore_seconds{pipeline="app",quantile="0.5"} 2100.0',
+        'waveline_dora_open_failures{pipeline="app"} 1.0',
+        'waveline_dora_failures{kind="verification",pipeline="app"} 1.0',
+    ):
+        assert line in text
+    # Nothing deployed: no rate and no quantile rather than a misleading 0.
+    empty = families(compute([], {"idle": ["only"]}, since=h(0), until=h(1)))
+    assert {m.name: len(m.samples) for m in empty}["waveline_dora_change_failure_rate"] == 0
+    assert {m.name: len(m.samples) for m in empty}["waveline_dora_lead_time_seconds"] == 0
