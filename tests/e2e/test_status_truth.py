@@ -77,5 +77,10 @@ async def test_two_announcements_one_green_check(
     assert f"superseded {APP_SHA[:12]} by {B_SHA[:12]}" in text
 
     assert "no checks yet" not in page and first[:12] not in page
-    assert "requested from CI" not in page
-    assert "superseded" in page
+    superseded_a = (
+        f'<span class="superseded">superseded</span> <code title="{APP_SHA}">{APP_SHA[:12]}'
+        f'</code> by <code title="{B_SHA}">'
+    )
+    assert superseded_a in page
+    assert f'requested</span> <code title="{APP_SHA}">' not in page
+    assert f'requested</span> <code title="{B_SHA}">' in page  # the newer set is in flight
