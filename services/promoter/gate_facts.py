@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
 from waveline.services.promoter import freeze, freeze_store, verify_store
+from waveline.services.promoter.dispatch import Promotion
+from waveline.services.promoter.rules import GateFacts
 from waveline.services.promoter.store import Waiting
 from waveline.shared.config import WaveConfig, WavelineConfig
 
@@ -20,6 +23,33 @@ def _source(config: WavelineConfig, w: Waiting) -> WaveConfig | None:
     pipeline = config.pipelines.get(w.promotion.pipeline)
     from_wave = w.promotion.from_wave
     return pipeline.wave(from_wave) if pipeline is not None and from_wave else None
+
+
+async def introduction_facts(
+    pool: asyncpg.Pool, config: WavelineConfig, promotions: Sequence[Promotion], now: datetime
+) -> list[GateFacts]:
+    """The gate facts of introductions about to be recorded (at ``now``): the freeze
+    windows over each first wave and the manual freezes in force (one query)."""
+    if not promotions:
+        return []
+    manual = tuple(s.freeze for s in await freeze_store.in_force(pool))
+    found = []
+    for p in promotions:
+        pipeline = config.pipelines[p.pipeline]
+        found.append(
+            GateFacts(
+                app_sha=p.app_sha,
+                from_wave="",
+                since=now,
+                pipeline=p.pipeline,
+                created_at=now,
+                introduction=True,
+                introductions_allowed=pipeline.freeze.introductions == "allowed",
+                freeze_windows=freeze.windows_for(pipeline, p.to_wave),
+                manual_freezes=manual,
+            )
+        )
+    return found
 
 
 async def with_gate_facts(
@@ -55,6 +85,7 @@ async def with_gate_facts(
             freeze_windows=windows,
             manual_freezes=manual,
             break_glasses=glasses,
+            introductions_allowed=bool(pipeline and pipeline.freeze.introductions == "allowed"),
             verifications=source.verifications if source else (),
             verification_runs=runs.get((p.pipeline, source.name, p.app_sha), {}) if source else {},
         )

@@ -135,6 +135,11 @@ class GateFacts:
     # Verification (verify_rules.py): the source wave's verifications and this set's runs.
     verifications: tuple[Verification, ...] = ()
     verification_runs: Mapping[str, RunState] = field(default_factory=dict)
+    # An introduction into the first wave (``from_wave`` empty, ``since`` its creation):
+    # only a freeze stops one, and with the pipeline's ``freeze.introductions: allowed``
+    # only a manual freeze of that very wave.
+    introduction: bool = False
+    introductions_allowed: bool = False
 
 
 GateCheck = Callable[[GateFacts, WaveConfig, datetime], GateVerdict | None]
@@ -151,14 +156,15 @@ def hold_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict 
 def freeze_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
     """No promotion into a wave starts while a freeze window or a manual freeze covers
     it, unless a break-glass for this very promotion was recorded."""
-    if not facts.manual_freezes and not any(w.windows or w.ranges for w in facts.freeze_windows):
+    windows, manual = facts.freeze_windows, facts.manual_freezes
+    if facts.introduction and facts.introductions_allowed:
+        windows, manual = (), tuple(m for m in manual if m.scope == "wave")
+    if not manual and not any(w.windows or w.ranges for w in windows):
         return None
     # Imported here: freeze.py builds on this module's verdict types.
     from waveline.services.promoter import freeze
 
-    verdict = freeze.freeze_gate(
-        facts.freeze_windows, facts.manual_freezes, now, pipeline=facts.pipeline, wave=wave.name
-    )
+    verdict = freeze.freeze_gate(windows, manual, now, pipeline=facts.pipeline, wave=wave.name)
     if verdict.is_open:
         return None
     glass = freeze.break_glass_for(
@@ -210,17 +216,25 @@ GATE_ORDER: tuple[GateCheck, ...] = (
 )
 
 
+# The first wave has no gate but a freeze: an introduction is not held, baked or approved.
+INTRODUCTION_ORDER: tuple[GateCheck, ...] = (freeze_gate,)
+
+
+def _order(facts: GateFacts) -> tuple[GateCheck, ...]:
+    return INTRODUCTION_ORDER if facts.introduction else GATE_ORDER
+
+
 def closed_gates(facts: GateFacts, wave: WaveConfig, now: datetime) -> list[GateVerdict]:
     """Every closed gate of ``wave`` for the promotion ``facts`` describes, in
-    ``GATE_ORDER`` (empty: open)."""
-    found = (check(facts, wave, now) for check in GATE_ORDER)
+    ``GATE_ORDER`` (``INTRODUCTION_ORDER`` for an introduction; empty: open)."""
+    found = (check(facts, wave, now) for check in _order(facts))
     return [v for v in found if v is not None]
 
 
 def gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict:
     """Whether the promotion ``facts`` describes may go into ``wave`` at ``now``: ``OPEN``,
-    or the first closed gate in ``GATE_ORDER``."""
-    for check in GATE_ORDER:
+    or the first closed gate in ``GATE_ORDER`` (``INTRODUCTION_ORDER``)."""
+    for check in _order(facts):
         verdict = check(facts, wave, now)
         if verdict is not None:
             return verdict

@@ -7,15 +7,18 @@ import logging
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from waveline.services.promoter import rules
 from waveline.services.promoter.actors import check_images, record_action
 from waveline.services.promoter.dispatch import Promotion, dispatch
+from waveline.services.promoter.gate_facts import introduction_facts
 from waveline.services.promoter.ids import content_event_id, promotion_id
-from waveline.services.promoter.store import Introduction, Store
+from waveline.services.promoter.store_introductions import Introduction, IntroductionStore
 from waveline.services.promoter.verify import VerificationLoop
 from waveline.services.promoter.waves import Waves
 from waveline.shared import dora_feed
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import UnknownPipeline
+from waveline.shared.models.base import utcnow
 from waveline.shared.models.images import ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
@@ -35,11 +38,11 @@ class Promoter:
     _ticker: asyncio.Task[None] | None = None
     _verifications: VerificationLoop | None = None
     _waves: Waves | None = None
-    _store: Store = field(init=False)
+    _store: IntroductionStore = field(init=False)
     _reacting: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self._store = Store(lambda: self.runtime.pool)
+        self._store = IntroductionStore(lambda: self.runtime.pool)
 
     def register(self) -> None:
         rt = self.runtime
@@ -158,12 +161,34 @@ class Promoter:
                 (pipeline, promotion, str(announced.event_id), announced.actor),
             )
         todo = list(by_id.values())
+        # A freeze over a first wave keeps its introductions waiting (the gate ticker sends
+        # them once it ends); the first wave has no other gate.
+        now = utcnow()
+        facts = await introduction_facts(
+            self.runtime.pool, self.runtime.config, [p for _, p, _, _ in todo], now
+        )
+        frozen = {
+            p.promotion_id
+            for (pipeline, p, _, _), f in zip(todo, facts, strict=True)
+            if not rules.gate(f, pipeline.waves[0], now).is_open
+        }
         await self._store.introduce(
             [
-                Introduction(p, event_id, pipeline.strategy_of(p.to_wave).kind, actor)
+                Introduction(
+                    p,
+                    event_id,
+                    pipeline.strategy_of(p.to_wave).kind,
+                    actor,
+                    "waiting" if p.promotion_id in frozen else "requested",
+                )
                 for pipeline, p, event_id, actor in todo
             ]
         )
+        if frozen:
+            # What was recorded decides, not the freeze now: one recorded requested before
+            # the freeze must still be sent, one recorded waiting waits for the ticker.
+            states = await self._store.states([p.promotion_id for _, p, _, _ in todo])
+            todo = [t for t in todo if states.get(t[1].promotion_id) != "waiting"]
         # Dispatched on every delivery, not only the first: if we crashed after the insert
         # and before this publish, the redelivery must still send it. The ids are
         # deterministic, so git-writer and the notifier turn any repeat into a no-op.

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import asyncpg
 
@@ -27,7 +27,7 @@ Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 _TERMINAL = sorted(rules.TERMINAL)
 
 
-def _images(raw: str | None) -> dict[str, ImageRef]:
+def images_of(raw: str | None) -> dict[str, ImageRef]:
     if not raw:
         return {}
     return {svc: ImageRef.model_validate(ref) for svc, ref in json.loads(raw).items()}
@@ -40,7 +40,7 @@ def _promotion(row: asyncpg.Record) -> Promotion:
         from_wave=row["from_wave"],
         to_wave=row["wave"],
         app_sha=row["app_sha"],
-        images=_images(row["images"]),
+        images=images_of(row["images"]),
         deployed_sha=row["cfg_sha"],
     )
 
@@ -57,14 +57,6 @@ class Waiting:
 
     promotion: Promotion
     facts: rules.GateFacts
-
-
-@dataclass(frozen=True)
-class Introduction:
-    promotion: Promotion
-    event_id: str
-    strategy: StrategyKind
-    actor: str | None
 
 
 @dataclass
@@ -274,38 +266,4 @@ class Store:
             run.app_sha,
             "requested",
             run.cfg_sha,
-        )
-
-    async def introduce(self, todo: Sequence[Introduction]) -> None:
-        """Record each set and its introduction into its first wave (already recorded ones
-        are left): one statement, so one round trip, atomic without a transaction."""
-        columns: list[list[Any]] = [[] for _ in range(8)]
-        for t in todo:
-            p = t.promotion
-            images = {s: r.model_dump() for s, r in p.images.items()}
-            values = (
-                p.pipeline,
-                p.app_sha,
-                json.dumps(images, sort_keys=True),
-                t.event_id,
-                p.promotion_id,
-                p.to_wave,
-                t.strategy,
-                t.actor,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-        await self.pool.execute(
-            "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-            " $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[])"
-            " AS t (pipeline, app_sha, images, event_id, promotion_id, wave, strategy, actor)),"
-            " image_set AS (INSERT INTO image_sets (pipeline, app_sha, images, event_id, actor)"
-            " SELECT pipeline, app_sha, images::jsonb, event_id, actor FROM input"
-            " ON CONFLICT DO NOTHING)"
-            " INSERT INTO promotions"
-            " (promotion_id, pipeline, wave, app_sha, kind, status, strategy)"
-            " SELECT promotion_id, pipeline, wave, app_sha, 'introduce', $9, strategy"
-            " FROM input ON CONFLICT DO NOTHING",
-            *columns,
-            "requested",
         )

@@ -23,6 +23,7 @@ from waveline.services.promoter.gate_facts import with_gate_facts
 from waveline.services.promoter.ids import promotion_id
 from waveline.services.promoter.store import Store, Tx
 from waveline.services.promoter.store_gates import GateStore
+from waveline.services.promoter.store_introductions import IntroductionStore
 from waveline.services.promoter.verify import start_verifications, verification_state
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import PreconditionFailed
@@ -45,10 +46,12 @@ class Waves:
     runtime: Runtime
     store: Store = field(init=False)
     gate_store: GateStore = field(init=False)
+    introductions: IntroductionStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = Store(lambda: self.runtime.pool)
         self.gate_store = GateStore(lambda: self.runtime.pool)
+        self.introductions = IntroductionStore(lambda: self.runtime.pool)
 
     def _pipeline(self, name: str) -> PipelineConfig:
         pipeline = self.runtime.config.pipelines.get(name)
@@ -182,6 +185,7 @@ class Waves:
         sent = 0
         now = utcnow()
         found = await self.store.waiting(pipeline_name)
+        found += await self.introductions.waiting(pipeline_name)
         for waiting in await with_gate_facts(self.runtime.pool, self.runtime.config, found):
             promotion = waiting.promotion
             pipeline = self.runtime.config.pipelines.get(promotion.pipeline)
@@ -203,7 +207,7 @@ class Waves:
             "pipeline %s: promote %s %s -> %s",
             promotion.pipeline,
             promotion.app_sha[:10],
-            promotion.from_wave,
+            promotion.from_wave or "(introduction)",
             promotion.to_wave,
         )
 

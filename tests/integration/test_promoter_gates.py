@@ -2,11 +2,13 @@
 promoter service alone, wave statuses produced as the status-tracker would): a wave's
 verification runs when it runs a set, keeps the next gate shut until it passes, and a
 failed one holds the wave (``on_failure: hold``); a manual freeze keeps a promotion whose
-other gates are open waiting until it is lifted."""
+other gates are open waiting until it is lifted, and an introduction too (the first wave's
+only gate)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from tests.support import running
+from tests.support import count_topic, image_set, produce, read_topic, running
 from waveline.services.promoter import freeze_store
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.models.base import utcnow
@@ -128,6 +130,30 @@ async def test_verification_and_freeze_gates_in_the_promoters_flow(
         assert await promotion_status(pool, A) == "superseded"
         await freeze_store.lift(pool, "app", "production", "ops")
         await until(lambda: _is(pool, B, "requested"))
+
+
+async def test_a_freeze_keeps_introductions_waiting_until_lifted(
+    settings: Settings, secrets: Secrets, remote: Path, health: tuple[Health, str]
+) -> None:
+    config = gated_config(remote.as_uri(), health[1])
+    async with asyncio.timeout(60), running(["promoter"], settings, config, secrets) as rts:
+        pool = rts["promoter"].pool
+        await freeze_store.freeze(pool, None, None, "incident 42", "ops")
+        await produce(settings, "waveline.images", [json.dumps(image_set(A)).encode()])
+        intro = "SELECT status FROM promotions WHERE kind = 'introduce' AND app_sha = $1"
+        await until(lambda: pool.fetchval(intro, A))
+        await asyncio.sleep(1.0)  # two gate ticks
+        assert await pool.fetchval(intro, A) == "waiting"
+        commands = f"{settings.topic_prefix}waveline.git.commands"
+        assert await count_topic(settings.kafka_bootstrap, commands) == 0
+        await freeze_store.lift(pool, None, None, "ops")
+        await until(lambda: _intro_requested(pool, intro))
+        (sent,) = await read_topic(settings.kafka_bootstrap, commands, until=lambda m: len(m) >= 1)
+        assert (sent["kind"], sent["app_sha"], sent["wave"]) == ("introduce", A, "staging")
+
+
+async def _intro_requested(pool: asyncpg.Pool, query: str) -> bool:
+    return bool(await pool.fetchval(query, A) == "requested")
 
 
 async def _is(pool: asyncpg.Pool, app_sha: str, status: str) -> bool:

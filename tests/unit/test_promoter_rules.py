@@ -206,6 +206,24 @@ def test_a_manual_freeze_has_no_end_and_break_glass_lets_one_promotion_through()
         assert not gate(replace(facts, break_glasses=(stale,)), _wave(), T0 + timedelta(1)).is_open
 
 
+def test_an_introduction_waits_for_a_freeze_only() -> None:
+    window = FreezeWindows.model_validate(
+        {"ranges": [{"start": T0.isoformat(), "end": (T0 + timedelta(hours=1)).isoformat()}]}
+    )
+    intro = _facts(
+        from_wave="", pipeline="shop", introduction=True, freeze_windows=(window,), held=True
+    )
+    # The first wave has no gate: a hold, a bake or an approval does not stop it.
+    first = _wave(bake="1h", approval=True, name="dev")
+    assert [v.waiting_for for v in closed_gates(intro, first, T0)] == ["freeze"]
+    assert gate(intro, first, T0 + timedelta(hours=1)).is_open
+    # introductions: allowed -> only a manual freeze of that very wave stops them.
+    allowed = replace(intro, introductions_allowed=True, manual_freezes=(_manual(),))
+    assert gate(allowed, first, T0).is_open
+    named = replace(allowed, manual_freezes=(_manual("wave", "dev"),))
+    assert gate(named, first, T0).waiting_for == "freeze"
+
+
 # -- next wave ----------------------------------------------------------------------------
 
 
