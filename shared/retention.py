@@ -12,6 +12,8 @@ Tables that do not grow with traffic are not pruned: ``wave_status``, ``wave_gat
 ``wave_positions`` (one row per wave) and ``target_deploys`` (one row per Argo CD
 application a wave lists: ingest ignores reports about any other). ``held_deploys`` empties
 itself (the status-tracker drops a held report after ``WAVELINE_DEPLOY_HOLD_S``).
+``freezes`` and ``break_glasses`` grow only with operators' actions, and are kept as the
+record of them.
 """
 
 from __future__ import annotations
@@ -80,7 +82,16 @@ RULES: tuple[Rule, ...] = (
         "each wave's newest status (the state a DORA window starts from)",
     ),
     Rule("dora_app_commits", "promoter", "the commit times of sets image_sets still keeps"),
+    Rule(
+        "verification_runs",
+        "promoter",
+        "runs still running or not yet acted on, and the runs of the set each wave runs now",
+    ),
     Rule("git_command_results", "git-writer", "results still 'pushing' (settled on redelivery)"),
+    # Retry after eviction reads these; past the retention a re-announcement of the set is
+    # a new announcement (its command's result is pruned by then too).
+    Rule("evictions", "git-writer", "none: an old eviction is history"),
+    Rule("set_attempts", "git-writer", "none: an old attempt is history"),
     Rule(
         "auto_commits",
         "status-tracker",

@@ -142,6 +142,17 @@ PRUNABLE: dict[str, Prunable] = {
             " AND NOT EXISTS (SELECT 1 FROM image_sets i WHERE i.pipeline = t.pipeline"
             "  AND i.app_sha = t.app_sha)",
         ),
+        Prunable("evictions", "t.evicted_at < now() - {cutoff}"),
+        Prunable("set_attempts", "t.requested_at < now() - {cutoff}"),
+        # What the gates read: a run not finished or not yet acted on, and the runs of the
+        # set a wave runs now (status and trace show them).
+        Prunable(
+            "verification_runs",
+            "t.started_at < now() - {cutoff} AND t.status <> 'running'"
+            " AND (t.handled OR t.status = 'cancelled')"
+            " AND NOT EXISTS (SELECT 1 FROM wave_status s WHERE s.pipeline = t.pipeline"
+            "  AND s.wave = t.wave AND s.app_sha = t.app_sha)",
+        ),
         Prunable(
             "deliveries",
             "t.created_at < now() - {cutoff} AND t.updated_at < now() - {cutoff}"

@@ -28,6 +28,8 @@ from waveline.shared.runtime import Runtime
 OLD = 40.0  # days: past the default retention of 30
 YOUNG = 1.0
 SERVICES = ("promoter", "git-writer", "status-tracker", "notifier")
+# What the git-writer's pass deletes when one command result is past the retention.
+GIT_WRITER_ONE_RESULT = {"git_command_results": 1, "evictions": 0, "set_attempts": 0}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -336,6 +338,9 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
         "operator_actions": 1,
         "dora_wave_history": 2,
         "dora_app_commits": 1,
+        "verification_runs": 0,
+        "evictions": 0,
+        "set_attempts": 0,
         "deliveries": 1,
         "pull_requests": 1,
         "pull_request_checks": 1,
@@ -369,6 +374,65 @@ async def test_rows_past_the_retention_go_and_younger_rows_stay(
     assert await count(pool, "dora_app_commits", "app_sha = $1", young_set) == 1
     # A second pass finds nothing more.
     assert set((await prune_all(pool, settings)).values()) == {0}
+
+
+async def test_evictions_attempts_and_verification_runs_nothing_reads_go(
+    db: tuple[Settings, asyncpg.Pool],
+) -> None:
+    settings, pool = db
+    for age in (OLD, YOUNG):
+        app_sha = sha()
+        await pool.execute(
+            "INSERT INTO evictions (repo, sha, pipeline, app_sha, wave, attempt, evicted_at)"
+            " VALUES ('cfg-app', $1, 'app', $2, 'staging', 1, $3)",
+            sha(),
+            app_sha,
+            ago(age),
+        )
+        await pool.execute(
+            "INSERT INTO set_attempts (pipeline, app_sha, attempt, command_id, source,"
+            " requested_at) VALUES ('app', $1, 2, $2, 'retry', $3)",
+            app_sha,
+            uuid.uuid4(),
+            ago(age),
+        )
+    running_now = sha()
+    await pool.execute(
+        "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since)"
+        " VALUES ('app', 'staging', 'running', $1, $2, now())",
+        running_now,
+        sha(),
+    )
+    runs = {
+        "gone": ("passed", True, sha()),
+        "cancelled": ("cancelled", False, sha()),
+        "running": ("running", False, sha()),
+        "not acted on": ("failed", False, sha()),
+        "what staging runs": ("passed", True, running_now),
+    }
+    for name, (status, handled, app_sha) in runs.items():
+        await pool.execute(
+            "INSERT INTO verification_runs (pipeline, wave, app_sha, name, kind, status,"
+            " handled, next_at, started_at) VALUES ('app', 'staging', $1, $2, 'http', $3, $4,"
+            " now(), $5)",
+            app_sha,
+            name,
+            status,
+            handled,
+            ago(OLD),
+        )
+
+    deleted = await prune_all(pool, settings)
+
+    assert (deleted["evictions"], deleted["set_attempts"], deleted["verification_runs"]) == (
+        1,
+        1,
+        2,
+    )
+    assert await count(pool, "evictions", "evicted_at > now() - interval '2 days'") == 1
+    assert await count(pool, "set_attempts", "requested_at > now() - interval '2 days'") == 1
+    kept = {r["name"] for r in await pool.fetch("SELECT name FROM verification_runs")}
+    assert kept == {"running", "not acted on", "what staging runs"}
 
 
 async def test_promotions_the_gates_and_the_pipeline_view_read_stay(
@@ -454,7 +518,7 @@ async def test_command_results_still_pushing_stay(db: tuple[Settings, asyncpg.Po
     pushing = await command_result(pool, OLD, state="pushing")
     await command_result(pool, OLD)
 
-    assert await prune_once(pool, settings, "git-writer") == {"git_command_results": 1}
+    assert await prune_once(pool, settings, "git-writer") == GIT_WRITER_ONE_RESULT
     assert await count(pool, "git_command_results", "command_id = $1", pushing) == 1
 
 
@@ -562,14 +626,14 @@ async def test_no_row_goes_before_the_redelivery_floor(db: tuple[Settings, async
     await delivery(pool, 5)
     await delivery(pool, 8)
 
-    assert await prune_once(pool, settings, "git-writer") == {"git_command_results": 1}
+    assert await prune_once(pool, settings, "git-writer") == GIT_WRITER_ONE_RESULT
     assert await count(pool, "git_command_results", "command_id = $1", inside_floor) == 1
     assert (await prune_once(pool, settings, "notifier"))["deliveries"] == 1
 
     # Below the floor (a dev stack whose topics keep records shortly), the table's own
     # retention applies.
     short = settings.model_copy(update={"retention_redelivery_days": 0.0})
-    assert await prune_once(pool, short, "git-writer") == {"git_command_results": 1}
+    assert await prune_once(pool, short, "git-writer") == GIT_WRITER_ONE_RESULT
     assert (await prune_once(pool, short, "notifier"))["deliveries"] == 1
 
 
@@ -601,8 +665,11 @@ async def test_a_big_backlog_goes_in_batches(
     monkeypatch.setattr(retention, "delete_batch", spy)
     assert settings.retention_batch_rows == 10_000
 
-    assert await prune_once(pool, settings, "git-writer") == {"git_command_results": 25_000}
-    assert batches == [10_000, 10_000, 5_000]
+    assert await prune_once(pool, settings, "git-writer") == {
+        **GIT_WRITER_ONE_RESULT,
+        "git_command_results": 25_000,
+    }
+    assert batches == [10_000, 10_000, 5_000, 0, 0]  # then one empty batch per other table
     assert await count(pool, "git_command_results") == 1
 
 
@@ -613,7 +680,8 @@ async def test_a_dry_run_counts_and_deletes_nothing(db: tuple[Settings, asyncpg.
     await command_result(pool, YOUNG)
 
     assert await prune_once(pool, settings, "git-writer", dry_run=True) == {
-        "git_command_results": 2
+        **GIT_WRITER_ONE_RESULT,
+        "git_command_results": 2,
     }
     assert await count(pool, "git_command_results") == 3
 
@@ -629,8 +697,8 @@ async def test_a_row_a_service_holds_locked_is_skipped_not_waited_for(
             "SELECT 1 FROM git_command_results WHERE command_id = $1 FOR UPDATE", held
         )
         async with asyncio.timeout(5):
-            assert await prune_once(pool, settings, "git-writer") == {"git_command_results": 1}
-    assert await prune_once(pool, settings, "git-writer") == {"git_command_results": 1}
+            assert await prune_once(pool, settings, "git-writer") == GIT_WRITER_ONE_RESULT
+    assert await prune_once(pool, settings, "git-writer") == GIT_WRITER_ONE_RESULT
 
 
 def stand_in(service: str, settings: Settings, pool: asyncpg.Pool) -> Runtime:
