@@ -39,7 +39,6 @@ class Promoter:
     _verifications: VerificationLoop | None = None
     _waves: Waves | None = None
     _store: IntroductionStore = field(init=False)
-    _reacting: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._store = IntroductionStore(lambda: self.runtime.pool)
@@ -89,18 +88,11 @@ class Promoter:
         )
         self._verifications.start()
 
-    def _verified(self, pipeline: str, wave: str, app_sha: str) -> None:
-        """A verification run ended: act on it in the background (the loop calls this
-        synchronously); the gate stays closed on a failed verification meanwhile."""
+    async def _verified(self, pipeline: str, wave: str, app_sha: str) -> None:
+        """A verification run ended: act on it. The loop hands the run over again until
+        this completes, and never two at once."""
         assert self._waves is not None
-        task = asyncio.create_task(self._waves.on_verified(pipeline, wave, app_sha))
-        self._reacting.add(task)
-        task.add_done_callback(self._reacted)
-
-    def _reacted(self, task: asyncio.Task[None]) -> None:
-        self._reacting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("promoter: acting on a verification failed", exc_info=task.exception())
+        await self._waves.on_verified(pipeline, wave, app_sha)
 
     async def _tick(self) -> None:
         while True:
@@ -116,8 +108,6 @@ class Promoter:
             self._ticker.cancel()
         if self._verifications is not None:
             self._verifications.close()
-        for task in self._reacting:
-            task.cancel()
 
     def _parse_images(self, body: bytes) -> ImageSetAnnounced:
         """The announcement, refused (``ImageNotAllowed``: dead-lettered) when it names an

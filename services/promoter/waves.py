@@ -93,7 +93,9 @@ class Waves:
         ``on_failure`` applies (a hold of the wave, or a rollback to the previous set), as
         an action of ``verification`` recorded like an operator's; then the gates are
         looked at again (passed: the next wave's may open)."""
-        pipeline = self._pipeline(pipeline_name)
+        pipeline = self.runtime.config.pipelines.get(pipeline_name)
+        if pipeline is None:
+            return  # gone from the config since: nothing to act on
         found = pipeline.wave(wave)
         state = await verification_state(
             self.runtime.pool, self.runtime.config, pipeline_name, wave, app_sha
