@@ -205,8 +205,8 @@ def approval_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerd
 # first (it stops everything), then a freeze (nothing starts in it, whatever else holds),
 # then what the source wave's run of the set must show (verification, then bake time), and
 # last what a person opens (approval): the reason shown is the one that must clear first.
-# Gates still to come take their place by the same rule: quarantine after hold, quorum
-# with verification.
+# A gate still to come takes its place by the same rule (a quarantined set: after hold).
+# Quorum is no case here: the status-tracker says a wave runs a set once its quorum does.
 GATE_ORDER: tuple[GateCheck, ...] = (
     hold_gate,
     freeze_gate,
