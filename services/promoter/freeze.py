@@ -17,6 +17,7 @@ from typing import Literal
 
 from croniter import croniter
 
+from waveline.services.promoter import rules
 from waveline.services.promoter.rules import OPEN, GateVerdict, closed
 from waveline.shared.config import PipelineConfig
 from waveline.shared.freeze_config import FreezeRange, FreezeWindows, RecurringWindow
@@ -145,13 +146,25 @@ def wave_freeze(
     *,
     introduction: bool = False,
 ) -> GateVerdict:
-    """The freeze gate of ``wave`` of pipeline ``name`` at ``now``. ``introduction``: the
-    promotion introduces a new image set into the first wave; with the pipeline's
-    ``freeze.introductions: allowed`` only a manual freeze naming that wave stops it."""
-    if introduction and pipeline.freeze.introductions == "allowed":
-        named = [m for m in manual if m.scope == "wave"]
-        return freeze_gate((), named, now, pipeline=name, wave=wave)
-    return freeze_gate(windows_for(pipeline, wave), manual, now, pipeline=name, wave=wave)
+    """The freeze gate of ``wave`` of pipeline ``name`` at ``now``, from the config and
+    the manual freezes only (no break-glass): the promoter's own rule
+    (``rules.freeze_gate``), for callers without a promotion's facts. ``introduction``: a
+    new image set into the first wave; with the pipeline's ``freeze.introductions:
+    allowed`` only a manual freeze naming that wave stops it."""
+    found = pipeline.wave(wave)
+    if found is None:
+        raise ValueError(f"pipeline {name!r} has no wave {wave!r}")
+    facts = rules.GateFacts(
+        app_sha="",
+        from_wave="",
+        since=now,
+        pipeline=name,
+        freeze_windows=windows_for(pipeline, wave),
+        manual_freezes=tuple(manual),
+        introduction=introduction,
+        introductions_allowed=pipeline.freeze.introductions == "allowed",
+    )
+    return rules.freeze_gate(facts, found, now) or OPEN
 
 
 def break_glass_for(
