@@ -18,11 +18,17 @@ async def pending_commits(
     pool: asyncpg.Pool, repos: Sequence[str], older_than_s: float
 ) -> list[PendingCommit]:
     """Commits of ``auto`` in ``repos`` without a verdict, recorded over ``older_than_s``
-    ago."""
+    ago, and not yet on the watched branch: one made before the repo's newest green commit
+    came onto it with that commit's fast-forward, so its own checks no longer matter (and
+    polling them would spend the forge's rate limit for nothing)."""
     rows = await pool.fetch(
-        "SELECT repo, sha, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age"
-        " FROM auto_commits WHERE state = 'pending' AND repo = ANY($1::text[])"
-        " AND created_at <= now() - make_interval(secs => $2)",
+        "SELECT t.repo, t.sha, EXTRACT(EPOCH FROM now() - t.created_at)::float8 AS age"
+        " FROM auto_commits t WHERE t.state = 'pending' AND t.repo = ANY($1::text[])"
+        " AND t.created_at <= now() - make_interval(secs => $2)"
+        # Not strictly earlier (the status-tracker records a poll's commits in one statement,
+        # with one time): a sibling of the green commit may come after it on auto.
+        " AND t.created_at >= coalesce((SELECT max(n.created_at) FROM auto_commits n"
+        "  WHERE n.repo = t.repo AND n.state = 'green'), '-infinity')",
         list(repos),
         older_than_s,
     )
