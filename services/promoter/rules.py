@@ -328,6 +328,13 @@ def rollback_target(runs: Iterable[WaveRun], to: str | None) -> WaveRun | None:
     return next((r for r in newest_first if r.app_sha == to), None)
 
 
+def verify_again(recorded_cfg_sha: str | None, cfg_sha: str) -> bool:
+    """Whether a wave's verifications of a set start over: it runs a set it ran before
+    (recorded at ``recorded_cfg_sha``) at another config commit, a rollback to it say. A
+    redelivered status (the same commit) or a first run starts nothing over."""
+    return recorded_cfg_sha is not None and recorded_cfg_sha != cfg_sha
+
+
 # --- What reports do to a promotion ------------------------------------------------------
 
 # Events the promoter mirrors into its table; requested and committed are its own or add

@@ -67,17 +67,23 @@ class Tx:
 
     async def record_run(
         self, pipeline: str, wave: str, app_sha: str, cfg_sha: str, since: datetime
-    ) -> None:
-        await self.conn.execute(
-            "INSERT INTO wave_runs (pipeline, wave, app_sha, cfg_sha, since)"
+    ) -> str | None:
+        """Record that the wave runs the set at ``cfg_sha`` (its first run time is kept);
+        returns the config commit recorded before (None: its first run)."""
+        before: str | None = await self.conn.fetchval(
+            "WITH before AS (SELECT cfg_sha FROM wave_runs"
+            "  WHERE pipeline = $1 AND wave = $2 AND app_sha = $3 FOR UPDATE),"
+            " up AS (INSERT INTO wave_runs (pipeline, wave, app_sha, cfg_sha, since)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pipeline, wave, app_sha) DO UPDATE"
-            " SET cfg_sha = EXCLUDED.cfg_sha",
+            " SET cfg_sha = EXCLUDED.cfg_sha)"
+            " SELECT cfg_sha FROM before",
             pipeline,
             wave,
             app_sha,
             cfg_sha,
             since,
         )
+        return before
 
     async def into_wave(
         self, pipeline: str, wave: str, app_sha: str, states: Sequence[str]

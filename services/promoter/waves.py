@@ -76,15 +76,21 @@ class Waves:
             return
         await self._arrived(status)
         async with self.store.transaction() as tx:
-            await tx.record_run(
+            recorded = await tx.record_run(
                 status.pipeline, status.wave, status.app_sha, status.cfg_sha, status.at
             )
             target = rules.next_wave(pipeline, status.wave)
             if target is not None:
                 await self._queue(tx, pipeline, status, target)
-        # Its verifications start now (once: a redelivered status starts nothing twice).
+        # Its verifications start now (once: a redelivered status starts nothing twice;
+        # a set run again at another commit is verified again).
         await start_verifications(
-            self.runtime.pool, self.runtime.config, status.pipeline, status.wave, status.app_sha
+            self.runtime.pool,
+            self.runtime.config,
+            status.pipeline,
+            status.wave,
+            status.app_sha,
+            fresh=rules.verify_again(recorded, status.cfg_sha),
         )
         await self.open_gates(status.pipeline)
 

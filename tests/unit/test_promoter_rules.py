@@ -298,6 +298,12 @@ def test_rollback_goes_to_the_previous_run_or_the_named_set() -> None:
     assert rollback_target(runs, "f" * 40) is None
 
 
+def test_a_set_run_again_at_another_commit_is_verified_again() -> None:
+    assert not rules.verify_again(None, "c1")  # first run: started, not over again
+    assert not rules.verify_again("c1", "c1")  # a redelivered status
+    assert rules.verify_again("c1", "c2")  # a rollback to it
+
+
 def test_rollback_without_history() -> None:
     assert rollback_target([], None) is None
     assert rollback_target([], A) is None
