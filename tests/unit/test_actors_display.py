@@ -8,7 +8,7 @@ from typing import Any
 
 from waveline.cli.ops import format_status
 from waveline.cli.timeline import Observed, build_timeline, render
-from waveline.services.ingest.dashboard import render_page
+from waveline.services.ingest.dashboard_html import render_page
 from waveline.shared.models.images import ImageRef, ImageSetAnnounced
 from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.promotions import PromotionEvent
