@@ -12,7 +12,7 @@ Tables that do not grow with traffic are not pruned: ``wave_status``, ``wave_gat
 ``wave_positions`` (one row per wave) and ``target_deploys`` (one row per Argo CD
 application a wave lists: ingest ignores reports about any other). ``held_deploys`` empties
 itself (the status-tracker drops a held report after ``WAVELINE_DEPLOY_HOLD_S``).
-``freezes`` and ``break_glasses`` grow only with operators' actions, and are kept as the
+``freezes``, ``break_glasses`` and ``quarantined_sets`` grow only with operators' actions, and are kept as the
 record of them.
 """
 

@@ -22,6 +22,7 @@ from waveline.services.ingest.body import encodings
 from waveline.services.ingest.context import CONTEXT_KEY, IngestContext
 from waveline.services.ingest.frontdoor import FrontDoor
 from waveline.services.ingest.metrics import IngestMetrics
+from waveline.services.ingest.quarantine_http import post_unquarantine
 from waveline.services.ingest.responses import ApiError, error_response
 from waveline.services.ingest.retry import post_retry
 from waveline.shared.runtime import Runtime
@@ -78,6 +79,7 @@ def create_app(
     )
     app.router.add_post("/v1/pipelines/{pipeline}/waves/{wave}/rollback", operator.rollback)
     app.router.add_post("/v1/pipelines/{pipeline}/sets/{app_sha}/retry", post_retry)
+    app.router.add_post("/v1/pipelines/{pipeline}/sets/{app_sha}/unquarantine", post_unquarantine)
     app.router.add_post(
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result",
         results.promotion_result,

@@ -5,7 +5,8 @@ read the way the promoter reads them, then asked of its rules (``rules.closed_ga
 Per wave: the hold and the freeze (windows and manual freezes) whether or not a set waits
 at the gate, so a frozen or held wave says so at a glance; then, for each promotion
 waiting at it, every other closed gate (verification of the set in the source wave, bake,
-approval). Reads the promoter's ``freezes`` and ``verification_runs`` through its stores;
+approval, quarantine). Reads the promoter's ``freezes``, ``verification_runs`` and
+``quarantined_sets`` through their stores;
 never writes.
 """
 
@@ -19,6 +20,7 @@ import asyncpg
 
 from waveline.services.ingest.view_rules import gate_verdicts
 from waveline.services.promoter import freeze, freeze_store, rules, verify_store
+from waveline.shared import quarantine_store
 from waveline.shared.config import PipelineConfig
 
 
@@ -35,12 +37,13 @@ async def wave_gates(
     waiting at a gate (``promotion_id``, ``wave``, ``from_wave``, ``app_sha``, ``since``,
     ``approved``, ``created_at``); ``held_by``: the held waves and who held them."""
     manual = await freeze_store.manual_freezes(pool, name)
+    quarantined = await quarantine_store.in_force(pool, name, [p["app_sha"] for p in waiting])
     out: dict[str, list[dict[str, Any]]] = {}
     for index, wave in enumerate(pipeline.waves):
         # The first wave's gate is the one introductions pass (freeze.introductions).
         frozen = freeze.wave_freeze(name, pipeline, wave.name, manual, now, introduction=index == 0)
         facts = [
-            await _facts(pool, name, pipeline, p)
+            await _facts(pool, name, pipeline, p, quarantined.get(p["app_sha"]))
             for p in waiting
             if p["wave"] == wave.name and p["since"] is not None
         ]
@@ -56,7 +59,11 @@ async def wave_gates(
 
 
 async def _facts(
-    pool: asyncpg.Pool, name: str, pipeline: PipelineConfig, p: Mapping[str, Any]
+    pool: asyncpg.Pool,
+    name: str,
+    pipeline: PipelineConfig,
+    p: Mapping[str, Any],
+    quarantine: quarantine_store.Quarantine | None,
 ) -> rules.GateFacts:
     """A waiting promotion's gate facts; the freeze is asked once per wave instead."""
     source = pipeline.wave(p["from_wave"])
@@ -75,4 +82,5 @@ async def _facts(
         created_at=p["created_at"],
         verifications=verifications,
         verification_runs=runs,
+        quarantined=None if quarantine is None else quarantine_store.describe(quarantine),
     )

@@ -10,6 +10,7 @@ from aiohttp import web
 from waveline.services.ingest.auth import Caller, caller
 from waveline.services.ingest.body import read_json, validate
 from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.quarantine_http import check_announcement
 from waveline.services.ingest.responses import ApiError
 from waveline.services.ingest.retry import on_announced
 from waveline.shared.auth_rules import images_refused
@@ -49,10 +50,26 @@ def _validate(ctx: IngestContext, ci: Caller, doc: dict[str, Any]) -> ImageSetAn
     )
 
 
-async def _accept(ctx: IngestContext, announced: ImageSetAnnounced, route: str) -> web.Response:
-    """Published, then, for a set announced before, whether it makes a new attempt (its
-    last one evicted) or changes nothing (retry.py): ``outcome`` and ``attempt`` say which."""
+def _force(value: object) -> bool:
+    """The request's ``force`` (a set quarantined by a rollback is announced anyway, its
+    quarantine lifted): a JSON boolean, or ``true``/``false`` in the query."""
+    if value in (None, False, "false"):
+        return False
+    if value in (True, "true"):
+        return True
+    raise ApiError(422, "invalid_field", [{"field": "force", "reason": "must be true or false"}])
+
+
+async def _accept(
+    ctx: IngestContext, announced: ImageSetAnnounced, route: str, *, force: bool
+) -> web.Response:
+    """Refused (409) when the set is quarantined and not forced (quarantine_http.py);
+    published, then, for a set announced before, whether it makes a new attempt (its last
+    one evicted) or changes nothing (retry.py): ``outcome`` and ``attempt`` say which."""
     assert announced.event_id is not None
+    await check_announcement(
+        ctx, announced.pipeline, announced.app_sha, force=force, actor=announced.actor
+    )
     await ctx.publish(announced, ctx.runtime.topics.images, key=announced.pipeline, route=route)
     retried = await on_announced(ctx, announced.pipeline, announced.app_sha, announced.actor)
     return web.json_response({"event_id": str(announced.event_id), **retried}, status=202)
@@ -62,7 +79,9 @@ async def post_images(request: web.Request) -> web.Response:
     ctx = IngestContext.of(request)
     ci = caller(request, "ci", what="CI token")
     doc = await read_json(request)
-    return await _accept(ctx, _validate(ctx, ci, doc), "images")
+    forced = doc.pop("force", None)
+    announced = _validate(ctx, ci, doc)
+    return await _accept(ctx, announced, "images", force=_force(forced))
 
 
 async def post_pipeline_images(request: web.Request) -> web.Response:
@@ -83,4 +102,7 @@ async def post_pipeline_images(request: web.Request) -> web.Response:
     committed_at = request.query.get("app_committed_at")
     if committed_at:  # the app commit's time (docs/dora.md), validated with the body
         doc["app_committed_at"] = committed_at
-    return await _accept(ctx, _validate(ctx, ci, doc), "pipeline_images")
+    announced = _validate(ctx, ci, doc)
+    return await _accept(
+        ctx, announced, "pipeline_images", force=_force(request.query.get("force"))
+    )

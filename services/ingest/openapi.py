@@ -60,6 +60,24 @@ _ATTEMPT = {
     "attempt": {"type": "integer", "minimum": 1},
     "detail": {"type": "string"},
 }
+# A lifted quarantine (services/ingest/quarantine_http.py): the set and who lifted it.
+_LIFTED = {
+    "description": "the quarantine was lifted; ``was`` says what it was",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["pipeline", "app_sha", "lifted_by", "was"],
+                "properties": {
+                    "pipeline": {"type": "string"},
+                    "app_sha": {"type": "string"},
+                    "lifted_by": {"type": "string"},
+                    "was": {"type": "object"},
+                },
+            }
+        }
+    },
+}
 _ANNOUNCED = {
     "description": "accepted: durable in Kafka; outcome says whether a set announced before"
     " made a new attempt (its last commit was evicted) or changed nothing",
@@ -196,6 +214,11 @@ _ANNOUNCE = {
         "pipeline": _NAME,
         "app_sha": _APP_SHA,
         "images": _IMAGES,
+        "force": {
+            "type": "boolean",
+            "description": "announce a set quarantined by a rollback anyway, lifting its"
+            " quarantine (without it: 409 quarantined)",
+        },
         # DORA's lead time starts here when CI sends it (docs/dora.md).
         "app_committed_at": {
             "type": "string",
@@ -257,6 +280,7 @@ def document() -> dict[str, Any]:
             401,
             403,
             404,
+            409,
         ),
         "/v1/pipelines/{pipeline}/images": _post(
             "Announce a bare {service: {Tag, Digest}} object for the path's pipeline (a CI token"
@@ -266,9 +290,17 @@ def document() -> dict[str, Any]:
             401,
             403,
             404,
+            409,
             parameters=[
                 pipeline,
                 {"name": "app_sha", "in": "query", "required": True, "schema": _APP_SHA},
+                {
+                    "name": "force",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["true", "false"]},
+                    "description": "announce a quarantined set anyway, lifting its quarantine",
+                },
                 {
                     "name": "app_committed_at",
                     "in": "query",
@@ -414,6 +446,16 @@ def document() -> dict[str, Any]:
             403,
             404,
             409,
+            parameters=[pipeline, _path("app_sha", _APP_SHA)],
+        ),
+        "/v1/pipelines/{pipeline}/sets/{app_sha}/unquarantine": _post(
+            "lift the quarantine a rollback put on an image set (an operator token covering the"
+            " pipeline; its name is recorded). 404: the set is not quarantined",
+            _json_body({"type": "object", "description": "nothing is read"}, required=False),
+            {"200": _LIFTED},
+            401,
+            403,
+            404,
             parameters=[pipeline, _path("app_sha", _APP_SHA)],
         ),
         "/v1/pipelines/{pipeline}/waves/{wave}/promotions/{promotion}/result": _post(

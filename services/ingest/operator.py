@@ -46,12 +46,13 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
     if pipeline.wave(wave) is None:
         raise ApiError(404, "unknown_wave", f"pipeline {name!r} has no wave {wave!r}")
     actor = operator.name
-    glass = None
+    glass, hold_too = None, False
     if body is None:
         action, to = request.match_info["action"], None
         glass = await read_approval(request, action)  # approve: a break-glass, if any
     else:
-        action, to = "rollback", (await read_model(request, body)).to
+        asked = await read_model(request, body)
+        action, to, hold_too = "rollback", asked.to, asked.hold
     # The set (and hold) the command is about, fixed now: docs/security.md.
     subject = await gate_subject(ctx.runtime.pool, name, wave, action)
     command = OperatorCommand(
@@ -68,6 +69,20 @@ async def _command(request: web.Request, body: type[Rollback] | None) -> web.Res
     broke = None if glass is None else await record_break_glass(request, command, glass)
     await ctx.publish(command, ctx.runtime.topics.operator, key=name, route="operator")
     answer: dict[str, object] = {"event_id": str(command.event_id)}
+    if hold_too:
+        # After the rollback on the same key: the promoter applies them in this order.
+        held = await gate_subject(ctx.runtime.pool, name, wave, "hold")
+        hold = command.model_copy(
+            update={
+                "event_id": uuid.uuid4(),
+                "action": "hold",
+                "to": None,
+                "app_sha": held.app_sha,
+                "hold_id": held.hold_id,
+            }
+        )
+        await ctx.publish(hold, ctx.runtime.topics.operator, key=name, route="operator")
+        answer["hold_event_id"] = str(hold.event_id)
     if broke is not None:
         answer["break_glass"] = broke
     if command.app_sha is not None:

@@ -37,6 +37,10 @@ class Rollback(Body):
         pattern=r"^(previous|[a-f0-9]{7,64})$",
         description="'previous', or the app sha of an image set the wave ran",
     )
+    hold: bool = Field(
+        default=False,
+        description="also hold the wave, in the same request (`waveline rollback --hold`)",
+    )
 
 
 class ArgoReport(Body):

@@ -1,7 +1,8 @@
-"""The facts the gates of issue 17 need, read for the promotions waiting at a gate and added
-to their ``GateFacts`` (``rules.py`` evaluates them): the freeze windows over the target
-wave (config), the manual freezes in force and the break-glass records of the set
-(``freeze_store``), and the source wave's verification runs of the set (``verify_store``).
+"""The facts the later gates need (docs/gates.md), read for the promotions waiting at a
+gate and added to their ``GateFacts`` (``rules.py`` evaluates them): the freeze windows over
+the target wave (config), the manual freezes in force and the break-glass records of the set
+(``freeze_store``), the source wave's verification runs of the set (``verify_store``), and
+whether the set is quarantined (``shared/quarantine_store``).
 Each read is skipped when no gate could use it, and done once per tick where it can."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from waveline.services.promoter import freeze, freeze_store, verify_store
 from waveline.services.promoter.dispatch import Promotion
 from waveline.services.promoter.rules import GateFacts
 from waveline.services.promoter.store import Waiting
+from waveline.shared import quarantine_store
 from waveline.shared.config import WaveConfig, WavelineConfig
 
 
@@ -33,6 +35,7 @@ async def introduction_facts(
     if not promotions:
         return []
     manual = tuple(s.freeze for s in await freeze_store.in_force(pool))
+    quarantined = await _quarantines(pool, [(p.pipeline, p.app_sha) for p in promotions])
     found = []
     for p in promotions:
         pipeline = config.pipelines[p.pipeline]
@@ -43,6 +46,7 @@ async def introduction_facts(
                 since=now,
                 pipeline=p.pipeline,
                 created_at=now,
+                quarantined=quarantined.get((p.pipeline, p.app_sha)),
                 introduction=True,
                 introductions_allowed=pipeline.freeze.introductions == "allowed",
                 freeze_windows=freeze.windows_for(pipeline, p.to_wave),
@@ -65,6 +69,9 @@ async def with_gate_facts(
         if (source := _source(config, w)) is not None and source.verifications
     ]
     runs = await verify_store.runs_for(pool, keys) if keys else {}
+    quarantined = await _quarantines(
+        pool, [(w.promotion.pipeline, w.promotion.app_sha) for w in waiting]
+    )
     out: list[Waiting] = []
     for w in waiting:
         p = w.promotion
@@ -88,6 +95,22 @@ async def with_gate_facts(
             introductions_allowed=bool(pipeline and pipeline.freeze.introductions == "allowed"),
             verifications=source.verifications if source else (),
             verification_runs=runs.get((p.pipeline, source.name, p.app_sha), {}) if source else {},
+            quarantined=quarantined.get((p.pipeline, p.app_sha)),
         )
         out.append(Waiting(p, facts))
     return out
+
+
+async def _quarantines(
+    pool: asyncpg.Pool, sets: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Why each of ``sets`` (pipeline, app sha) is quarantined, for those that are (one
+    query per pipeline)."""
+    by_pipeline: dict[str, list[str]] = {}
+    for pipeline, app_sha in sets:
+        by_pipeline.setdefault(pipeline, []).append(app_sha)
+    found: dict[tuple[str, str], str] = {}
+    for pipeline, shas in by_pipeline.items():
+        for app_sha, q in (await quarantine_store.in_force(pool, pipeline, shas)).items():
+            found[pipeline, app_sha] = quarantine_store.describe(q)
+    return found

@@ -140,6 +140,9 @@ class GateFacts:
     # only a manual freeze of that very wave.
     introduction: bool = False
     introductions_allowed: bool = False
+    # Rollback quarantine (shared/quarantine_store.py): why the set is quarantined in the
+    # pipeline (None: it is not).
+    quarantined: str | None = None
 
 
 GateCheck = Callable[[GateFacts, WaveConfig, datetime], GateVerdict | None]
@@ -151,6 +154,18 @@ def hold_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict 
         return None
     who = f" by {facts.held_by}" if facts.held_by else ""
     return closed("hold", f"{wave.name} is held{who}")
+
+
+def quarantine_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
+    """A set rolled back out of a wave is never promoted again in its pipeline (nor
+    introduced) until an operator lifts its quarantine."""
+    if facts.quarantined is None:
+        return None
+    return closed(
+        "quarantine",
+        f"{facts.app_sha[:12]} is quarantined ({facts.quarantined}); lift it with"
+        f" `waveline unquarantine {facts.pipeline or 'PIPELINE'} {facts.app_sha}`",
+    )
 
 
 def freeze_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:
@@ -205,10 +220,11 @@ def approval_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerd
 # first (it stops everything), then a freeze (nothing starts in it, whatever else holds),
 # then what the source wave's run of the set must show (verification, then bake time), and
 # last what a person opens (approval): the reason shown is the one that must clear first.
-# A gate still to come takes its place by the same rule (a quarantined set: after hold).
+# A quarantined set comes right after a hold: no other gate opening may let it through.
 # Quorum is no case here: the status-tracker says a wave runs a set once its quorum does.
 GATE_ORDER: tuple[GateCheck, ...] = (
     hold_gate,
+    quarantine_gate,
     freeze_gate,
     verification_gate,
     bake_gate,
@@ -216,8 +232,9 @@ GATE_ORDER: tuple[GateCheck, ...] = (
 )
 
 
-# The first wave has no gate but a freeze: an introduction is not held, baked or approved.
-INTRODUCTION_ORDER: tuple[GateCheck, ...] = (freeze_gate,)
+# The first wave has no gate but a quarantine and a freeze: an introduction is not held,
+# baked or approved.
+INTRODUCTION_ORDER: tuple[GateCheck, ...] = (quarantine_gate, freeze_gate)
 
 
 def _order(facts: GateFacts) -> tuple[GateCheck, ...]:

@@ -260,6 +260,16 @@ class Store:
         )
         return [rules.WaveRun(r["app_sha"], r["cfg_sha"], r["since"]) for r in rows]
 
+    async def running_set(self, pipeline: str, wave: str) -> str | None:
+        """The set the status-tracker last said ``wave`` runs (None: none, or failing)."""
+        found = await self.pool.fetchval(
+            "SELECT app_sha FROM wave_status WHERE pipeline = $1 AND wave = $2"
+            " AND state = 'running'",
+            pipeline,
+            wave,
+        )
+        return None if found is None else str(found)
+
     async def create_rollback(
         self, command_id: uuid.UUID, pipeline: str, wave: str, run: rules.WaveRun
     ) -> None:

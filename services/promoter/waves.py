@@ -25,6 +25,7 @@ from waveline.services.promoter.store import Store, Tx
 from waveline.services.promoter.store_gates import GateStore
 from waveline.services.promoter.store_introductions import IntroductionStore
 from waveline.services.promoter.verify import start_verifications, verification_state
+from waveline.shared import quarantine_store
 from waveline.shared.config import PipelineConfig
 from waveline.shared.errors import PreconditionFailed
 from waveline.shared.models.base import utcnow
@@ -306,5 +307,16 @@ class Waves:
             app_sha=target.app_sha,
             to_sha=target.cfg_sha,
         )
+        rolled_back = await self.store.running_set(cmd.pipeline, cmd.wave)
         await self.store.create_rollback(command.command_id, cmd.pipeline, cmd.wave, target)
+        if rolled_back is not None and rolled_back != target.app_sha:
+            # Never promoted again in this pipeline until lifted (docs/gates.md).
+            await quarantine_store.quarantine(
+                self.runtime.pool,
+                cmd.pipeline,
+                rolled_back,
+                wave=cmd.wave,
+                actor=cmd.actor,
+                reason=f"rolled back to {target.app_sha[:12]}",
+            )
         await self.runtime.publish(command, self.runtime.topics.git_commands, key=pipeline.repo)

@@ -139,6 +139,7 @@ def test_the_first_closed_gate_wins_in_the_documented_order() -> None:
     assert closed_gates(_facts(approved=True), wave, T0 + timedelta(hours=1)) == []
     assert [c.__name__ for c in rules.GATE_ORDER] == [
         "hold_gate",
+        "quarantine_gate",
         "freeze_gate",
         "verification_gate",
         "bake_gate",
@@ -204,6 +205,23 @@ def test_a_manual_freeze_has_no_end_and_break_glass_lets_one_promotion_through()
     # A break-glass of another set, or made before this promotion, does not count.
     for stale in (replace(glass, app_sha=B), replace(glass, created_at=T0 - timedelta(1))):
         assert not gate(replace(facts, break_glasses=(stale,)), _wave(), T0 + timedelta(1)).is_open
+
+
+def test_a_quarantined_set_waits_whatever_else_is_open_and_names_the_way_out() -> None:
+    wave = _wave()
+    why = "rolled back out of prod by alice at 2026-12-07T10:00:00+00:00: rolled back to 1111"
+    facts = _facts(approved=True, pipeline="shop", quarantined=why)
+    verdict = gate(facts, wave, T0 + timedelta(hours=1))
+    assert verdict.waiting_for == "quarantine"
+    assert why in verdict.reason
+    assert f"waveline unquarantine shop {facts.app_sha}" in verdict.reason
+    assert verdict.until is None  # only an operator ends it
+    # After a hold, before everything else; and an introduction of it waits too.
+    held = replace(facts, held=True)
+    assert [v.waiting_for for v in closed_gates(held, wave, T0)] == ["hold", "quarantine"]
+    intro = replace(facts, from_wave="", introduction=True)
+    assert gate(intro, wave, T0).waiting_for == "quarantine"
+    assert gate(replace(facts, quarantined=None), wave, T0).is_open
 
 
 def test_an_introduction_waits_for_a_freeze_only() -> None:

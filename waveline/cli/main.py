@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from waveline.cli import freeze as freeze_cmd
+from waveline.cli import quarantine as quarantine_cmd
 from waveline.cli import retry as retry_cmd
 from waveline.cli.ops import CliError
 from waveline.shared.config import Secrets, load_config, load_settings
@@ -24,6 +25,21 @@ logger = logging.getLogger(__name__)
 def _timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _add_publish(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    publish = sub.add_parser("publish", help="announce an image set (for CI)")
+    publish.add_argument("--pipeline")
+    publish.add_argument("--app-sha")
+    publish.add_argument("--image", action="append", default=[], help="svc=repo:tag@sha256:…")
+    publish.add_argument("--file", type=Path, help="a JSON {svc: {Tag, Digest}} object")
+    publish.add_argument("--kafka", action="store_true", help="produce to waveline.images")
+    publish.add_argument(
+        "--app-committed-at", help="the app commit's time, e.g. $(git show -s --format=%%cI)"
+    )
+    publish.add_argument(
+        "--force", action="store_true", help="announce a quarantined set, lifting its quarantine"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,15 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--pipeline", help="only this pipeline's messages")
     trace.add_argument("--json", action="store_true", help="machine-readable output")
 
-    publish = sub.add_parser("publish", help="announce an image set (for CI)")
-    publish.add_argument("--pipeline")
-    publish.add_argument("--app-sha")
-    publish.add_argument("--image", action="append", default=[], help="svc=repo:tag@sha256:…")
-    publish.add_argument("--file", type=Path, help="a JSON {svc: {Tag, Digest}} object")
-    publish.add_argument("--kafka", action="store_true", help="produce to waveline.images")
-    publish.add_argument(
-        "--app-committed-at", help="the app commit's time, e.g. $(git show -s --format=%%cI)"
-    )
+    _add_publish(sub)
 
     status = sub.add_parser("status", help="waves, gates and pending commits of a pipeline")
     status.add_argument("pipeline")
@@ -82,10 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         op.add_argument("wave")
         if action == "rollback":
             op.add_argument("--to", default="previous", help="app sha, or 'previous'")
+            op.add_argument("--hold", action="store_true", help="and hold the wave")
         if action == "approve":
             op.add_argument("--break-glass", metavar="REASON", help="through a freeze")
 
     retry_cmd.add_parser(sub)
+    quarantine_cmd.add_parser(sub)
     freeze_cmd.add_parsers(sub)
     dora = sub.add_parser("dora", help="DORA metrics per pipeline and wave (docs/dora.md)")
     dora.add_argument("pipeline", nargs="?", help="one pipeline (default: all)")
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ops(args)
         if args.command == "retry":
             return retry_cmd.run(args)
+        if args.command == "unquarantine":
+            return quarantine_cmd.run(args)
         if args.command in freeze_cmd.COMMANDS:
             return freeze_cmd.run(args)
         if args.command == "dev":
@@ -218,6 +230,10 @@ def _ops(args: argparse.Namespace) -> int:
         doc = ops.image_set_document(
             args.pipeline, args.app_sha, args.image, args.file, args.app_committed_at
         )
+        if args.force:
+            if args.kafka:
+                raise CliError("--force is for ingest (it lifts the quarantine); not --kafka")
+            doc["force"] = True
         if args.kafka:
             settings = load_settings()
             asyncio.run(plugin.produce(settings, doc))
@@ -231,6 +247,8 @@ def _ops(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2) if args.json else ops.format_status(doc))
         return 0
     body: dict[str, object] = {"to": args.to} if args.command == "rollback" else {}
+    if getattr(args, "hold", False):
+        body["hold"] = True
     if getattr(args, "break_glass", None):
         body["break_glass"] = {"reason": args.break_glass}
     path = f"/v1/pipelines/{args.pipeline}/waves/{args.wave}/{args.command}"
