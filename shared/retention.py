@@ -12,8 +12,8 @@ Tables that do not grow with traffic are not pruned: ``wave_status``, ``wave_gat
 ``wave_positions`` (one row per wave) and ``target_deploys`` (one row per Argo CD
 application a wave lists: ingest ignores reports about any other). ``held_deploys`` empties
 itself (the status-tracker drops a held report after ``WAVELINE_DEPLOY_HOLD_S``).
-``freezes``, ``break_glasses`` and ``quarantined_sets`` grow only with operators' actions, and are kept as the
-record of them.
+``freezes``, ``break_glasses`` and ``quarantined_sets`` grow only with operators' actions,
+and are kept as the record of them.
 """
 
 from __future__ import annotations
