@@ -541,7 +541,7 @@ class Applier:
     def fast_forward(self, cmd: FastForward) -> Result:
         green = self._commit_at(cmd.sha, "green commit").id
         watched = self._watched()
-        if self.repo.is_ancestor(green, watched):
+        if self._is_ancestor(green, watched):
             return Result(
                 "noop",
                 branch=self.watched_branch,
@@ -553,7 +553,7 @@ class Applier:
             self._set(self.auto_branch, auto)
         if not self._auto_line.holds(green, auto) and not self.repo.is_ancestor(green, auto):
             raise PreconditionFailed(f"{cmd.sha} is not on {self.auto_branch}")
-        if not self.repo.is_ancestor(watched, green):
+        if not self._is_ancestor(watched, green):
             raise PreconditionFailed(f"{self.watched_branch} is not an ancestor of {cmd.sha}")
         self._set(self.watched_branch, green)
         self._aligned = (green, auto)
@@ -564,6 +564,12 @@ class Applier:
             old_sha=str(watched),
             replayed=replayed,
         )
+
+    def _is_ancestor(self, commit: pygit2.Oid, other: pygit2.Oid) -> bool:
+        """``repo.is_ancestor``, answered from the line of ``auto`` when it holds both (a
+        walk of libgit2's costs the backlog between them: autoline.py)."""
+        known = self._auto_line.before(commit, other)
+        return self.repo.is_ancestor(commit, other) if known is None else known
 
     def evict(self, cmd: Evict) -> Result:
         red = self._commit_at(cmd.sha, "red commit").id

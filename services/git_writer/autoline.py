@@ -4,7 +4,9 @@ Asking libgit2 whether a green commit is an ancestor of ``auto`` walks from ``au
 it: O(auto's lead over the watched branch). That is nothing while the writer keeps up and
 ruinous once it falls behind — every fast-forward of a backlog then pays for the whole
 backlog, so a writer that fell behind fell further behind (the soak of docs/benchmarks.md).
-The writer makes every commit on ``auto`` itself, so it can remember them instead.
+The writer makes every commit on ``auto`` itself, so it can remember them instead, with
+their place on the line: whether the watched branch already holds a green commit, or is
+behind it, is then a comparison of two places, not two more walks of the backlog.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ class AutoLine:
     def __init__(self, max_remembered: int = MAX_REMEMBERED) -> None:
         self.tip: pygit2.Oid | None = None
         self.max_remembered = max_remembered
-        # Oldest first; the values are unused (an ordered set).
-        self.members: OrderedDict[pygit2.Oid, None] = OrderedDict()
+        # Oldest first; each commit's place on the line (larger: later).
+        self.members: OrderedDict[pygit2.Oid, int] = OrderedDict()
+        self._places = 0
 
     def moved(
         self, new: pygit2.Oid, first_parent: Callable[[pygit2.Oid], pygit2.Oid | None]
@@ -40,7 +43,8 @@ class AutoLine:
             return
         if self.tip is None or first_parent(new) != self.tip:
             self.members.clear()
-        self.members[new] = None
+        self.members[new] = self._places
+        self._places += 1
         while len(self.members) > self.max_remembered:
             self.members.popitem(last=False)
         self.tip = new
@@ -49,6 +53,15 @@ class AutoLine:
         """True when ``commit`` is known to be ``auto`` or one of its ancestors; False means
         unknown (ask the repository)."""
         return auto == self.tip and commit in self.members
+
+    def before(self, commit: pygit2.Oid, other: pygit2.Oid) -> bool | None:
+        """Whether ``commit`` is ``other`` or one of its ancestors, when the line holds both
+        (one line of first parents: the earlier place is the ancestor); None: unknown (ask
+        the repository)."""
+        place, other_place = self.members.get(commit), self.members.get(other)
+        if place is None or other_place is None:
+            return None
+        return place <= other_place
 
     def forget(self) -> None:
         self.tip = None

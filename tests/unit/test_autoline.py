@@ -46,3 +46,15 @@ def test_the_oldest_commits_are_forgotten_first_past_the_bound() -> None:
         line.moved(oid(n), chain.get)
     assert len(line.members) == 3
     assert [line.holds(oid(n), oid(10)) for n in (7, 8, 9, 10)] == [False, True, True, True]
+
+
+def test_places_on_the_line_answer_which_commit_came_first() -> None:
+    line = AutoLine(max_remembered=3)
+    for n in (1, 2, 3):
+        line.moved(oid(n), first_parent)
+    assert line.before(oid(1), oid(3)) is True  # watched at 1: 3 follows it
+    assert line.before(oid(3), oid(3)) is True
+    assert line.before(oid(3), oid(1)) is False  # 3 is not on a branch at 1
+    assert line.before(oid(9), oid(3)) is None  # not on the line: ask the repository
+    line.moved(oid(10), first_parent)  # started over: the old places mean nothing now
+    assert line.before(oid(1), oid(10)) is None
