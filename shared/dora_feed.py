@@ -5,7 +5,8 @@
 stored by ``shared/dora_store.py``; and registers a collector on the service's registry
 whose numbers (the last ``WINDOW``) are recomputed in the background when a scrape or a
 stored wave status finds them older than ``REFRESH_S`` (``STALE_REFRESH_S`` after a new
-wave status): a scrape never waits on the database, and shows the last numbers computed.
+wave status; never more often than ``COST_FACTOR`` times the last computation took): a
+scrape never waits on the database, and shows the last numbers computed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ logger = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=30)
 REFRESH_S = 30.0
-# A new wave status makes the numbers stale at once; recomputed at most this often then.
+# A new wave status makes the numbers stale at once; recomputed at most this often then,
+# and never more often than COST_FACTOR times the last computation took: the window's facts
+# grow with traffic (at 100 image sets/s, recomputing every second took a seventh of the
+# promoter's CPU), so the metrics' freshness gives way before the promoter's work does.
 STALE_REFRESH_S = 1.0
+COST_FACTOR = 50.0
 GROUP = "waveline-dora"
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,6 +104,7 @@ class DoraCollector(Collector):
         self._computed_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self.stale = False
+        self._took = 0.0  # how long the last computation took (s)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self.refresh_soon()
@@ -108,7 +114,8 @@ class DoraCollector(Collector):
         """Recompute in the background when the numbers are older than ``REFRESH_S`` (than
         ``STALE_REFRESH_S`` once a new wave status was stored)."""
         age = time.monotonic() - self._computed_at
-        if age < (STALE_REFRESH_S if self.stale else REFRESH_S):
+        least = COST_FACTOR * self._took
+        if age < max(least, STALE_REFRESH_S if self.stale else REFRESH_S):
             return
         if self._task is not None and not self._task.done():
             return
@@ -124,10 +131,11 @@ class DoraCollector(Collector):
                 n: [w.name for w in p.waves] for n, p in self.runtime.config.pipelines.items()
             }
             self.stale = False
-            until = utcnow()
+            until, started = utcnow(), time.monotonic()
             facts = await dora_store.load_facts(self.runtime.pool, list(pipelines), until)
             self.numbers = compute(facts, pipelines, until - WINDOW, until)
             self._computed_at = time.monotonic()
+            self._took = self._computed_at - started
         except Exception:
             logger.exception("dora: computing the metrics failed; trying again on next scrape")
 
