@@ -15,6 +15,7 @@ Commands carry ids derived from (repo, sha), so repeats are no-ops downstream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import uuid
@@ -110,8 +111,12 @@ class StatusTracker:
         service's CPU at 100 image sets/s (socket writes, docs/benchmarks.md)."""
         watched: list[tuple[str, str]] = []
         waves: list[tuple[str, str, str]] = []
-        committed: list[tuple[str, str, str | None, str | None, str | None]] = []
-        replayed: list[tuple[str, str, str]] = []
+        committed: list[tuple[str, str, str | None, str | None, str | None, int]] = []
+        replayed: list[tuple[str, str, str, int]] = []
+        # Where each new commit of auto comes in the poll: its created_at is the poll's
+        # time plus that many microseconds, so the rows keep auto's order (rules compare
+        # created_at: "made before the newest green commit" means "on watched with it").
+        place = itertools.count()
         judge: list[tuple[str, str]] = []
         tips_by_repo: dict[str, list[str]] = {}
         aligned: list[tuple[str, list[str]]] = []
@@ -125,10 +130,15 @@ class StatusTracker:
             waves.extend((event.repo, sha, json.dumps(w)) for sha, w in event.wave_apps.items())
             # A promotion branch's commit (pull-request strategy) is judged on the forge,
             # not here: only auto's commits are fast-forwarded or evicted.
+            # An event's replays come before the commit it made on top of them.
+            replayed.extend(
+                (event.repo, old, new, next(place)) for old, new in event.replayed.items()
+            )
             if event.outcome == "committed" and event.sha and on_auto:
-                committed.append((event.repo, event.sha, event.pipeline, event.wave, event.app_sha))
+                committed.append(
+                    (event.repo, event.sha, event.pipeline, event.wave, event.app_sha, next(place))
+                )
                 judge.append((event.repo, event.sha))
-            replayed.extend((event.repo, old, new) for old, new in event.replayed.items())
             if event.command_kind == "align" and event.wave_apps:
                 aligned.append((event.repo, list(event.wave_apps)))
         async with self.runtime.pool.acquire() as conn, conn.transaction():
@@ -143,21 +153,23 @@ class StatusTracker:
             # replaces, which an earlier event of the same poll may have brought.
             if committed:
                 await conn.executemany(
-                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6 / 1e6))"
+                    " ON CONFLICT DO NOTHING",
                     committed,
                 )
             if replayed:
                 await conn.executemany(
-                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha)"
-                    " SELECT repo, $3, pipeline, wave, app_sha FROM auto_commits"
+                    "INSERT INTO auto_commits (repo, sha, pipeline, wave, app_sha, created_at)"
+                    " SELECT repo, $3, pipeline, wave, app_sha,"
+                    " now() + make_interval(secs => $4 / 1e6) FROM auto_commits"
                     " WHERE repo = $1 AND sha = $2 ON CONFLICT DO NOTHING",
                     replayed,
                 )
                 await conn.executemany(
                     "UPDATE auto_commits SET state = 'replaced', replaced_by = $3"
                     " WHERE repo = $1 AND sha = $2",
-                    replayed,
+                    [r[:3] for r in replayed],
                 )
         for repo_name, tips in tips_by_repo.items():
             await self.deploys.apply_held(repo_name, tips)
