@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tests.logscan import keep_leftovers
 from waveline.cli.serve import serve
 from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.db import migrate
+from waveline.shared.db import create_pool, migrate
 from waveline.shared.kafka import ensure_topics, partitions_of
 from waveline.shared.models.git import Evict, IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
@@ -177,6 +177,24 @@ def service_env(settings: Settings, config: WavelineConfig, tmp_path: Path) -> d
         "WAVELINE_DATA_DIR": str(settings.data_dir),
         "WAVELINE_FAULT_FILE": str(tmp_path / "fault"),
     }
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema(database_url: str) -> AsyncIterator[tuple[Settings, asyncpg.Pool]]:
+    """A database schema of its own, migrated, with a pool on it; dropped at the end (for
+    tests of SQL alone, without Kafka)."""
+    settings = Settings(database_url=database_url, database_schema=f"t_{uuid.uuid4().hex}")
+    await migrate(settings)
+    pool = await create_pool(settings)
+    try:
+        yield settings, pool
+    finally:
+        await pool.close()
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA "{settings.database_schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -194,6 +194,18 @@ def _evictions(rows: Sequence[Mapping[str, Any]], now: datetime) -> str:
     return f'<h3>evicted from auto</h3><ol class="timeline">{items}</ol>'
 
 
+def _quarantined(rows: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """The sets a rollback quarantined (never promoted again until lifted)."""
+    if not rows:
+        return ""
+    items = "".join(
+        f"<li>{_short(r.get('app_sha'))} rolled back out of {_e(r.get('wave'))} by"
+        f" {_e(r.get('actor'))} {_time(r.get('since'), now)}: {_e(r.get('reason'))}</li>"
+        for r in rows
+    )
+    return f'<h3>quarantined sets</h3><ol class="timeline">{items}</ol>'
+
+
 def _dora(numbers: Mapping[str, Any] | None) -> str:
     """The pipeline's DORA numbers (``PipelineDora.to_json()``) when the view carries them."""
     if not numbers:
@@ -235,6 +247,7 @@ def _pipeline(
         f'<ol class="stages">{stages}</ol>'
         f"{_timeline(snapshot.get('timeline') or [], now)}"
         f"{_evictions(snapshot.get('evictions') or [], now)}"
+        f"{_quarantined(snapshot.get('quarantined') or [], now)}"
         f"{_dora(snapshot.get('dora'))}"
         f"<h3>pending commits on auto</h3>{_pending(snapshot.get('pending_commits') or [])}"
         "</section>"

@@ -29,6 +29,7 @@ from waveline.services.ingest.view_rules import (
     superseded,
 )
 from waveline.services.promoter.rules import PromotionFacts
+from waveline.shared import quarantine_store
 from waveline.shared.config import PipelineConfig
 from waveline.shared.models.base import utcnow
 
@@ -61,7 +62,8 @@ async def pipeline_snapshot(
     ``superseded`` and ``superseded_by``, view_rules.superseded); then Waveline's commits
     on ``auto`` still awaiting a verdict and not on ``watched`` (the newest ``LISTED``),
     with the latest state of each check context; ``evictions``: the last commits evicted
-    from ``auto`` and whether their set was retried; ``timeline``: the last promotions
+    from ``auto`` and whether their set was retried; ``quarantined``: the sets a rollback
+    quarantined, still in force (docs/gates.md); ``timeline``: the last promotions
     changed, newest first. Who did what: each wave's running set and each promotion's set name
     ``announced_by``, a promotion ``approved_by``, a wave its newest ``actions`` (action,
     actor, detail, at); an actor is null for a set produced straight to Kafka without one.
@@ -217,6 +219,16 @@ async def pipeline_snapshot(
             if not on_watched(c["created_at"], mark)
         ],
         "evictions": await pipeline_store.evictions(pool, name),
+        "quarantined": [
+            {
+                "app_sha": q.app_sha,
+                "wave": q.wave,
+                "actor": q.actor,
+                "reason": q.reason,
+                "since": exact(q.since),
+            }
+            for q in await quarantine_store.all_in_force(pool, name)
+        ],
         "timeline": [
             {
                 **pipeline_store.timeline_entry(r),

@@ -11,14 +11,11 @@ import logging
 
 from aiohttp import web
 
-from waveline.services.ingest.auth import caller
-from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.deliveries import db_call
-from waveline.services.ingest.payloads import NoFields
 from waveline.services.ingest.responses import ApiError
+from waveline.services.ingest.set_routes import set_request
 from waveline.shared import quarantine_store
-from waveline.shared.names import check_app_sha
 from waveline.shared.outage import is_retriable
 
 logger = logging.getLogger(__name__)
@@ -66,28 +63,19 @@ async def check_announcement(
 async def post_unquarantine(request: web.Request) -> web.Response:
     """``POST /v1/pipelines/{pipeline}/sets/{app_sha}/unquarantine`` (operator token, its
     name recorded): 200 with what was lifted; 404 when the set is not quarantined."""
-    ctx = IngestContext.of(request)
-    name = request.match_info["pipeline"]
-    operator = caller(request, "operator", what="operator token").on(name)
-    if name not in ctx.runtime.config.pipelines:
-        raise ApiError(404, "unknown_pipeline", f"no pipeline named {name!r}")
-    app_sha = request.match_info["app_sha"]
-    try:
-        check_app_sha(app_sha)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_field", [{"field": "app_sha", "reason": str(exc)}]) from exc
-    await read_model(request, NoFields, optional=True)
-    lifted = await db_call(quarantine_store.lift(ctx.runtime.pool, name, app_sha, operator.name))
+    asked = await set_request(request)
+    ctx, name, app_sha = asked.ctx, asked.pipeline, asked.app_sha
+    lifted = await db_call(quarantine_store.lift(ctx.runtime.pool, name, app_sha, asked.actor))
     if lifted is None:
         raise ApiError(
             404, "not_quarantined", f"image set {app_sha} is not quarantined in {name!r}"
         )
-    logger.info("pipeline %s: quarantine of %s lifted by %s", name, app_sha[:10], operator.name)
+    logger.info("pipeline %s: quarantine of %s lifted by %s", name, app_sha[:10], asked.actor)
     return web.json_response(
         {
             "pipeline": name,
             "app_sha": app_sha,
-            "lifted_by": operator.name,
+            "lifted_by": asked.actor,
             "was": {
                 "wave": lifted.wave,
                 "actor": lifted.actor,

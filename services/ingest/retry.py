@@ -15,15 +15,12 @@ from aiohttp import web
 
 from waveline.services.git_writer.attempts import Decision, command_id, decide
 from waveline.services.ingest import retry_store
-from waveline.services.ingest.auth import caller
-from waveline.services.ingest.body import read_model
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.deliveries import db_call
-from waveline.services.ingest.payloads import NoFields
 from waveline.services.ingest.responses import ApiError
+from waveline.services.ingest.set_routes import set_request
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.git import IntroduceImages
-from waveline.shared.names import check_app_sha
 from waveline.shared.outage import is_retriable
 
 logger = logging.getLogger(__name__)
@@ -102,20 +99,9 @@ async def post_retry(request: web.Request) -> web.Response:
     """``POST /v1/pipelines/{pipeline}/sets/{app_sha}/retry`` (operator token; its name is
     recorded as the actor): 202 with the new attempt; 404 for a set never announced; 409
     when its newest attempt was not evicted (the detail says where it is)."""
-    ctx = IngestContext.of(request)
-    name = request.match_info["pipeline"]
-    operator = caller(request, "operator", what="operator token").on(name)
-    if name not in ctx.runtime.config.pipelines:
-        raise ApiError(404, "unknown_pipeline", f"no pipeline named {name!r}")
-    app_sha = request.match_info["app_sha"]
-    try:
-        check_app_sha(app_sha)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_field", [{"field": "app_sha", "reason": str(exc)}]) from exc
-    await read_model(request, NoFields, optional=True)
-    decision = await db_call(
-        request_attempt(ctx, name, app_sha, actor=operator.name, source="retry")
-    )
+    asked = await set_request(request)
+    ctx, name, app_sha = asked.ctx, asked.pipeline, asked.app_sha
+    decision = await db_call(request_attempt(ctx, name, app_sha, actor=asked.actor, source="retry"))
     if decision.outcome == "unknown":
         raise ApiError(404, "unknown_image_set", f"{decision.why} in pipeline {name!r}")
     if not decision.retries:

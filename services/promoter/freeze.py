@@ -83,7 +83,8 @@ def _describe_window(window: RecurringWindow) -> str:
 
 
 def _describe_range(span: FreezeRange) -> str:
-    return span.reason or f"freeze {span.start.isoformat()} to {span.end.isoformat()}"
+    start, end = (t.isoformat(timespec="seconds") for t in (span.start, span.end))
+    return span.reason or f"freeze {start} to {end}"
 
 
 def active_windows(windows: Sequence[FreezeWindows], at: datetime) -> list[tuple[datetime, str]]:

@@ -206,7 +206,8 @@ def bake_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict 
     until = facts.since + wave.gate.bake
     if now >= until:
         return None
-    return closed("bake", f"baking in {facts.from_wave} until {until.isoformat()}", until)
+    shown = until.isoformat(timespec="seconds")
+    return closed("bake", f"baking in {facts.from_wave} until {shown}", until)
 
 
 def approval_gate(facts: GateFacts, wave: WaveConfig, now: datetime) -> GateVerdict | None:

@@ -78,6 +78,14 @@ async def test_a_rolled_back_set_is_quarantined_until_lifted(
             (B_SHA, "staging", None)
         ]
         assert rows[0]["actor"] == "operator"  # the operator token's name
+        listed = (await api.state())["quarantined"]
+        assert [(q["app_sha"], q["wave"], q["actor"]) for q in listed] == [
+            (B_SHA, "staging", "operator")
+        ]
+        page = await (
+            await client.get("/", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        ).text()
+        assert "quarantined sets" in page and B_SHA[:12] in page
 
         # Approved, but quarantined: the gate stays shut and says why.
         await api.operator("internal", "approve")

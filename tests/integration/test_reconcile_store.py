@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,27 +9,16 @@ import asyncpg
 import pytest
 
 from tests.infra import Infra
+from tests.support import fresh_schema
 from waveline.services.reconciler.store import pending_commits
-from waveline.shared.config import Settings
-from waveline.shared.db import create_pool, migrate
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
-    settings = Settings(database_url=infra.database_url, database_schema=f"t_{uuid.uuid4().hex}")
-    await migrate(settings)
-    pool = await create_pool(settings)
-    try:
+    async with fresh_schema(infra.database_url) as (_, pool):
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{settings.database_schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 async def commit(pool: asyncpg.Pool, repo: str, sha: str, state: str, minutes_ago: int) -> None:

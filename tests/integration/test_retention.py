@@ -16,10 +16,10 @@ import asyncpg
 import pytest
 
 from tests.infra import Infra
+from tests.support import fresh_schema
 from waveline.services.ingest.pipeline_view import LISTED, pipeline_snapshot
 from waveline.shared import retention
 from waveline.shared.config import PipelineConfig, Settings
-from waveline.shared.db import create_pool, migrate
 from waveline.shared.errors import ConfigError
 from waveline.shared.retention import prune_forever, prune_once
 from waveline.shared.retention_store import delete_batch
@@ -44,18 +44,8 @@ def sha() -> str:
 
 @pytest.fixture
 async def db(infra: Infra) -> AsyncIterator[tuple[Settings, asyncpg.Pool]]:
-    settings = Settings(database_url=infra.database_url, database_schema=f"t_{uuid.uuid4().hex}")
-    await migrate(settings)
-    pool = await create_pool(settings)
-    try:
-        yield settings, pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{settings.database_schema}" CASCADE')
-        finally:
-            await conn.close()
+    async with fresh_schema(infra.database_url) as found:
+        yield found
 
 
 async def prune_all(pool: asyncpg.Pool, settings: Settings) -> dict[str, int]:

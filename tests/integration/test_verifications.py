@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from tests.fakeprometheus import FakePrometheus, running_prometheus
 from tests.infra import Infra
+from tests.support import fresh_schema
 from waveline.services.promoter import verify_store
 from waveline.services.promoter.verify import (
     VerificationLoop,
@@ -28,8 +29,7 @@ from waveline.services.promoter.verify import (
     verification_state,
 )
 from waveline.services.promoter.verify_rules import RunState
-from waveline.shared.config import Secrets, Settings, WavelineConfig
-from waveline.shared.db import create_pool, migrate
+from waveline.shared.config import Secrets, WavelineConfig
 from waveline.shared.models.base import utcnow
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,18 +49,8 @@ P99 = "histogram_quantile(0.99, sum by (le) (rate(request_seconds_bucket[5m])))"
 
 @pytest.fixture
 async def pool(infra: Infra) -> AsyncIterator[asyncpg.Pool]:
-    settings = Settings(database_url=infra.database_url, database_schema=f"t_{uuid.uuid4().hex}")
-    await migrate(settings)
-    pool = await create_pool(settings)
-    try:
+    async with fresh_schema(infra.database_url) as (_, pool):
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{settings.database_schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 class Endpoint:

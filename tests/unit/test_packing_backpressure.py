@@ -4,40 +4,21 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import image_set, make_config
+from tests.support import make_config
+from tests.unit.test_hostile_files import introduce
 from waveline.devstack.demo import seed_repo
 from waveline.services.git_writer import host as host_module
 from waveline.services.git_writer.host import HostInit, RepoHost
-from waveline.shared.models.git import IntroduceImages
-from waveline.shared.models.images import ImageSetAnnounced
 
 
-def _introduce(app_sha: str) -> IntroduceImages:
-    return IntroduceImages(
-        command_id=uuid.uuid4(),
-        repo="cfg-app",
-        issued_at=datetime.now(UTC),
-        pipeline="app",
-        wave="staging",
-        app_sha=app_sha,
-        images=ImageSetAnnounced.model_validate(image_set(app_sha)).images,
-    )
-
-
-def test_builds_wait_for_a_packing_that_fell_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A packing held back (as a starved packing process is) while the next one is due:
-    the flush waits for it instead of letting builds pile more objects on, and what it
-    packed leaves memory."""
+def _host(tmp_path: Path) -> RepoHost:
+    """A repo process's host on a seeded remote, packing due after every build."""
     bare = tmp_path / "cfg-app.git"
     seed_repo(bare)
     config = make_config(bare.as_uri())
@@ -49,9 +30,18 @@ def test_builds_wait_for_a_packing_that_fell_behind(
         log_level="INFO",
         log_secrets=[],
         gil_switch_interval_ms=0.5,
-        memory_pack_bytes=1,  # packing is due after every build
+        memory_pack_bytes=1,
     )
-    host = RepoHost(init)
+    return RepoHost(init)
+
+
+def test_builds_wait_for_a_packing_that_fell_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A packing held back (as a starved packing process is) while the next one is due:
+    the flush waits for it instead of letting builds pile more objects on, and what it
+    packed leaves memory."""
+    host = _host(tmp_path)
     gate = threading.Event()
     offload: Callable[..., Any] = host._elsewhere
 
@@ -63,10 +53,10 @@ def test_builds_wait_for_a_packing_that_fell_behind(
     memory = host.applier.repo.memory
     assert memory is not None
     try:
-        host.build([_introduce("a" * 40)], False, 0.0)
+        host.build([introduce("a" * 40)], False, 0.0)
         host.flush()  # starts a packing, which waits on the gate
         assert len(memory) > 0
-        host.build([_introduce("b" * 40)], False, 0.0)
+        host.build([introduce("b" * 40)], False, 0.0)
         held = len(memory)
         flushing = threading.Thread(target=host.flush)
         with caplog.at_level(logging.WARNING, logger="waveline.services.git_writer.host"):
@@ -90,26 +80,13 @@ def test_a_packing_process_that_packed_many_objects_is_replaced(
     """Its heap (a merge's index of every object it copied) is freed but not returned to
     the system: past the limit the next round gets a new process, and packing still works."""
     monkeypatch.setattr(host_module, "RECYCLE_PACKING_AFTER", 1)
-    bare = tmp_path / "cfg-app.git"
-    seed_repo(bare)
-    config = make_config(bare.as_uri())
-    init = HostInit(
-        repo="cfg-app",
-        repo_config=config.repos["cfg-app"],
-        config=config,
-        path=tmp_path / "clone.git",
-        log_level="INFO",
-        log_secrets=[],
-        gil_switch_interval_ms=0.5,
-        memory_pack_bytes=1,
-    )
-    host = RepoHost(init)
+    host = _host(tmp_path)
     memory = host.applier.repo.memory
     assert memory is not None
     try:
         first = host._offload
         for sha in ("a" * 40, "b" * 40):
-            host.build([_introduce(sha)], False, 0.0)
+            host.build([introduce(sha)], False, 0.0)
             host.flush()
         host._wait_for_packing()
         assert host._offload is not first

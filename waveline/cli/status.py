@@ -49,6 +49,12 @@ def format_status(doc: dict[str, Any]) -> str:
             f"  evicted{_when(e.get('at'), now)}: {e['sha'][:12]} (set {e['app_sha'][:12]} into"
             f" {e['wave']}, attempt {e['attempt']}): {retried}"
         )
+    for q in doc.get("quarantined", []):
+        lines.append(
+            f"  quarantined{_when(q.get('since'), now)}: {q['app_sha'][:12]} (rolled back out"
+            f" of {q['wave']} by {q['actor']}: {q['reason']}); waveline unquarantine"
+            f" {doc['pipeline']} {q['app_sha']}"
+        )
     for d in doc.get("deliveries", [])[:5]:
         last = d["attempts"][-1] if d["attempts"] else {}
         lines.append(
