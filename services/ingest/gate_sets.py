@@ -25,11 +25,13 @@ class GateSubject:
 
 
 async def waiting_set(pool: asyncpg.Pool, pipeline: str, wave: str) -> str | None:
-    """The image set waiting at ``wave``'s gate (a newer one supersedes an older one)."""
+    """The image set waiting at ``wave``'s gate (a newer one supersedes an older one): a
+    promotion into it, or an introduction into the first wave a freeze holds."""
     found: str | None = await db_call(
         pool.fetchval(
             "SELECT app_sha FROM promotions WHERE pipeline = $1 AND wave = $2"
-            " AND kind = 'promote' AND status = 'waiting' ORDER BY created_at DESC LIMIT 1",
+            " AND kind IN ('promote', 'introduce') AND status = 'waiting'"
+            " ORDER BY created_at DESC LIMIT 1",
             pipeline,
             wave,
         )

@@ -26,12 +26,14 @@ class GateTx:
     async def approval_subject(
         self, pipeline: str, wave: str, app_sha: str
     ) -> asyncpg.Record | None:
-        """The forward promotion of ``app_sha`` into ``wave`` (locked) and whether it is
+        """The forward promotion of ``app_sha`` into ``wave`` (or its introduction into the
+        first wave, which only a freeze holds; locked) and whether it is
         approved: ``promotion_id``, ``status``, ``approved``."""
         row: asyncpg.Record | None = await self.conn.fetchrow(
             "SELECT p.promotion_id, p.status, a.promotion_id IS NOT NULL AS approved"
             " FROM promotions p LEFT JOIN approvals a USING (promotion_id)"
-            " WHERE p.pipeline = $1 AND p.wave = $2 AND p.app_sha = $3 AND p.kind = 'promote'"
+            " WHERE p.pipeline = $1 AND p.wave = $2 AND p.app_sha = $3"
+            " AND p.kind IN ('promote', 'introduce')"
             " FOR UPDATE OF p",
             pipeline,
             wave,

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import CI_TOKEN, OPERATOR_TOKEN
 from tests.support import APP_SHA, image_set, running
 from waveline.services.ingest.app import create_app
 from waveline.services.promoter.ids import promotion_id
@@ -117,3 +117,39 @@ async def test_freeze_window_manual_freeze_and_break_glass(
         left = await sent(pool, INTO_PRODUCTION, timeout_s=30)
     assert left >= end, f"sent at {left}, before the window's end {end}"
     assert left - end < timedelta(seconds=5)
+
+
+async def test_a_break_glass_lets_an_introduction_through_a_freeze(
+    settings: Settings, config: WavelineConfig, secrets: Secrets
+) -> None:
+    """Introductions into the first wave freeze too (the default): an announced set waits,
+    a plain approval of staging does not let it in, a break-glass one does."""
+    into_staging = promotion_id("app", "staging", APP_SHA, "introduce")
+    async with (
+        running(["ingest", "promoter"], settings, config, secrets) as rts,
+        TestClient(TestServer(create_app(rts["ingest"]))) as client,
+    ):
+        pool = rts["promoter"].pool
+
+        async def post(path: str, body: dict[str, Any], token: str = OPERATOR_TOKEN) -> int:
+            async with asyncio.timeout(10):
+                resp = await client.post(
+                    path, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                return resp.status
+
+        assert await post("/v1/pipelines/app/freeze", {"reason": "incident 43"}) == 201
+        assert await post("/v1/images", image_set(), token=CI_TOKEN) == 202
+        async with asyncio.timeout(15):
+            while await status_of(pool, into_staging) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        assert await status_of(pool, into_staging) == "waiting"
+        assert await post("/v1/pipelines/app/waves/staging/approve", {}) == 202
+        await asyncio.sleep(1.5)  # three gate ticks
+        assert await status_of(pool, into_staging) == "waiting"
+        glass = {"break_glass": {"reason": "hotfix for incident 43"}}
+        assert await post("/v1/pipelines/app/waves/staging/approve", glass) == 202
+        await sent(pool, into_staging, timeout_s=15)
+        recorded = await pool.fetchrow("SELECT wave, app_sha, reason, actor FROM break_glasses")
+    assert recorded is not None
+    assert tuple(recorded) == ("staging", APP_SHA, "hotfix for incident 43", "operator")
