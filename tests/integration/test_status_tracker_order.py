@@ -5,6 +5,7 @@ repo's newest green commit": reconciler, retry, retention, the pipeline view) co
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,6 +30,7 @@ def event(sha: str, **extra: object) -> GitEvent:
             "pipeline": "app",
             "wave": "staging",
             "app_sha": "1" * 40,
+            "at": datetime.now(UTC),
             **extra,
         }
     )
