@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.conftest import CI_TOKEN, OPERATOR_TOKEN
 from tests.e2e.test_waves import Api
 from tests.support import APP_SHA, branch_log, image_set, running
+from waveline.cli.trace_gates import gates_now, render_gates
 from waveline.services.ingest.app import create_app
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.gitengine import trailers
@@ -98,6 +99,10 @@ async def test_a_rolled_back_set_is_quarantined_until_lifted(
         )
         await asyncio.sleep(1.0)
         assert len(branch_log(str(remote), "auto")) == 4, state
+        # `waveline trace` says why it waits now (no topic carries a closed gate).
+        waiting = await gates_now(settings, two_waves(config), B_SHA)
+        assert [(w["pipeline"], w["wave"]) for w in waiting] == [("app", "internal")]
+        assert "quarantine:" in render_gates(waiting)
 
         # CI announcing it again is refused, clearly.
         resp = await client.post(

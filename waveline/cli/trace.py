@@ -12,7 +12,9 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
@@ -26,8 +28,9 @@ from waveline.cli.timeline import (
     to_json,
     waves_of_targets,
 )
+from waveline.cli.trace_gates import gates_now, render_gates
 from waveline.shared import kafka_clients
-from waveline.shared.config import Settings, load_config
+from waveline.shared.config import Settings, WavelineConfig, load_config
 from waveline.shared.errors import ConfigError
 from waveline.shared.kafka import partitions_of
 from waveline.shared.models.checks import CheckReported
@@ -113,10 +116,11 @@ def run(
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     since = since or datetime.now(UTC) - timedelta(hours=24)
-    target_waves = None
+    target_waves, config = None, None
     if settings.config.exists():  # optional: without it, deploys match on the set's commits
         try:
-            target_waves = waves_of_targets(load_config(settings.config))
+            config = load_config(settings.config)
+            target_waves = waves_of_targets(config)
         except ConfigError as exc:
             logger.warning("trace: ignoring the config: %s", exc)
     try:
@@ -131,5 +135,23 @@ def run(
             f"image set {app_sha} not found{scope} on the topics of {settings.kafka_bootstrap}"
             f" since {since.isoformat(timespec='seconds')} (an earlier --since may find it)"
         )
-    print(json.dumps(to_json(timeline), indent=2) if as_json else render(timeline))
+    waiting = _gates_now(settings, config, full, pipeline)
+    if as_json:
+        print(json.dumps({**to_json(timeline), "waiting_now": waiting}, indent=2))
+    else:
+        print("\n".join(filter(None, [render(timeline), render_gates(waiting)])))
     return 0
+
+
+def _gates_now(
+    settings: Settings, config: WavelineConfig | None, app_sha: str, pipeline: str | None
+) -> list[dict[str, Any]]:
+    """Why the set's promotions wait now (trace_gates.py); nothing without the config or
+    the database (the journey from the topics is still printed)."""
+    if config is None:
+        return []
+    try:
+        return asyncio.run(asyncio.wait_for(gates_now(settings, config, app_sha, pipeline), 10))
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        logger.warning("trace: the gates now were not read: %s", type(exc).__name__)
+        return []
