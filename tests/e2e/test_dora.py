@@ -137,6 +137,10 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
         await api.wait_state(lambda d: d["waves"][0]["state"] == "failing", "staging failing")
         await api.deployed("staging-us", a1)
         await api.wait_state(lambda d: d["waves"][0]["state"] == "running", "staging recovered")
+        # Git's commit times have whole seconds: the rebuilt history orders a commit after
+        # the statuses before it only if it is made in a later second (a CI run rebuilt one
+        # restore fewer than the live numbers; same-second events are the likely cause).
+        await asyncio.sleep(1.1)
         # C reaches staging; staging is rolled back to A.
         # C through the bare route, its commit time in the query.
         resp = await client.post(
@@ -154,6 +158,7 @@ async def test_dora_live_and_from_git_agree_with_the_hand_computed_numbers(
         await api.wait_master(c1)
         await api.deployed("staging-us", c1)
         await api.wait_state(lambda d: d["waves"][0]["app_sha"] == C, "staging runs C")
+        await asyncio.sleep(1.1)  # the rollback's commit in a later second (above)
         await api.operator("staging", "rollback", {"to": "previous"})
         await api.wait_for_auto(
             lambda log: (api.auto_head_info().get("Autocommit-Reason") or "").startswith(
