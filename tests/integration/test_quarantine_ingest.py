@@ -92,3 +92,25 @@ async def test_rollback_with_hold_sends_the_rollback_then_the_hold(
     ]
     assert [c["event_id"] for c in commands] == [answer["event_id"], answer["hold_event_id"]]
     assert {c["actor"] for c in commands} == {"operator"}
+
+
+async def test_unquarantine_needs_an_operator_token_and_a_real_set(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    conn = await db(settings)
+    try:
+        await quarantine_store.quarantine(
+            conn, "app", APP_SHA, wave="staging", actor="alice", reason="rolled back to 1234"
+        )
+        path = f"/v1/pipelines/app/sets/{APP_SHA}/unquarantine"
+        assert (await client.post(path)).status == 401
+        assert (await client.post(path, headers=CI)).status == 403  # CI may not lift it
+        bad = await client.post("/v1/pipelines/app/sets/not-a-sha/unquarantine", headers=OPERATOR)
+        assert bad.status == 422
+        assert await quarantine_store.in_force(conn, "app", [APP_SHA])  # nothing lifted yet
+        lifted = await client.post(path, headers=OPERATOR)
+        assert lifted.status == 200
+        assert (await lifted.json())["was"]["actor"] == "alice"
+        assert await quarantine_store.in_force(conn, "app", [APP_SHA]) == {}
+    finally:
+        await conn.close()
