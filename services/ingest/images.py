@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from typing import Any
 
 from aiohttp import web
 
+from waveline.services.ingest import announce_store
+from waveline.services.ingest.announce_store import AnnounceFacts
 from waveline.services.ingest.auth import Caller, caller
 from waveline.services.ingest.body import read_json, validate
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.quarantine_http import check_announcement
 from waveline.services.ingest.responses import ApiError
-from waveline.services.ingest.retry import on_announced
+from waveline.services.ingest.retry import ANNOUNCE_LOOKUP_S, on_announced
 from waveline.shared.auth_rules import images_refused
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.outage import is_retriable
+
+logger = logging.getLogger(__name__)
 
 
 def _validate(ctx: IngestContext, ci: Caller, doc: dict[str, Any]) -> ImageSetAnnounced:
@@ -60,6 +67,31 @@ def _force(value: object) -> bool:
     raise ApiError(422, "invalid_field", [{"field": "force", "reason": "must be true or false"}])
 
 
+async def _facts(
+    ctx: IngestContext, announced: ImageSetAnnounced, *, force: bool
+) -> AnnounceFacts | None:
+    """The set's quarantine and whether it was recorded, read (forced: its quarantine
+    lifted) in one statement before the announcement is published, so the promoter handling
+    this very announcement cannot make a first announcement look like a second. None when
+    PostgreSQL is away or slow (logged)."""
+    lift_by = (announced.actor or "ci") if force else None
+    try:
+        async with asyncio.timeout(ANNOUNCE_LOOKUP_S):
+            return await announce_store.announce_facts(
+                ctx.runtime.pool, announced.pipeline, announced.app_sha, lift_by=lift_by
+            )
+    except Exception as exc:
+        if not is_retriable(exc):
+            raise
+        logger.warning(
+            "pipeline %s: quarantine and attempts of %s not read (announced all the same): %s",
+            announced.pipeline,
+            announced.app_sha,
+            exc,
+        )
+        return None
+
+
 async def _accept(
     ctx: IngestContext, announced: ImageSetAnnounced, route: str, *, force: bool
 ) -> web.Response:
@@ -67,11 +99,16 @@ async def _accept(
     published, then, for a set announced before, whether it makes a new attempt (its last
     one evicted) or changes nothing (retry.py): ``outcome`` and ``attempt`` say which."""
     assert announced.event_id is not None
-    await check_announcement(
-        ctx, announced.pipeline, announced.app_sha, force=force, actor=announced.actor
-    )
+    facts = await _facts(ctx, announced, force=force)
+    check_announcement(announced.pipeline, announced.app_sha, facts, actor=announced.actor or "ci")
     await ctx.publish(announced, ctx.runtime.topics.images, key=announced.pipeline, route=route)
-    retried = await on_announced(ctx, announced.pipeline, announced.app_sha, announced.actor)
+    retried = await on_announced(
+        ctx,
+        announced.pipeline,
+        announced.app_sha,
+        announced.actor,
+        None if facts is None else facts.known,
+    )
     return web.json_response({"event_id": str(announced.event_id), **retried}, status=202)
 
 

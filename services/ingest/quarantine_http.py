@@ -6,49 +6,36 @@ answered, so the check here is the early, clear answer, not the only guard."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 
-from waveline.services.ingest.context import IngestContext
+from waveline.services.ingest.announce_store import AnnounceFacts
 from waveline.services.ingest.deliveries import db_call
 from waveline.services.ingest.responses import ApiError
 from waveline.services.ingest.set_routes import set_request
 from waveline.shared import quarantine_store
-from waveline.shared.outage import is_retriable
 
 logger = logging.getLogger(__name__)
 
-# As for retries (retry.py): the announcement path does not wait longer than this.
-ANNOUNCE_LOOKUP_S = 1.0
 
-
-async def check_announcement(
-    ctx: IngestContext, pipeline: str, app_sha: str, *, force: bool, actor: str | None
+def check_announcement(
+    pipeline: str, app_sha: str, facts: AnnounceFacts | None, *, actor: str
 ) -> None:
-    """409 ``quarantined`` when ``app_sha`` is quarantined in ``pipeline`` and not
-    ``force``; with ``force``, the quarantine is lifted by ``actor``. PostgreSQL away: the
-    announcement goes on (logged), and the promoter's gate still refuses the set."""
-    pool = ctx.runtime.pool
-    try:
-        async with asyncio.timeout(ANNOUNCE_LOOKUP_S):
-            if force:
-                lifted = await quarantine_store.lift(pool, pipeline, app_sha, actor or "ci")
-                if lifted is not None:
-                    logger.info(
-                        "pipeline %s: quarantine of %s lifted by %s (forced announcement)",
-                        pipeline,
-                        app_sha[:10],
-                        actor,
-                    )
-                return
-            found = (await quarantine_store.in_force(pool, pipeline, [app_sha])).get(app_sha)
-    except Exception as exc:
-        if not is_retriable(exc):
-            raise
-        logger.warning("pipeline %s: quarantine of %s not read: %s", pipeline, app_sha, exc)
+    """409 ``quarantined`` when ``app_sha`` is quarantined in ``pipeline``; a forced
+    announcement's facts lifted it instead, by ``actor`` (logged here). ``facts`` None
+    (PostgreSQL away or slow, images.py): the announcement goes on, and the promoter's gate
+    still refuses the set."""
+    if facts is None:
         return
+    if facts.lifted is not None:
+        logger.info(
+            "pipeline %s: quarantine of %s lifted by %s (forced announcement)",
+            pipeline,
+            app_sha[:10],
+            actor,
+        )
+    found = facts.in_force
     if found is not None:
         raise ApiError(
             409,

@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from waveline.services.git_writer.attempts import Decision, command_id, decide
+from waveline.services.git_writer.attempts import Decision, SetFacts, command_id, decide
 from waveline.services.ingest import retry_store
+from waveline.services.ingest.announce_store import KnownImages
 from waveline.services.ingest.context import IngestContext
 from waveline.services.ingest.deliveries import db_call
 from waveline.services.ingest.responses import ApiError
@@ -25,21 +26,39 @@ from waveline.shared.outage import is_retriable
 
 logger = logging.getLogger(__name__)
 
-# The announcement path does not wait longer than this for PostgreSQL: CI's announcement is
-# accepted (as before retries existed) when the facts cannot be read.
+# The announcement path does not wait longer than this for each of its PostgreSQL reads (the
+# announcement's facts, images.py; a re-announced set's retry facts, here): CI's announcement
+# is accepted (as before quarantines and retries existed) when they cannot be read.
 ANNOUNCE_LOOKUP_S = 1.0
 
 
 async def request_attempt(
-    ctx: IngestContext, pipeline: str, app_sha: str, *, actor: str | None, source: str
+    ctx: IngestContext,
+    pipeline: str,
+    app_sha: str,
+    *,
+    actor: str | None,
+    source: str,
+    recorded: KnownImages | None = None,
 ) -> Decision:
-    """Decide on the set and, for a new attempt, send its command and record who asked."""
+    """Decide on the set and, for a new attempt, send its command and record who asked.
+    ``recorded``: the set's images and newest attempt, already read (an announcement's
+    facts, announce_store.py), so only where that attempt is remains to read."""
     config = ctx.runtime.config.pipelines[pipeline]
     wave = config.waves[0].name
+    strategy = config.strategy_of(wave).kind
     pool = ctx.runtime.pool
-    known = await retry_store.known_set(
-        pool, config.repo, pipeline, wave, app_sha, strategy=config.strategy_of(wave).kind
-    )
+    if recorded is None:
+        known = await retry_store.known_set(
+            pool, config.repo, pipeline, wave, app_sha, strategy=strategy
+        )
+    else:
+        cid = command_id(pipeline, wave, app_sha, recorded.attempt)
+        place = await retry_store.place_of(pool, config.repo, cid)
+        known = retry_store.KnownSet(
+            SetFacts(announced=True, attempt=recorded.attempt, place=place, strategy=strategy),
+            recorded.images,
+        )
     decision = decide(known.facts)
     if not decision.retries:
         return decision
@@ -78,20 +97,25 @@ def answer(decision: Decision) -> dict[str, Any]:
 
 
 async def on_announced(
-    ctx: IngestContext, pipeline: str, app_sha: str, actor: str | None
+    ctx: IngestContext, pipeline: str, app_sha: str, actor: str | None, recorded: KnownImages | None
 ) -> dict[str, Any]:
-    """What an announcement did besides being published: a new attempt, or why not. A set
-    never recorded is a first announcement; PostgreSQL away leaves it at that (logged)."""
+    """What a published announcement did besides being published: a new attempt, or why
+    not. ``recorded`` is what was read before publishing (None: a set never recorded, a
+    first announcement, or PostgreSQL not read): only a set announced before is decided on,
+    and PostgreSQL away leaves it at ``announced`` (logged)."""
+    first = {"outcome": "announced", "attempt": 1}
+    if recorded is None:
+        return first
     try:
         async with asyncio.timeout(ANNOUNCE_LOOKUP_S):
-            decision = await request_attempt(ctx, pipeline, app_sha, actor=actor, source="announce")
+            decision = await request_attempt(
+                ctx, pipeline, app_sha, actor=actor, source="announce", recorded=recorded
+            )
     except Exception as exc:
         if not is_retriable(exc):
             raise
         logger.warning("pipeline %s: retry facts of %s not read: %s", pipeline, app_sha, exc)
-        return {"outcome": "announced", "attempt": 1}
-    if decision.outcome == "unknown":
-        return {"outcome": "announced", "attempt": 1}
+        return first
     return answer(decision)
 
 

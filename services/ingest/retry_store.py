@@ -36,20 +36,30 @@ async def known_set(
         if row is None:
             return KnownSet(SetFacts(announced=False))
         attempt = row["attempt"] or 1
-        cid = command_id(pipeline, wave, app_sha, attempt)
-        facts = await conn.fetchrow(
-            "SELECT EXISTS (SELECT 1 FROM evictions WHERE event_id = $1) AS evicted,"
-            " outcome, sha FROM (SELECT 1) one"
-            " LEFT JOIN git_command_results r ON r.command_id = $1",
-            cid,
-        )
-        assert facts is not None
-        verdict = await _verdict(conn, repo, facts["sha"])
-    place = _place(facts["evicted"], facts["outcome"], verdict)
+        place = await _place_of(conn, repo, command_id(pipeline, wave, app_sha, attempt))
     return KnownSet(
         SetFacts(announced=True, attempt=attempt, place=place, strategy=strategy),
         json.loads(row["images"]),
     )
+
+
+async def place_of(pool: asyncpg.Pool, repo: str, cid: uuid.UUID) -> Place:
+    """Where the attempt whose command is ``cid`` is (a set known to be recorded, its
+    newest attempt read with the announcement's facts: announce_store.py)."""
+    async with pool.acquire() as conn:
+        return await _place_of(conn, repo, cid)
+
+
+async def _place_of(conn: Any, repo: str, cid: uuid.UUID) -> Place:
+    facts = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM evictions WHERE event_id = $1) AS evicted,"
+        " outcome, sha FROM (SELECT 1) one"
+        " LEFT JOIN git_command_results r ON r.command_id = $1",
+        cid,
+    )
+    assert facts is not None
+    verdict = await _verdict(conn, repo, facts["sha"])
+    return _place(facts["evicted"], facts["outcome"], verdict)
 
 
 # Replays (an earlier commit evicted) give a commit new shas; followed this many times.
