@@ -12,11 +12,14 @@ is git's pack format version 2 (gitformat-pack(5)).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import shutil
 import struct
+import sys
 import uuid
 import zlib
+from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -43,13 +46,14 @@ def _entry_header(kind: int, size: int) -> bytes:
 
 class PackWriter:
     """A pack being written to ``out``: the header for ``count`` objects, then each ``add``ed
-    entry (its raw id and its bytes as stored); ``finish`` writes the checksum and returns
-    the pack's name (``pack-<sha>``) and its index's bytes."""
+    entry (its bytes as stored); ``finish`` writes the trailing checksum and returns it. The
+    caller keeps each entry's id, offset and crc32 (``add`` answers the last two) for the
+    index: a merge keeps them as arrays, not as a Python object per entry."""
 
     def __init__(self, out: BinaryIO, count: int) -> None:
         self._out = out
         self._digest = hashlib.sha1()  # noqa: S324 (git's pack checksum is SHA-1)
-        self._entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32
+        self.count = count
         self.offset = 0  # where the next entry starts
         self._write(b"PACK" + struct.pack(">II", 2, count))
 
@@ -58,18 +62,16 @@ class PackWriter:
         self._digest.update(data)
         self.offset += len(data)
 
-    def add(self, raw: bytes, record: bytes) -> None:
-        self._entries.append((raw, self.offset, zlib.crc32(record)))
+    def add(self, record: bytes) -> tuple[int, int]:
+        """Append one entry; returns its offset and the crc32 of its bytes."""
+        at = self.offset
         self._write(record)
+        return at, zlib.crc32(record)
 
-    @property
-    def count(self) -> int:
-        return len(self._entries)
-
-    def finish(self) -> tuple[str, bytes]:
+    def finish(self) -> bytes:
         pack_sum = self._digest.digest()
         self._out.write(pack_sum)
-        return f"pack-{pack_sum.hex()}", pack_index(self._entries, pack_sum)
+        return pack_sum
 
 
 def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_dir: Path) -> str:
@@ -81,6 +83,7 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_di
     tmp = pack_dir / f"tmp-pack-{uuid.uuid4().hex}"
     tmp_idx = pack_dir / f"tmp-idx-{uuid.uuid4().hex}"
     items = list(objects)
+    entries: list[tuple[bytes, int, int]] = []  # raw id, offset, crc32: a few thousand
     try:
         with tmp.open("wb") as out:
             pack = PackWriter(out, len(items))
@@ -88,9 +91,20 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_di
                 raw = oid if isinstance(oid, bytes) else oid.raw
                 if kind not in _PACK_TYPES:
                     raise ValueError(f"object {raw.hex()} has type {kind}, not one a pack holds")
-                pack.add(raw, _entry_header(kind, len(data)) + zlib.compress(data, 1))
-            name, index = pack.finish()
-        tmp_idx.write_bytes(index)
+                entries.append(
+                    (raw, *pack.add(_entry_header(kind, len(data)) + zlib.compress(data, 1)))
+                )
+            pack_sum = pack.finish()
+        entries.sort()
+        with tmp_idx.open("wb") as out:
+            write_index(
+                out,
+                b"".join(raw for raw, _, _ in entries),
+                array("I", (crc for _, _, crc in entries)),
+                array("Q", (offset for _, offset, _ in entries)),
+                pack_sum,
+            )
+        name = f"pack-{pack_sum.hex()}"
         tmp.rename(pack_dir / f"{name}.pack")
         tmp_idx.rename(pack_dir / f"{name}.idx")
     finally:
@@ -99,29 +113,33 @@ def write_pack(objects: Iterable[tuple[pygit2.Oid | bytes, int, bytes]], pack_di
     return name
 
 
-def pack_index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
-    """A version-2 index of ``entries`` (raw id, offset, crc32 of the entry's bytes)."""
-    entries.sort()
-    if entries and entries[-1][1] >= 1 << 31:
+def _big_endian(column: array[int], typecode: str) -> bytes:
+    out = array(typecode, column)
+    if sys.byteorder == "little":
+        out.byteswap()
+    return out.tobytes()
+
+
+def write_index(
+    out: BinaryIO,
+    ids: bytes | bytearray,
+    crcs: array[int],
+    offsets: array[int],
+    pack_sum: bytes,
+) -> None:
+    """Write the version-2 index of a pack to ``out``: ``ids`` are the raw ids (20 bytes
+    each) in ascending order, ``crcs`` and ``offsets`` their entries' crc32 and offset in
+    the same order. Columns, not a row per object: a merge of the whole history indexes
+    hundreds of thousands. ``ValueError`` for an offset a 32-bit index cannot hold."""
+    if offsets and max(offsets) >= 1 << 31:
         raise ValueError("pack too large for 32-bit index offsets")
-    fanout = [0] * 256
-    for raw, _, _ in entries:
-        fanout[raw[0]] += 1
-    total = 0
-    for i in range(256):
-        total += fanout[i]
-        fanout[i] = total
-    body = b"".join(
-        (
-            _IDX_V2,
-            struct.pack(">256I", *fanout),
-            b"".join(raw for raw, _, _ in entries),
-            b"".join(struct.pack(">I", crc) for _, _, crc in entries),
-            b"".join(struct.pack(">I", off) for _, off, _ in entries),
-            pack_sum,
-        )
-    )
-    return body + hashlib.sha1(body).digest()  # noqa: S324 (git's index checksum)
+    first = ids[::20]  # each id's first byte, ascending
+    fanout = struct.pack(">256I", *(bisect.bisect_right(first, b) for b in range(256)))
+    digest = hashlib.sha1()  # noqa: S324 (git's index checksum)
+    for part in (_IDX_V2, fanout, ids, _big_endian(crcs, "I"), _big_endian(offsets, "I"), pack_sum):
+        out.write(part)
+        digest.update(part)
+    out.write(digest.digest())
 
 
 def index_count(idx: Path) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pygit2
@@ -150,3 +152,32 @@ def test_delta_distances_encode_as_git_reads_them(distance: int) -> None:
         decoded = ((decoded + 1) << 7) | (byte & 0x7F)
     assert decoded == distance
     assert at == len(encoded)
+
+
+def test_a_merge_holds_arrays_not_an_object_per_entry(tmp_path: Path) -> None:
+    """Python's own allocations during a merge of 20,000 objects in 5 packs (some in
+    several) stay under 150 bytes an object: a tuple and dict entries per object, as the
+    merge held before, cost ~520 and grew the packing process by hundreds of MiB."""
+    pack_dir = tmp_path / "pack"
+    pack_dir.mkdir()
+
+    def blob(n: int) -> tuple[bytes, int, bytes]:
+        data = f"image: registry.example.com/svc@sha256:{n:064x}\n".encode()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).digest(), 3, data  # noqa: S324
+
+    history = [blob(n) for n in range(16_000)]
+    write_pack(history, pack_dir)
+    for p in range(4):
+        write_pack(
+            [*(blob(100_000 + 1_000 * p + n) for n in range(1_000)), *history[:50]], pack_dir
+        )
+    into = tmp_path / "merged"
+    into.mkdir()
+    tracemalloc.start()
+    try:
+        _, count = merge_packs(sorted(pack_dir.glob("*.idx")), into)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert peak / count < 150, f"{peak / count:.0f} bytes an object"
