@@ -77,6 +77,10 @@ def rss_mib(pids: dict[str, int]) -> dict[str, float]:
         out[name] = (own_kb + kids_kb) / 1024
         if name in SPLIT:
             out[f"{name} children"] = kids_kb / 1024
+        if name == "postgres" and children.get(pid):
+            # Its total grows with the backends the pools open (up to their max_size);
+            # per backend, it says whether each one grows.
+            out["postgres per backend"] = kids_kb / 1024 / len(children[pid])
         out[f"{name} file"] = file_kb / 1024
     return out
 
