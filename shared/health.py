@@ -3,8 +3,9 @@
 Served on ``WAVELINE_HEALTH_HOST:WAVELINE_HEALTH_PORT`` when the port is set (ingest serves
 the same paths on its API port). Liveness fails only when a part of the service is stuck
 (``Runtime.add_live_check``): an orchestrator restarting the process is then the cure.
-Readiness fails while Kafka or PostgreSQL do not answer or a consumer waits out an outage,
-and says what it waits for and since when: restarting does not cure that, so liveness stays
+Readiness fails while Kafka or PostgreSQL do not answer, a consumer does not hold its
+partitions yet (``joining``: its group's join or a rebalance) or waits out an outage, and
+says what it waits for and since when: restarting does not cure that, so liveness stays
 green meanwhile.
 """
 
@@ -57,10 +58,12 @@ async def readyz(request: web.Request) -> web.Response:
     checks = await dependencies(runtime)
     waiting = runtime.waits.current()
     started = request.app[STARTED_KEY].is_set()
-    ready = started and not waiting and all(v == "ok" for v in checks.values())
+    joining = runtime.joining()
+    ready = started and not waiting and not joining and all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {
         "ready": ready,
         "started": started,
+        "joining": joining,
         "checks": checks,
         "waiting": waiting,
     }

@@ -133,14 +133,24 @@ def rewind(consumer: Any, records: Iterable[Any]) -> None:
 
 
 class CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commit what was handled before a rebalance hands the partitions to someone else."""
+    """Commit what was handled before a rebalance hands the partitions to someone else;
+    ``joined`` says whether the consumer holds its share of the partitions (it joined its
+    group and no rebalance is under way): until then, what is sent to its topic waits."""
 
     def __init__(self, committer: LazyCommitter) -> None:
         self.committer = committer
+        self.joined_event = asyncio.Event()
+
+    @property
+    def joined(self) -> bool:
+        return self.joined_event.is_set()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.joined_event.clear()
         await self.committer.flush()
         self.committer.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        # Called after every join, with an empty list too (a group with more members than
+        # partitions): joined either way.
+        self.joined_event.set()

@@ -60,6 +60,7 @@ class Runtime:
     _pool: asyncpg.Pool | None = field(default=None, repr=False)
     _committers: list[LazyCommitter] = field(default_factory=list, repr=False)
     _pauses: list[PartitionPause] = field(default_factory=list, repr=False)
+    _listeners: dict[str, CommitOnRevoke] = field(default_factory=dict, repr=False)
     _live_checks: list[Callable[[], str | None]] = field(default_factory=list, repr=False)
     _consuming_stopped: bool = field(default=False, repr=False)
 
@@ -76,6 +77,16 @@ class Runtime:
 
     def not_live(self) -> list[str]:
         return [why for check in self._live_checks if (why := check()) is not None]
+
+    def joining(self) -> list[str]:
+        """The consumers (``topic (group)``) that do not hold their partitions yet (or while
+        their group rebalances): readiness waits for none, so a stack called up takes its first
+        message at once instead of after the group's join."""
+        return sorted(name for name, listener in self._listeners.items() if not listener.joined)
+
+    async def until_joined(self) -> None:
+        """Return once every consumer holds its partitions (see ``joining``)."""
+        await asyncio.gather(*(lsn.joined_event.wait() for lsn in self._listeners.values()))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -198,13 +209,16 @@ class Runtime:
         )
         self._pauses.append(pause)
 
+        listener = CommitOnRevoke(committer)
+        self._listeners[f"{topic} ({group_id})"] = listener
+
         @self.broker.subscriber(
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
             # Offsets are committed by the committer, only ever for handled messages.
             ack_policy=AckPolicy.MANUAL,
-            listener=CommitOnRevoke(committer),
+            listener=listener,
             batch=True,
             max_records=max_records,
             # Only bounds an empty poll: records already fetched are returned at once.

@@ -87,6 +87,8 @@ async def running(
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(e.wait() for e in ready.values()))
+            # What a stack called up means (/readyz): every consumer holds its partitions.
+            await asyncio.gather(*(rt.until_joined() for rt in runtimes.values()))
         yield runtimes
     finally:
         stop.set()

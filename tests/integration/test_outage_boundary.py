@@ -233,6 +233,7 @@ async def test_the_health_endpoint_reports_a_wait_and_its_end(
         runtime = rts["status-tracker"]
         async with http.get(f"{base}/readyz") as resp:
             assert resp.status == 200, await resp.text()
+            assert (await resp.json())["joining"] == []
         runtime.waits.failed("waveline.checks", asyncpg.exceptions.AdminShutdownError("57P01"))
         async with http.get(f"{base}/readyz") as resp:
             body = await resp.json()

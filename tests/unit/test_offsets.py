@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
 
-from tests.support import wait_for
-from waveline.shared.offsets import LazyCommitter
+from tests.support import make_config, wait_for
+from waveline.services.status_tracker.service import StatusTracker
+from waveline.shared.config import Secrets, Settings
+from waveline.shared.offsets import CommitOnRevoke, LazyCommitter
+from waveline.shared.runtime import bootstrap
 
 TP = TopicPartition("t", 0)
 
@@ -60,3 +64,26 @@ async def test_what_is_handled_while_the_timer_commits_is_committed_too() -> Non
     assert consumer.committed == [1, 2, 3]
     await committer.close()
     assert consumer.committed == [1, 2, 3]  # nothing left to commit
+
+
+@pytest.mark.timeout(10)
+async def test_a_consumer_counts_as_joined_between_an_assignment_and_a_revocation() -> None:
+    """What readiness reads (``Runtime.joining``): not joined before the group's first
+    assignment, joined after it even when it brings no partition (more members than
+    partitions), not joined while a rebalance has revoked and not yet reassigned."""
+    listener = CommitOnRevoke(LazyCommitter("c", 60.0))
+    assert not listener.joined
+    await listener.on_partitions_assigned([])
+    assert listener.joined
+    await listener.on_partitions_revoked([])
+    assert not listener.joined
+    await listener.on_partitions_assigned([TP])
+    assert listener.joined
+
+
+def test_a_runtime_names_its_consumers_until_they_join(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, topic_prefix="t.", group_prefix="g.")
+    runtime = bootstrap("status-tracker", settings, make_config("file:///x"), Secrets())
+    StatusTracker(runtime).register()
+    joining = runtime.joining()
+    assert joining and all(name.startswith("t.") for name in joining), joining

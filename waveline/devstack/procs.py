@@ -114,9 +114,10 @@ def wait_port(port: int, timeout_s: float, what: str, logfile: Path | None = Non
 
 
 def wait_started(port: int, pidfile: Path, deadline: float) -> str | None:
-    """Wait until the service on ``port`` says (``/readyz``) that it has started consuming,
-    whether or not it is ready: a service waiting out an outage has started. None when it
-    has; otherwise why not (its process died, or it did not say so by ``deadline``)."""
+    """Wait until the service on ``port`` says (``/readyz``) that it has started consuming
+    and every consumer holds its partitions, whether or not it is ready: a service waiting
+    out an outage has started. None when it has; otherwise why not (its process died, or it
+    did not say so by ``deadline``)."""
     url = f"http://127.0.0.1:{port}/readyz"
     while time.monotonic() < deadline:
         if pid_of(pidfile) is None:
@@ -129,7 +130,8 @@ def wait_started(port: int, pidfile: Path, deadline: float) -> str | None:
         except OSError:
             body = b""
         try:
-            if json.loads(body or b"{}").get("started") is True:
+            said = json.loads(body or b"{}")
+            if said.get("started") is True and not said.get("joining"):
                 return None
         except ValueError:
             pass
