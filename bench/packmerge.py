@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pygit2
 
-from waveline.shared.gitengine.packfiles import write_pack
-from waveline.shared.gitengine.packmerge import merge_packs
+from waveline.shared.gitengine.storage.packfiles import write_pack
+from waveline.shared.gitengine.storage.packmerge import merge_packs
 
 
 def _blob(rnd: random.Random, n: int) -> tuple[bytes, int, bytes]:

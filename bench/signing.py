@@ -21,9 +21,9 @@ import pygit2
 from tests.signing_keys import gpg_key, ssh_key
 from tests.support import make_config
 from waveline.devstack.demo import seed_repo
-from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo
 from waveline.shared.gitengine.signing import Signer, SigningConfig
+from waveline.shared.gitengine.storage import ObjectStore
 
 
 def cpu_s() -> float:
@@ -39,7 +39,7 @@ def run(base: Path, name: str, signer: Signer | None, commits: int) -> tuple[flo
         name,
         make_config(bare.as_uri()).repos["cfg-app"],
         bare,
-        memory=MemoryObjects(),
+        store=ObjectStore(bare),
         signer=signer,
     )
     tip = repo.repo.references["refs/heads/master"].target

@@ -137,7 +137,7 @@ class Applier:
         last time it said so, or once the objects held in memory reach
         ``compact_at_bytes``; the first call after start says so, for what earlier runs
         left loose."""
-        held = self.repo.memory.nbytes if self.repo.memory is not None else 0
+        held = self.repo.objects.held_bytes
         if self._updates < every and held < self.compact_at_bytes and self._compacted:
             return False
         self._updates = 0

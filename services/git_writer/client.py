@@ -1,11 +1,10 @@
 """The service's side of a repo process (``host.py``): start it, call it, restart it.
 
-Protocol, over a Unix socket pair: the service sends ``HostInit`` once, then
-``(call_id, method, args)``; the child answers each call, in order, with ``(call_id, ok,
-value)``, where ``value`` is the result or the exception raised (``GitFailure`` and
-``PreconditionFailed`` keep their class and ``retriable``). Every message is a 4-byte
-big-endian length and a pickle; both ends are this code base, started from the same
-interpreter.
+Protocol (``protocol.py``), over a Unix socket pair: the service sends ``HostInit`` once,
+then ``(call_id, request)``, a request being one of ``protocol.REQUESTS``; the child answers
+each call, in order, with ``(call_id, ok, value)``, where ``value`` is the result or the
+exception raised (``GitFailure`` and ``PreconditionFailed`` keep their class and
+``retriable``). ``RepoProcess`` offers the calls of ``protocol.RepoCalls`` as coroutines.
 
 A child that dies fails the calls in flight with a retriable ``GitFailure``: the batch is
 built again from fresh state (in a new child), exactly as after a failed push. Every call has
@@ -29,12 +28,26 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import SecretStr
 
 from waveline.services.git_writer.apply import Command
-from waveline.services.git_writer.host import HEADER, Built, HostInit, Known, frame, unpack
+from waveline.services.git_writer.host import HostInit
+from waveline.services.git_writer.protocol import (
+    HEADER,
+    Build,
+    Built,
+    Close,
+    Discard,
+    Flush,
+    Known,
+    Request,
+    Settle,
+    UseToken,
+    frame,
+    unpack,
+)
 from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.forge.base import ForgeError
 from waveline.shared.forge.github_app import TokenSource
@@ -43,6 +56,8 @@ from waveline.shared.gitengine.remote import CredentialsRefused
 logger = logging.getLogger(__name__)
 
 HOST_MODULE = "waveline.services.git_writer.host"
+
+R = TypeVar("R")
 
 
 class RepoProcess:
@@ -102,7 +117,7 @@ class RepoProcess:
             if self._token is not None:
                 # A new child hears the token first, before any call that could need it
                 # (its answer, to a call id nobody waits for, is dropped).
-                writer.write(frame((next(self._ids), "use_token", (self._token,))))
+                writer.write(frame((next(self._ids), UseToken(self._token))))
                 self._handed = (proc.pid, self._token)
             self._proc, self._writer = proc, writer
             self._replies = asyncio.create_task(
@@ -151,8 +166,8 @@ class RepoProcess:
             f"repo {self._init.repo}: its repo process exited (code {code})", retriable=True
         )
 
-    async def call(self, method: str, *args: Any) -> Any:
-        """Run ``method`` of the child's ``RepoHost``; raises what it raised, or a
+    async def call(self, request: Request[R]) -> R:
+        """Have the child's ``RepoHost`` answer ``request``; raises what it raised, or a
         retriable ``GitFailure`` when the child died or missed the deadline."""
         await self.start()
         writer, proc = self._writer, self._proc
@@ -163,7 +178,7 @@ class RepoProcess:
         self._started[call_id] = time.monotonic()
         try:
             try:
-                writer.write(frame((call_id, method, args)))
+                writer.write(frame((call_id, request)))
                 await writer.drain()
             except ConnectionError as exc:
                 self._calls.pop(call_id, None)
@@ -172,14 +187,15 @@ class RepoProcess:
                 async with asyncio.timeout(self.deadline_s):
                     ok, value = await asyncio.shield(reply)
             except TimeoutError:
-                self._kill(proc, f"{method} did not answer within {self.deadline_s:g} s")
+                what = type(request).__name__
+                self._kill(proc, f"{what} did not answer within {self.deadline_s:g} s")
                 # The reply task fails the call once the killed child is reaped.
                 ok, value = await reply
         finally:
             self._started.pop(call_id, None)
         if not ok:
             raise cast(BaseException, value)
-        return value
+        return cast(R, value)
 
     def _kill(self, proc: asyncio.subprocess.Process, why: str) -> None:
         if proc.returncode is not None:
@@ -216,16 +232,16 @@ class RepoProcess:
         self._token = token
         await self.start()
         if self._handed != (self.pid, token):
-            await self.call("use_token", token)
+            await self.use_token(token)
             self._handed = (self.pid, token)
 
-    async def _with_token(self, method: str, *args: Any) -> Any:
+    async def _with_token(self, request: Request[R]) -> R:
         """``call`` after handing the current token over. A GitHub App token the remote
         refused (expired during a slow call, or revoked) is handed back to its source and
         the failure made retriable: the caller's retry gets a newly minted one."""
         await self.hand_token()
         try:
-            return await self.call(method, *args)
+            return await self.call(request)
         except CredentialsRefused as exc:
             if self._tokens is None or self._token is None:
                 raise
@@ -234,36 +250,43 @@ class RepoProcess:
                 f"{exc} (a GitHub App token: a new one is minted for the retry)", retriable=True
             ) from exc
 
+    # -- protocol.RepoCalls, as coroutines ---------------------------------------------
+
     async def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
-        return cast(Built, await self._with_token("build", todo, last_try, max_age_s))
+        return await self._with_token(Build(todo, last_try, max_age_s))
 
     async def flush(self) -> None:
-        await self._with_token("flush")
+        await self._with_token(Flush())
 
     async def discard(self) -> None:
-        await self.call("discard")
+        await self.call(Discard())
 
     async def settle(self, known: Known) -> Known:
-        return cast(Known, await self._with_token("settle", known))
+        return await self._with_token(Settle(known))
 
-    async def close(self) -> None:
-        """Let the child pack what only its memory holds and exit; a no-op when it is not
-        running (a dead child's memory is gone anyway). The token source's connections
-        are closed either way."""
+    async def use_token(self, token: str) -> None:
+        """Hand ``token`` to the child now (``hand_token`` does it when it changed)."""
+        await self.call(UseToken(token))
+
+    async def close(self) -> int:
+        """Let the child pack what only its memory holds and exit; returns how many objects
+        it packed. A no-op (0) when it is not running (a dead child's memory is gone
+        anyway). The token source's connections are closed either way."""
         try:
-            await self._close_child()
+            return await self._close_child()
         finally:
             if self._tokens is not None:
                 await self._tokens.close()
 
-    async def _close_child(self) -> None:
+    async def _close_child(self) -> int:
         if not self.running:
-            return
+            return 0
         try:
-            packed = await self.call("close")
+            packed = await self.call(Close())
         except GitFailure:
-            return  # it died meanwhile
+            return 0  # it died meanwhile
         if packed:
             logger.info("repo %s: packed %d objects on shutdown", self._init.repo, packed)
         if self._replies is not None:
             await self._replies
+        return packed

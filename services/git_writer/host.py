@@ -6,63 +6,55 @@ memory, and each callback waited for the GIL the service's event loop held (Kafk
 publishing the previous round's events). On two busy cores a one-command build took 0.6 ms
 alone and ~2 ms inside the service, a one-commit push 3-4 ms alone and 6-7 ms inside it.
 
-``RepoHost`` is the child's side: the methods the service calls (``build``, ``flush``,
-``discard``, ``settle``, ``close``), each run on the child's main thread one at a time, so the
-libgit2 objects never cross threads. Packing the memory objects runs on a thread of the child
-beside them, and that thread has the CPU-bound steps (compressing the objects into a pack,
-merging packs) done by a process of its own: run in the child, they held the interpreter
-lock the builds and pushes wait for at every read of a memory object (a 2 s merge of 183,558
-objects made rounds of 8 commands take 80-250 ms instead of ~12).
+``RepoHost`` is the child's side: it implements ``protocol.RepoCalls`` (``build``, ``flush``,
+``discard``, ``settle``, ``use_token``, ``close``), each call run on the child's main thread
+one at a time, so the libgit2 objects never cross threads. Its objects are held in memory by
+an ``ObjectStore`` and packed beside the builds by ``BackgroundPacking`` (the storage
+package, shared/gitengine/storage/).
 
 ``main`` is the child's request loop (``python -m waveline.services.git_writer.host FD``, see
-``client.RepoProcess`` for the protocol): it ends on ``close``, or when the service's end of
+``client.RepoProcess`` and ``protocol``): it ends on ``Close``, or when the service's end of
 the socket closes (the service died) without packing, like a killed process.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import pickle
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import pygit2
 
 from waveline.services.git_writer.admit import Refused
 from waveline.services.git_writer.apply import Applier, Command, Result
+from waveline.services.git_writer.protocol import (
+    Built,
+    Close,
+    Known,
+    RepoCalls,
+    answer,
+    frame,
+    read_frame,
+)
 from waveline.shared import cpu
 from waveline.shared.config import RepoConfig, WavelineConfig
 from waveline.shared.errors import GitFailure, PreconditionFailed
-from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo, credentials_from_env
 from waveline.shared.gitengine.signing import Signer
+from waveline.shared.gitengine.storage import BackgroundPacking, ObjectStore
 from waveline.shared.logs import setup_logging
-from waveline.shared.models.git import AlignAuto, GitEvent
+from waveline.shared.models.git import AlignAuto
 
 # The child runs this module as __main__; its records carry the module's own name.
 logger = logging.getLogger("waveline.services.git_writer.host")
-
-# A built batch: results by command id, (position in the batch, failure) of the commands
-# that failed alone on the last try, timings.
-Built = tuple[dict[uuid.UUID, Result], list[tuple[int, GitFailure]], dict[str, float]]
-Known = dict[uuid.UUID, tuple[str, GitEvent]]
-HEADER = 4
-PACKING_NICENESS = 10
-# A packing process that packed or merged this many objects is replaced (see below).
-RECYCLE_PACKING_AFTER = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,18 +92,18 @@ class HostInit:
         return Signer(signing, f"repos.{self.repo}") if signing is not None else None
 
 
-class RepoHost:
+class RepoHost(RepoCalls):
     """One repo's clone and applier, with packing on a thread beside them."""
 
     def __init__(self, init: HostInit) -> None:
-        memory = MemoryObjects()
+        self.store = ObjectStore(init.path)
         self.signer = init.signer()
         repo = ConfigRepo(
             name=init.repo,
             config=init.repo_config,
             path=init.path,
             creds=credentials_from_env(init.repo_config),
-            memory=memory,
+            store=self.store,
             signer=self.signer,
         )
         self.applier = Applier(
@@ -122,14 +114,8 @@ class RepoHost:
         )
         # Where an unexpected exception was raised, so its traceback is logged once.
         self._unexpected: set[tuple[str, str, int]] = set()
-        # A clone object of its own on the same path and memory (ConfigRepo.compact says
-        # why that is safe), so a build never waits for packing: packing 100k loose
-        # objects on the build thread once stalled batches for 30 s.
-        self._packer = ConfigRepo(name=repo.name, config=repo.config, path=repo.path, memory=memory)
-        self._packing_thread = ThreadPoolExecutor(1, thread_name_prefix=f"pack-{init.repo}")
-        self._offload = _packing_process()
-        self._packing: Future[int] | None = None
-        self._packing_started = 0.0
+        # On a thread beside the builds (ObjectStore says why that is safe).
+        self.packing = BackgroundPacking(self.store, init.repo)
 
     def build(self, todo: Sequence[Command], last_try: bool, max_age_s: float) -> Built:
         """Apply ``todo`` as successive commits on fresh state (fetched when older than
@@ -214,17 +200,15 @@ class RepoHost:
         self.applier.flush()
         if not self.applier.compaction_due():
             return
-        if self._packing is not None:
+        if self.packing.running:
             self._wait_for_packing()
-        self._start_packing()
+        self.packing.start()
 
     def _wait_for_packing(self) -> None:
-        packing, memory = self._packing, self.applier.repo.memory
-        assert packing is not None
-        held = len(memory) if memory is not None else 0
+        held = self.store.held_count
         waited = time.perf_counter()
-        packing.exception()  # waits for it to finish, whatever the outcome
-        self._collect_packing()
+        if self.packing.wait():
+            self.applier.repo.forget()
         logger.warning(
             "repo %s: packing fell behind (%d objects in memory): builds waited %.0f ms",
             self.applier.repo.name,
@@ -267,128 +251,33 @@ class RepoHost:
         """Pack what only memory holds (a restart would otherwise fetch back what is on the
         remote and lose what no branch points at any more, such as evicted commits).
         Returns how many objects were packed."""
-        if self._packing is not None:
-            self._packing.exception()  # waits for it to finish, whatever the outcome
-            self._collect_packing()
+        if self.packing.close():
+            self.applier.repo.forget()
         packed = 0
-        if self.applier.repo.memory:
+        if self.store.held_count:
             try:
                 packed = self.applier.repo.compact()
             except (pygit2.GitError, OSError):
                 logger.exception("repo %s: packing on shutdown failed", self.applier.repo.name)
-        self._packing_thread.shutdown(wait=True)
-        self._offload.shutdown(wait=True)
         self.drop_signing_key()
         return packed
 
     def drop_signing_key(self) -> None:
-        """Remove the signing key's copy (and stop its GnuPG agent)."""
+        """Remove the signing key's copy (and stop its GnuPG agent). Called by ``main``,
+        not over the wire."""
         if self.signer is not None:
             self.signer.close()
-
-    def _start_packing(self) -> None:
-        self._packing_started = time.perf_counter()
-        self._packing = self._packing_thread.submit(self._packer.compact, 16, self._elsewhere)
-
-    def _elsewhere(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._offload.submit(fn, *args).result()
 
     def _collect_packing(self) -> None:
         """Once packing finished: drop the build's repository object, which still holds the
         packs that were merged and deleted (it is reopened on next use)."""
-        packing = self._packing
-        if packing is None or not packing.done():
-            return
-        self._packing = None
-        name = self.applier.repo.name
-        try:
-            packed = packing.result()
-        except BrokenProcessPool:
-            logger.exception("repo %s: the packing process died; starting another", name)
-            self._offload = _packing_process()
-            return
-        except (pygit2.GitError, OSError, ValueError):
-            # A cache's housekeeping: the clone still works, and a later round retries.
-            logger.exception("repo %s: packing objects failed", name)
-            return
-        self.applier.repo.forget()
-        if packed >= RECYCLE_PACKING_AFTER:
-            # A merge's index of every object it copied stays as the process's heap, freed
-            # but not returned: a new process for the next round, not a high-water mark
-            # that grows with the history (65 MiB after 10 minutes at 100 sets/s).
-            self._offload.shutdown(wait=False)
-            self._offload = _packing_process()
-        if packed:
-            elapsed = (time.perf_counter() - self._packing_started) * 1000
-            logger.info(
-                "repo %s: packed %d objects in %.0f ms (beside builds)", name, packed, elapsed
-            )
+        if self.packing.collect():
+            self.applier.repo.forget()
 
 
-def _packing_process() -> ProcessPoolExecutor:
-    # Spawned, not forked: this process has threads. Niced: housekeeping that may wait,
-    # beside services answering requests on the same cores (a burst of announcements
-    # accepted 959-1,002/s against 1,376-1,587/s while packing ran at full priority).
-    return ProcessPoolExecutor(
-        1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_packing_worker_started,
-        initargs=(PACKING_NICENESS, os.getpid()),
-    )
-
-
-def _packing_worker_started(niceness: int, parent: int) -> None:
-    """In the packing process: lower its CPU weight by ``niceness`` below the repo
-    process's, and end it once the repo process is gone. Its job queue's pipe never reports
-    the end (the worker holds both ends), so without this a repo process that exited
-    without shutting the pool down (the service was killed) left the worker waiting for
-    work forever.
-
-    The weight takes a session of its own: with autogroups (shared/cpu.py) a nice only
-    weighs inside its session, so in the repo process's session packing (a merge of the
-    whole history is ~2.7 s of CPU) competed with the other services at that session's
-    full weight, as if it were not niced."""
-    cpu.own_session(lower_by=niceness)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-METHODS = frozenset({"build", "flush", "discard", "settle", "close", "use_token"})
-
-
-def read_frame(stream: BinaryIO) -> Any:
-    """One length-prefixed pickle; EOFError when the peer closed its end."""
-    header = stream.read(HEADER)
-    if len(header) < HEADER:
-        raise EOFError
-    size = int.from_bytes(header, "big")
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return unpack(data)
-
-
-def unpack(data: bytes) -> Any:
-    # Only the two ends of a socket pair made by client.RepoProcess, one process and its own
-    # child, write these: nothing untrusted is unpickled.
-    return pickle.loads(data)  # noqa: S301
-
-
-def frame(value: Any) -> bytes:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(data).to_bytes(HEADER, "big") + data
-
-
-def _reply(call_id: int, host: RepoHost, method: str, args: tuple[Any, ...]) -> bytes:
+def _reply(call_id: int, host: RepoCalls, request: object) -> bytes:
     try:
-        if method not in METHODS:
-            raise ValueError(f"unknown repo process method {method!r}")
-        return frame((call_id, True, getattr(host, method)(*args)))
+        return frame((call_id, True, answer(host, request)))
     except Exception as exc:  # every failure goes back to the caller
         # The service logs it at its boundary; the child's stack travels along as a note.
         exc.add_note("in the repo process:\n" + "".join(traceback.format_tb(exc.__traceback__)))
@@ -423,16 +312,16 @@ def main(argv: list[str]) -> int:
     host = RepoHost(init)
     while True:
         try:
-            call_id, method, args = read_frame(rfile)
+            call_id, request = read_frame(rfile)
         except EOFError:
             # The service is gone: end like a killed process, memory objects and all (what
             # was pushed comes back with the next fetch; nothing refers to the rest). The
             # signing key's copy goes first: os._exit runs no exit handlers.
             host.drop_signing_key()
             os._exit(0)
-        wfile.write(_reply(call_id, host, method, args))
+        wfile.write(_reply(call_id, host, request))
         wfile.flush()
-        if method == "close":
+        if isinstance(request, Close):
             return 0
 
 

@@ -28,8 +28,8 @@ from pydantic import ValidationError
 from waveline.services.git_writer import evictions
 from waveline.services.git_writer.apply import Command, Result
 from waveline.services.git_writer.client import RepoProcess
-from waveline.services.git_writer.host import Built as BuiltAt
 from waveline.services.git_writer.host import HostInit
+from waveline.services.git_writer.protocol import Built as BuiltAt
 from waveline.shared.errors import GitFailure, GitUnreachable, PreconditionFailed
 from waveline.shared.faults import failpoint
 from waveline.shared.forge.github_app import TokenSource, token_source

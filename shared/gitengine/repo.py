@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType
@@ -22,14 +22,6 @@ from pygit2.enums import FileMode, ObjectType
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected, UnusableFile
 from waveline.shared.gitengine import trailers
-from waveline.shared.gitengine.memory import MemoryObjects, open_with_memory
-from waveline.shared.gitengine.packfiles import (
-    packs_to_merge,
-    remove_packs,
-    write_pack,
-    write_staged,
-)
-from waveline.shared.gitengine.packmerge import merge_packs
 from waveline.shared.gitengine.remote import (
     Callbacks,
     Credentials,
@@ -37,19 +29,12 @@ from waveline.shared.gitengine.remote import (
     use_known_hosts,
 )
 from waveline.shared.gitengine.signing import Signer
+from waveline.shared.gitengine.storage import MAX_PACKS, ObjectStore, Runner
 
 # Credentials and credentials_from_env live in remote.py; callers import them from here too.
-__all__ = ["REMOTE", "ZERO", "ConfigRepo", "Credentials", "Runner", "credentials_from_env"]
+__all__ = ["REMOTE", "ZERO", "ConfigRepo", "Credentials", "credentials_from_env"]
 
 logger = logging.getLogger(__name__)
-
-# Calls a function with arguments, here or in another process (see ConfigRepo.compact).
-Runner = Callable[..., Any]
-
-
-def _here(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
-
 
 ZERO = pygit2.Oid(hex="0" * 40)
 REMOTE = "origin"
@@ -77,11 +62,15 @@ class ConfigRepo:
     config: RepoConfig
     path: Path
     creds: Credentials = field(default_factory=Credentials)
-    # When set, new objects are kept in memory until compact() packs them (see memory.py).
-    memory: MemoryObjects | None = None
+    # Where new objects go (storage.ObjectStore); by default libgit2's loose files.
+    store: InitVar[ObjectStore | None] = None
     # When set, every commit is signed with it (signing.py); None costs nothing.
     signer: Signer | None = None
     _repo: pygit2.Repository | None = None
+    objects: ObjectStore = field(init=False, repr=False)
+
+    def __post_init__(self, store: ObjectStore | None) -> None:
+        self.objects = store if store is not None else ObjectStore(self.path, hold=False)
 
     # -- opening and fetching ------------------------------------------------------------
 
@@ -95,11 +84,9 @@ class ConfigRepo:
         if not (self.path / "HEAD").exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             pygit2.init_repository(str(self.path), bare=True)
-        if self.memory is not None:
-            repo = open_with_memory(self.path, self.memory)
+        repo = self.objects.open()
+        if self.objects.holds:
             self._drop_dangling(repo)
-        else:
-            repo = pygit2.Repository(str(self.path))
         if REMOTE not in repo.remotes.names():
             repo.remotes.create(REMOTE, self.config.url, f"+refs/heads/*:refs/remotes/{REMOTE}/*")
         elif repo.remotes[REMOTE].url != self.config.url:
@@ -267,81 +254,13 @@ class ConfigRepo:
             if self.remote_ref(branch) != new:
                 self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
 
-    def compact(self, max_packs: int = 16, run: Runner | None = None) -> int:
-        """Write the objects held in memory as one new pack (as they are held, see
-        packfiles) and forget their memory copies; pack the loose objects into another and
-        delete their files (what ``git repack -d`` does for loose objects); when
-        ``max_packs`` packs or more pile up, the small ones are merged by git's geometric
-        rule (``packfiles.rollup``: the big packs of the history stay as they are, so a
-        merge costs what recent packs hold), their entries copied as stored (packmerge), and
-        deleted. Returns how many objects were packed. ``run(fn, *args)`` calls the two
-        CPU-bound steps, writing the memory objects' pack and merging packs (the git-writer
-        has another process do them: in its own they held the interpreter lock its builds
-        and pushes wait for); by default they run here.
-
-        Safe beside a writer using another ``ConfigRepo`` on the same path and memory (the
-        git-writer runs this on its own thread): only the loose files and memory objects
-        listed at the start are removed, after the pack holding them is in place, and a
-        reader that misses an object re-reads the pack list and finds it there."""
-        objects = self.path / "objects"
-        # Names only: a writer's half-written object is a tmp_* file in the same folders.
-        loose = [
-            f
-            for d in objects.glob("[0-9a-f][0-9a-f]")
-            for f in d.iterdir()
-            if len(f.name) == 38 and all(c in "0123456789abcdef" for c in f.name)
-        ]
-        held = self.memory.snapshot() if self.memory is not None else []
-        # At least the two smallest: the pack count stays bounded whatever their sizes.
-        merge = packs_to_merge(objects / "pack", over=max_packs - 1, at_least=2)
-        if not (merge or loose or held):
-            return 0
-        written = 0
-        if held:
-            assert self.memory is not None
-            store = self.memory.objects
-            (run or _here)(write_pack, [(oid.raw, *store[oid]) for oid in held], objects / "pack")
-            written += len(held)
-        if merge or loose:
-            written += self._pack_from_disk(objects, loose, merge, run or _here)
-        if self.memory is not None:
-            self.memory.drop(held)
-        # Forget the cached pack list so the new pack is seen and deleted ones are not (the
-        # writer's own object does the same, see forget()).
-        self._repo = None
-        return written
-
-    def _pack_from_disk(
-        self, objects: Path, loose: list[Path], packs: list[Path], run: Runner
-    ) -> int:
-        """Pack ``loose`` objects, then merge them with ``packs`` (their ``.idx`` files)
-        into one new pack, copying the packs' entries as stored (packmerge); delete what
-        was packed. Returns how many objects the new pack holds."""
-        pack_dir = objects / "pack"
-        written = 0
-        if loose:
-            # Left by a writer without the memory backend: rare, so libgit2's builder is
-            # good enough. It reads through a repository without the memory backend, so
-            # libgit2 finds them on disk without a callback into Python per object.
-            builder = pygit2.PackBuilder(pygit2.Repository(str(self.path)))
-            for f in loose:
-                builder.add(pygit2.Oid(hex=f.parent.name + f.name))
-            name = write_staged(pack_dir, lambda staging: builder.write(str(staging)))
-            written = builder.written_objects_count
-            for f in loose:
-                f.unlink(missing_ok=True)
-            if packs:
-                packs = [*packs, pack_dir / f"{name}.idx"]
-        if packs:
-            merged: list[int] = []
-
-            def merge(staging: Path) -> None:
-                merged.append(run(merge_packs, packs, staging)[1])
-
-            # Written aside, then moved in, so the new pack's name is known and no
-            # concurrently fetched pack is mistaken for it.
-            remove_packs(packs, keep=write_staged(pack_dir, merge))
-            written = merged[0]
+    def compact(self, max_packs: int = MAX_PACKS, run: Runner | None = None) -> int:
+        """``ObjectStore.compact`` of this clone's objects (the held ones packed, loose
+        ones packed, small packs merged), then the open repository dropped so the new pack
+        is seen and deleted ones are not. Returns how many objects were packed."""
+        written = self.objects.compact(max_packs, run)
+        if written:
+            self._repo = None
         return written
 
     def forget(self) -> None:

@@ -17,8 +17,8 @@ from waveline.devstack.demo import seed_repo
 from waveline.services.git_writer.apply import Applier, Command, Result
 from waveline.shared.errors import PushRejected
 from waveline.shared.gitengine import trailers
-from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo
+from waveline.shared.gitengine.storage import ObjectStore
 from waveline.shared.models.git import IntroduceImages
 from waveline.shared.models.images import ImageSetAnnounced
 
@@ -53,7 +53,7 @@ def applier_for(remote: Path, data: Path, *, memory: bool = True) -> Applier:
         "cfg-app",
         config.repos["cfg-app"],
         data / "cfg-app.git",
-        memory=MemoryObjects() if memory else None,
+        store=ObjectStore(data / "cfg-app.git") if memory else None,
     )
     applier = Applier(repo, config)
     applier.refresh()
@@ -273,7 +273,7 @@ def test_compaction_beside_the_writer_loses_no_object(remote: Path, tmp_path: Pa
         name="cfg-app",
         config=applier.repo.config,
         path=applier.repo.path,
-        memory=applier.repo.memory,
+        store=applier.repo.objects,
     )
     packed: list[int] = []
     compactor = threading.Thread(target=lambda: packed.append(beside.compact()))
@@ -295,16 +295,16 @@ def loose_files(applier: Applier) -> int:
 
 def test_new_objects_stay_in_memory_until_packed(remote: Path, tmp_path: Path) -> None:
     applier = applier_for(remote, tmp_path / "data")
-    memory = applier.repo.memory
-    assert memory is not None
+    store = applier.repo.objects
+    assert store.holds
     shas = [push(applier, introduce(f"{n + 1:040x}")).sha for n in range(10)]
     assert loose_files(applier) == 0
-    assert len(memory) >= 10 * 4  # blobs, trees and a commit per image set
+    assert store.held_count >= 10 * 4  # blobs, trees and a commit per image set
     # The remote got every object: its own repository reads the pushed tip's files.
     tip = branch_log(str(remote), "auto")[0]
     assert str(tip.id) == shas[-1]
     assert applier.repo.compact() >= 40
-    assert len(memory) == 0
+    assert store.held_count == 0
     assert loose_files(applier) == 0
     for sha in shas:
         assert applier.repo.commit(sha or "").message

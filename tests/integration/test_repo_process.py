@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import pygit2
 import pytest
@@ -14,9 +15,10 @@ import pytest
 from tests.integration.test_gitengine import OTHER_SHA, human_commit, introduce
 from tests.support import branch_log, children_of, cmdline, make_config
 from waveline.services.git_writer.client import RepoProcess
-from waveline.services.git_writer.host import PACKING_NICENESS, HostInit
+from waveline.services.git_writer.host import HostInit
 from waveline.shared import cpu
 from waveline.shared.errors import GitFailure, PreconditionFailed
+from waveline.shared.gitengine.storage import PACKING_NICENESS
 from waveline.shared.models.git import FastForward
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,9 +78,9 @@ async def test_failures_keep_their_class_and_retriable(remote: Path, tmp_path: P
             await proc.flush()
         assert raised.value.retriable
         await proc.discard()
-        # An unknown method is refused in the child and raised here.
-        with pytest.raises(ValueError, match="unknown repo process method"):
-            await proc.call("__init__")
+        # Anything but one of the protocol's requests is refused in the child, raised here.
+        with pytest.raises(TypeError, match="unknown repo process call str"):
+            await proc.call(cast(Any, "__init__"))
         assert not isinstance(raised.value, PreconditionFailed)
     finally:
         await proc.close()

@@ -16,15 +16,18 @@ from waveline.services.git_writer import apply as apply_module
 from waveline.services.git_writer.apply import Applier
 from waveline.shared.gitengine import trailers
 from waveline.shared.gitengine.index import EventIndex
-from waveline.shared.gitengine.memory import MemoryObjects
 from waveline.shared.gitengine.repo import ConfigRepo
+from waveline.shared.gitengine.storage import ObjectStore
+from waveline.shared.gitengine.storage.memory import MemoryObjects
 
 
-def clone(tmp_path: Path, *, memory: MemoryObjects | None = None) -> ConfigRepo:
-    """A bare repository with the demo's first commit on master (no remote needed)."""
+def clone(tmp_path: Path, *, hold: bool = False) -> ConfigRepo:
+    """A bare repository with the demo's first commit on master (no remote needed), its
+    new objects held in memory with ``hold``."""
     bare = tmp_path / "cfg.git"
     seed_repo(bare)
-    return ConfigRepo("cfg", make_config(bare.as_uri()).repos["cfg-app"], bare, memory=memory)
+    store = ObjectStore(bare) if hold else None
+    return ConfigRepo("cfg", make_config(bare.as_uri()).repos["cfg-app"], bare, store=store)
 
 
 def automatic_commits(repo: ConfigRepo, count: int) -> list[tuple[pygit2.Oid, str, str]]:
@@ -96,12 +99,16 @@ def test_wave_apps_cache_is_an_lru_of_fixed_size(
 
 
 def test_memory_objects_count_their_bytes(tmp_path: Path) -> None:
-    memory = MemoryObjects()
-    repo = clone(tmp_path, memory=memory)
-    blob = repo.repo.create_blob(b"x" * 5000)  # through libgit2 into the memory backend
-    assert memory.nbytes == 5000
+    repo = clone(tmp_path, hold=True)
+    repo.repo.create_blob(b"x" * 5000)  # through libgit2 into the memory backend
+    assert (repo.objects.held_count, repo.objects.held_bytes) == (1, 5000)
     repo.repo.create_blob(b"x" * 5000)  # the same object again: counted once
-    assert memory.nbytes == 5000
+    assert (repo.objects.held_count, repo.objects.held_bytes) == (1, 5000)
+    assert repo.objects.pack() == 1
+    assert (repo.objects.held_count, repo.objects.held_bytes) == (0, 0)
+    memory = MemoryObjects()
+    blob = pygit2.Oid(hex="3" * 40)
+    memory.put(blob, 3, b"x" * 5000)
     memory.put(pygit2.Oid(hex="1" * 40), 3, b"y" * 100)
     assert (len(memory), memory.nbytes) == (2, 5100)
     memory.drop([blob, pygit2.Oid(hex="2" * 40)])  # an id it does not hold: ignored
@@ -109,14 +116,13 @@ def test_memory_objects_count_their_bytes(tmp_path: Path) -> None:
 
 
 def test_packing_is_due_by_bytes_as_well_as_by_updates(tmp_path: Path) -> None:
-    memory = MemoryObjects()
-    repo = clone(tmp_path, memory=memory)
+    repo = clone(tmp_path, hold=True)
     applier = Applier(repo, make_config(repo.config.url), compact_at_bytes=64 * 1024)
     assert applier.compaction_due()  # the first ask after start: what earlier runs left
     assert not applier.compaction_due()
     repo.repo.create_blob(b"z" * (32 * 1024))
     assert not applier.compaction_due()  # under the limit, and few updates
-    big = repo.repo.create_blob(b"w" * (40 * 1024))
+    repo.repo.create_blob(b"w" * (40 * 1024))
     assert applier.compaction_due()  # 72 KiB held: due, whatever the count
-    memory.drop([big])
+    repo.objects.pack()
     assert not applier.compaction_due()

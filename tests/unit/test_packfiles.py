@@ -11,8 +11,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from waveline.shared.gitengine.packfiles import index_count, index_ids, rollup, write_pack
-from waveline.shared.gitengine.packmerge import encode_distance, merge_packs
+from waveline.shared.gitengine.storage.packfiles import index_count, index_ids, rollup, write_pack
+from waveline.shared.gitengine.storage.packmerge import encode_distance, merge_packs
 
 
 def _objects(repo: pygit2.Repository) -> list[tuple[pygit2.Oid, int, bytes]]:

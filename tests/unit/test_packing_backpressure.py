@@ -13,7 +13,6 @@ import pytest
 from tests.support import make_config
 from tests.unit.test_hostile_files import introduce
 from waveline.devstack.demo import seed_repo
-from waveline.services.git_writer import host as host_module
 from waveline.services.git_writer.host import HostInit, RepoHost
 
 
@@ -43,21 +42,20 @@ def test_builds_wait_for_a_packing_that_fell_behind(
     packed leaves memory."""
     host = _host(tmp_path)
     gate = threading.Event()
-    offload: Callable[..., Any] = host._elsewhere
+    offload: Callable[..., Any] = host.packing._elsewhere
 
     def held_back(fn: Callable[..., Any], *args: Any) -> Any:
         assert gate.wait(30), "the test never released packing"
         return offload(fn, *args)
 
-    monkeypatch.setattr(host, "_elsewhere", held_back)
-    memory = host.applier.repo.memory
-    assert memory is not None
+    monkeypatch.setattr(host.packing, "_elsewhere", held_back)
+    store = host.store
     try:
         host.build([introduce("a" * 40)], False, 0.0)
         host.flush()  # starts a packing, which waits on the gate
-        assert len(memory) > 0
+        assert store.held_count > 0
         host.build([introduce("b" * 40)], False, 0.0)
-        held = len(memory)
+        held = store.held_count
         flushing = threading.Thread(target=host.flush)
         with caplog.at_level(logging.WARNING, logger="waveline.services.git_writer.host"):
             flushing.start()
@@ -66,30 +64,27 @@ def test_builds_wait_for_a_packing_that_fell_behind(
             gate.set()
             flushing.join(30)
         assert not flushing.is_alive()
-        assert len(memory) < held  # the first build's objects were packed and dropped
+        assert store.held_count < held  # the first build's objects were packed and dropped
         assert any("packing fell behind" in r.getMessage() for r in caplog.records)
     finally:
         gate.set()
         host.close()
-    assert len(memory) == 0  # close packs the rest
+    assert store.held_count == 0  # close packs the rest
 
 
-def test_a_packing_process_that_packed_many_objects_is_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_packing_process_that_packed_many_objects_is_replaced(tmp_path: Path) -> None:
     """Its heap (a merge's index of every object it copied) is freed but not returned to
     the system: past the limit the next round gets a new process, and packing still works."""
-    monkeypatch.setattr(host_module, "RECYCLE_PACKING_AFTER", 1)
     host = _host(tmp_path)
-    memory = host.applier.repo.memory
-    assert memory is not None
+    host.packing.recycle_after = 1
+    store = host.store
     try:
-        first = host._offload
+        first = host.packing._offload
         for sha in ("a" * 40, "b" * 40):
             host.build([introduce(sha)], False, 0.0)
             host.flush()
         host._wait_for_packing()
-        assert host._offload is not first
-        assert len(memory) == 0  # what the rounds held is packed
+        assert host.packing._offload is not first
+        assert store.held_count == 0  # what the rounds held is packed
     finally:
         host.close()

@@ -31,7 +31,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from waveline.shared.gitengine.packfiles import (
+from waveline.shared.gitengine.storage.packfiles import (
     index_ids,
     packs_to_merge,
     remove_packs,

@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
-from waveline.shared.gitengine.packfiles import PackWriter, index_table, write_index
+from waveline.shared.gitengine.storage.packfiles import PackWriter, index_table, write_index
 
 _OFS_DELTA = 6
 _ID = 20  # bytes of a raw object id

@@ -5,8 +5,8 @@ inode each), reads it back (inflate) when it pushes, and the clone must later be
 (read and inflate again, deflate into a pack, delete the file). The git-writer makes six
 objects per image set. With ``MemoryObjects`` installed as the highest-priority backend of
 the clone's object database, new objects go to a dict; fetched objects still arrive as packs
-(this backend has no ``writepack``); ``ConfigRepo.compact`` writes what the dict holds into
-one pack and drops it from the dict. Measured in one process on the demo layout: building
+(this backend has no ``writepack``); ``ObjectStore.pack`` (store.py) writes what the dict
+holds into one pack and drops it from the dict. Measured in one process on the demo layout: building
 and pushing 5 commits at a time went from 3.1 to 2.2 ms of CPU per commit, and packing them
 from 0.66 to 0.55 ms; under the stack's load the inode churn it removes cost more.
 
