@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from aiokafka.errors import (
     CorruptRecordException,
@@ -14,9 +14,6 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-
-# The class behind faststream.Context(); only the function is public.
-from faststream._internal.context import Context
 from faststream.exceptions import IncorrectState
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage as _KafkaMessage
@@ -30,22 +27,15 @@ from waveline.shared.errors import BrokerUnavailable, PublishRefused
 # (the aliases mark them re-exported).
 from waveline.shared.topic_admin import ensure_topics as ensure_topics  # noqa: PLC0414
 from waveline.shared.topic_admin import partitions_of as partitions_of  # noqa: PLC0414
+from waveline.shared.upstream import aiokafka_private
+from waveline.shared.upstream.faststream_private import MessageNow
 
 logger = logging.getLogger(__name__)
 
 
-class _MessageNow(Context):
-    """faststream's ``Context`` resolved on the event loop. The stock one is a synchronous
-    dependency, which fast_depends runs in a worker thread: a thread hop (and two GIL
-    hand-offs) for every batch every consumer handles, measured at ~5% of a service's CPU."""
-
-    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        resolved: dict[str, Any] = super().use(**kwargs)
-        return resolved
-
-
-# A handler parameter receiving faststream's message (records in ``raw_message``).
-RawMessage = Annotated[_KafkaMessage, _MessageNow("message")]
+# A handler parameter receiving faststream's message (records in ``raw_message``), resolved
+# on the event loop (shared/upstream/faststream_private.py).
+RawMessage = Annotated[_KafkaMessage, MessageNow("message")]
 
 
 # Errors about the record itself: publishing it again cannot succeed.
@@ -76,17 +66,16 @@ def hold_prefetch(broker: KafkaBroker) -> int:
     the broker. Our handlers take everything a poll returns and come back for more, so
     the other partitions lose nothing by waiting for that poll. The knob is not part of
     aiokafka's public API (the consumer does not pass it through); without it this logs a
-    warning and changes nothing."""
+    warning and changes nothing (shared/upstream/aiokafka_private.py)."""
     tuned = 0
     for subscriber in broker.subscribers:
-        fetcher = getattr(getattr(subscriber, "consumer", None), "_fetcher", None)
-        if fetcher is None:
-            continue
-        if not hasattr(fetcher, "_prefetch_backoff"):
-            logger.warning("aiokafka's fetcher has no _prefetch_backoff; prefetch left as is")
+        consumer = getattr(subscriber, "consumer", None)
+        done = aiokafka_private.set_prefetch_backoff(consumer, HOLD_PREFETCH_S)
+        if done == "unsupported":
+            logger.warning("aiokafka's fetcher has no prefetch backoff; prefetch left as is")
             return tuned
-        fetcher._prefetch_backoff = HOLD_PREFETCH_S
-        tuned += 1
+        if done == "set":
+            tuned += 1
     return tuned
 
 

@@ -14,6 +14,7 @@ from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.kafka import HOLD_PREFETCH_S
 from waveline.shared.offsets import LazyCommitter
 from waveline.shared.runtime import Runtime, bootstrap
+from waveline.shared.upstream import aiokafka_private
 
 
 async def produce(settings: Settings, topic: str, values: list[bytes]) -> None:
@@ -90,9 +91,12 @@ async def test_consumers_commit_lazily_and_everything_handled_is_committed_on_st
     await rt.start(with_db=False)
     try:
         # Every started consumer holds its prefetch while records wait to be handled.
-        fetchers = [s.consumer._fetcher for s in rt.broker.subscribers]  # type: ignore[attr-defined]
-        assert fetchers
-        assert all(f._prefetch_backoff == HOLD_PREFETCH_S for f in fetchers)
+        backoffs = [
+            aiokafka_private.prefetch_backoff(s.consumer)  # type: ignore[attr-defined]
+            for s in rt.broker.subscribers
+        ]
+        assert backoffs
+        assert all(b == HOLD_PREFETCH_S for b in backoffs)
         for i in range(20):
             await produce(settings, topic, [f"m{i}".encode()])
         await wait_for(lambda: len(seen) == 20, what="all 20 handled")
