@@ -1,18 +1,27 @@
-"""Shared by the benchmarks: where Kafka and Postgres are, repo generation, percentiles."""
+"""Shared by the benchmarks: where Kafka and Postgres are, repo generation, percentiles,
+image-set announcements and their commits."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import statistics
+import subprocess
 import time
 import uuid
+from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pygit2
 
 from waveline.devstack import kafka, postgres
 from waveline.devstack.paths import StackPaths
 from waveline.devstack.procs import port_open
+from waveline.shared import kafka_clients
 from waveline.shared.config import Settings
 from waveline.shared.db import migrate
 from waveline.shared.kafka import ensure_topics
@@ -99,3 +108,103 @@ def calibration_ms(rounds: int = 5) -> float:
             total += n
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
+
+
+def image_set(services: int, pipeline: str = "app") -> tuple[str, dict[str, Any]]:
+    """A new app sha and its announcement for ``POST /v1/images``: ``services`` services
+    (``svc0``, ``svc1``, ...), each with a tag and a digest of its own."""
+    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    images = {
+        f"svc{i}": {
+            "Tag": f"registry.example.com/svc{i}:{sha}",
+            "Digest": f"registry.example.com/svc{i}@sha256:{uuid.uuid4().hex * 2}",
+        }
+        for i in range(services)
+    }
+    return sha, {"pipeline": pipeline, "app_sha": sha, "images": images}
+
+
+async def paced(
+    url: str,
+    headers: dict[str, str],
+    rate: float,
+    seconds: float,
+    make: Callable[[], tuple[str, dict[str, Any]]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Announcements made by ``make`` at a fixed rate for ``seconds`` (bench/ingest.py
+    ``paced`` with the document as a parameter); returns the accept latency's p50/p99 and
+    the send time (Unix) of each app sha. Every answer must be 202."""
+    latencies: list[float] = []
+    sent_at: dict[str, float] = {}
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < seconds:
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sha, doc = make()
+            sent_at[sha] = time.time()
+
+            async def one(doc: dict[str, Any] = doc) -> None:
+                t = time.perf_counter()
+                async with session.post(url, json=doc, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status != 202:
+                        raise RuntimeError(f"announcement answered {resp.status}")
+                latencies.append(time.perf_counter() - t)
+
+            tasks.append(asyncio.create_task(one()))
+            n += 1
+        await asyncio.gather(*tasks)
+    return {"p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000}, sent_at
+
+
+async def committed_events(
+    bootstrap: str, shas: Collection[str], timeout_s: float, topic: str = "waveline.git.events"
+) -> dict[str, dict[str, Any]]:
+    """The GitEvent whose outcome is ``committed`` for each of ``shas`` (its ``at`` is
+    stamped after the push; ``timings_ms`` says where the git-writer's time went). Reads
+    ``topic`` from its start until all are found or ``timeout_s`` has passed, and returns
+    those found."""
+    wanted = set(shas)
+    found: dict[str, dict[str, Any]] = {}
+    consumer = kafka_clients.consumer(bootstrap, topic, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(found) < len(wanted) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    event = json.loads(r.value)
+                    sha = event.get("app_sha")
+                    if sha in wanted and event["outcome"] == "committed":
+                        found[sha] = event
+    finally:
+        await consumer.stop()
+    return found
+
+
+def at(event: dict[str, Any]) -> float:
+    """A GitEvent's ``at`` as a Unix time."""
+    return datetime.fromisoformat(event["at"]).timestamp()
+
+
+def timings(events: Collection[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each of the GitEvents' ``timings_ms`` (fetch, apply, push, batch size)."""
+    keys = sorted({k for e in events for k in e.get("timings_ms", {})})
+    return {k: mean([e["timings_ms"][k] for e in events if k in e["timings_ms"]]) for k in keys}
+
+
+def fsck(bare: Path) -> tuple[bool, str]:
+    """``git fsck --full`` of a bare repository: whether it passed, and what it said
+    (dangling objects left out: they are not damage, and a rebuilt branch leaves some)."""
+    done = subprocess.run(
+        ["git", f"--git-dir={bare}", "fsck", "--full", "--no-progress", "--no-dangling"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0, (done.stdout + done.stderr).strip()
