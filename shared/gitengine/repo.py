@@ -10,6 +10,7 @@ lease on the remote value we built on.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
@@ -21,7 +22,7 @@ from pygit2.enums import FileMode, ObjectType
 
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected, UnusableFile
-from waveline.shared.gitengine import trailers
+from waveline.shared.gitengine import pushobjects, pushwire, sendpack, trailers
 from waveline.shared.gitengine.remote import (
     Callbacks,
     Credentials,
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 ZERO = pygit2.Oid(hex="0" * 40)
 REMOTE = "origin"
+# Network timeouts of Waveline's own push when libgit2's are unset (HostInit's defaults).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_IO_TIMEOUT_S = 30.0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -217,10 +221,65 @@ class ConfigRepo:
         return self.repo.create_commit_with_signature(content, signature, "gpgsig")
 
     def push(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
-        """Push ``{branch: (expected remote value or None if absent, new value)}`` atomically
-        per ref, with a lease on each expected value (``--force-with-lease``): a ref moves
-        only from the value we built on, fast-forward or not (an eviction rewrites ``auto``).
-        Raises ``PushRejected`` on any refusal."""
+        """Push ``{branch: (expected remote value or None if absent, new value)}`` with a
+        lease on each expected value (``--force-with-lease``): a ref moves only from the
+        value we built on, fast-forward or not (an eviction rewrites ``auto``). Raises
+        ``PushRejected`` on any refusal.
+
+        ``file://`` and ``http(s)://`` remotes get Waveline's own push (pushwire.py), all
+        refs in one atomic update, sending only the objects that changed since a commit the
+        remote has (pushobjects.py): libgit2's pack builder walks the remote tip's whole
+        tree, a cost growing with the repository (docs/benchmarks.md). SSH remotes, and a
+        push that cannot be chosen that way (``sendpack.Unsupported``, raised before
+        anything is sent), go through libgit2."""
+        if pushwire.supports(self.config.url):
+            try:
+                self._push_own(updates)
+            except sendpack.Unsupported as why:
+                logger.info("repo %s: pushing through libgit2: %s", self.name, why)
+            else:
+                self._track(updates)
+                return
+        self._push_libgit2(updates)
+
+    def _push_own(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
+        refs = {
+            f"refs/heads/{branch}": (str(old) if old is not None else sendpack.ZERO_HEX, str(new))
+            for branch, (old, new) in updates.items()
+        }
+
+        def pack_for(ad: sendpack.Advertisement) -> bytes:
+            remote_has = {pygit2.Oid(hex=oid) for oid in ad.refs.values()}
+            leases = [old for old, _ in updates.values() if old is not None]
+            chosen = pushobjects.select(
+                self.repo, [new for _, new in updates.values()], remote_has, leases
+            )
+            if chosen is None:
+                raise sendpack.Unsupported("no commit of the remote found close to the new ones")
+            out = io.BytesIO()
+            self.objects.pack_to(self.repo, chosen, out)
+            return out.getvalue()
+
+        settings = pygit2.settings
+        timeouts = pushwire.Timeouts(
+            # libgit2's settings (the git-writer sets them at start); 0 means none was set.
+            connect_s=settings.server_connect_timeout / 1000 or DEFAULT_CONNECT_TIMEOUT_S,
+            io_s=settings.server_timeout / 1000 or DEFAULT_IO_TIMEOUT_S,
+        )
+        wire = pushwire.open_wire(self.config, self.creds, timeouts)
+        try:
+            pushwire.push(wire, refs, pack_for)
+        except (PushRejected, sendpack.Unsupported):
+            raise
+        except GitFailure as exc:
+            raise type(exc)(_scrub(str(exc), self.creds), retriable=exc.retriable) from exc
+
+    def _track(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
+        for branch, (_, new) in updates.items():
+            if self.remote_ref(branch) != new:
+                self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
+
+    def _push_libgit2(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
         specs: list[str] = []
         leases: dict[str, pygit2.Oid] = {}
         for branch, (expected, new) in updates.items():
@@ -249,10 +308,8 @@ class ConfigRepo:
             ) from exc
         if callbacks.rejected:
             raise PushRejected(f"remote rejected {callbacks.rejected}")
-        for branch, (_, new) in updates.items():
-            # libgit2's push moves the remote-tracking ref itself; write it only if not.
-            if self.remote_ref(branch) != new:
-                self.repo.references.create(f"refs/remotes/{REMOTE}/{branch}", new, force=True)
+        # libgit2's push moves the remote-tracking refs itself; written only where not.
+        self._track(updates)
 
     def compact(self, max_packs: int = MAX_PACKS, run: Runner | None = None) -> int:
         """``ObjectStore.compact`` of this clone's objects (the held ones packed, loose

@@ -8,14 +8,17 @@ packfiles.py, packmerge.py), so the speed machinery can change without touching 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pygit2
 
 from waveline.shared.gitengine.storage.memory import MemoryObjects, open_with_memory
 from waveline.shared.gitengine.storage.packfiles import (
+    PackWriter,
+    _entry_header,
     packs_to_merge,
     remove_packs,
     write_pack,
@@ -86,6 +89,22 @@ class ObjectStore:
         )
         self._memory.drop(held)
         return len(held)
+
+    def pack_to(self, repo: pygit2.Repository, oids: Iterable[pygit2.Oid], out: BinaryIO) -> int:
+        """Write the objects ``oids`` as one pack to ``out`` (a push's pack): whole objects,
+        zlib level 1, no deltas (a push sends a handful of small objects, and the remote's
+        next repack deltas them). Held objects are read from memory, others through
+        ``repo`` (this store's repository). Returns how many were written; ``KeyError``
+        for an object ``repo`` does not have."""
+        ids = list(oids)
+        held = self._memory.objects if self._memory is not None else {}
+        pack = PackWriter(out, len(ids))
+        for oid in ids:
+            found = held.get(oid)
+            kind, data = found if found is not None else repo.odb.read(oid)
+            pack.add(_entry_header(int(kind), len(data)) + zlib.compress(data, 1))
+        pack.finish()
+        return len(ids)
 
     def compact(self, max_packs: int = MAX_PACKS, run: Runner | None = None) -> int:
         """``pack`` what memory holds; pack the loose objects into another pack and delete

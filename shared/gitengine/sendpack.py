@@ -1,0 +1,186 @@
+"""git's push protocol, the client's side (gitprotocol-pack(5) "Pushing Data To a Server",
+gitprotocol-common(5) pkt-lines, gitprotocol-capabilities(5)): pure encoding and parsing,
+no I/O. The transports that carry it are in pushwire.py.
+
+receive-pack advertises its refs and capabilities; the client sends one command per ref
+(``<old> <new> <ref>``, old the value it expects, the zero id to create), its capabilities
+after the first, a flush, then the pack; receive-pack answers (``report-status``) with
+``unpack ok`` and ``ok <ref>`` or ``ng <ref> <reason>`` per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from waveline.shared.errors import GitFailure
+
+ZERO_HEX = "0" * 40
+FLUSH = b"0000"
+# The most a pkt-line may hold, its 4-byte length included.
+MAX_PKT = 65520
+AGENT = "agent=waveline"
+
+
+class Unsupported(GitFailure):
+    """This push cannot be done here (the server lacks a capability it needs, or the
+    objects to send could not be chosen cheaply): the caller pushes another way. Raised
+    before anything is sent."""
+
+
+def malformed(what: str) -> GitFailure:
+    """The remote answered something that is not git's protocol: not an outage to wait out
+    (it does not mend by itself), so permanent."""
+    return GitFailure(f"malformed answer from the remote: {what}", retriable=False)
+
+
+def pkt(data: bytes) -> bytes:
+    """One pkt-line holding ``data``."""
+    if len(data) + 4 > MAX_PKT:
+        raise ValueError(f"pkt-line of {len(data)} bytes is over the limit")
+    return b"%04x" % (len(data) + 4) + data
+
+
+def pkt_lines(data: bytes, at: int = 0) -> Iterator[bytes | None]:
+    """The pkt-lines of ``data`` from offset ``at``: each payload, None for a flush.
+    ``malformed`` for a bad length or a truncated line."""
+    while at < len(data):
+        head = data[at : at + 4]
+        try:
+            size = int(head, 16) if len(head) == 4 else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            raise malformed(f"bad pkt-line length {head!r}")
+        if size == 0:
+            yield None
+            at += 4
+            continue
+        if size < 4 or at + size > len(data):
+            raise malformed(f"truncated pkt-line (length {size})")
+        yield data[at + 4 : at + size]
+        at += size
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """receive-pack's refs (name → hex id) and capabilities."""
+
+    refs: Mapping[str, str]
+    capabilities: frozenset[str]
+
+
+def parse_advertisement(lines: list[bytes]) -> Advertisement:
+    """The advertisement from its pkt-line payloads (up to the flush). An empty repository
+    advertises ``<zero> capabilities^{}`` and no refs."""
+    refs: dict[str, str] = {}
+    caps: frozenset[str] = frozenset()
+    for n, raw in enumerate(lines):
+        line = raw.rstrip(b"\n")
+        if n == 0:
+            line, _, cap_text = line.partition(b"\0")
+            caps = frozenset(cap_text.decode("utf-8", "replace").split())
+        oid, sep, name = line.decode("utf-8", "replace").partition(" ")
+        if not sep or len(oid) != 40 or any(c not in "0123456789abcdef" for c in oid):
+            raise malformed(f"ref advertisement line {raw[:120]!r}")
+        if name == "capabilities^{}" or name.endswith("^{}"):
+            continue  # the empty repository's placeholder, or a peeled tag
+        refs[name] = oid
+    return Advertisement(refs, caps)
+
+
+def lease_breaks(refs: Mapping[str, str], expected: Mapping[str, str]) -> list[str]:
+    """Each ref whose advertised value is not the one expected (``ZERO_HEX``: absent)."""
+    return [
+        f"{ref} is {refs.get(ref, 'absent')} on the remote, expected "
+        f"{'absent' if old == ZERO_HEX else old}"
+        for ref, old in expected.items()
+        if refs.get(ref, ZERO_HEX) != old
+    ]
+
+
+def capabilities_for(ad: Advertisement, ref_count: int) -> list[str]:
+    """The capabilities to ask for; ``Unsupported`` when the server lacks one this push
+    needs: the report (to know each ref's fate) and, for several refs, ``atomic``."""
+    if "report-status" not in ad.capabilities:
+        raise Unsupported("the remote does not offer report-status")
+    wanted = ["report-status"]
+    if ref_count > 1:
+        if "atomic" not in ad.capabilities:
+            raise Unsupported("the remote does not offer atomic pushes of several refs")
+        wanted.append("atomic")
+    if "agent" in {c.partition("=")[0] for c in ad.capabilities}:
+        wanted.append(AGENT)
+    return wanted
+
+
+def commands(updates: Mapping[str, tuple[str, str]], capabilities: list[str]) -> bytes:
+    """The command pkt-lines for ``{ref: (old hex, new hex)}`` and the flush after them."""
+    out = bytearray()
+    for n, (ref, (old, new)) in enumerate(updates.items()):
+        line = f"{old} {new} {ref}".encode()
+        if n == 0:
+            line += b"\0" + " ".join(capabilities).encode()
+        out += pkt(line + b"\n")
+    return bytes(out + FLUSH)
+
+
+@dataclass(frozen=True)
+class Report:
+    """receive-pack's answer: the unpack status (``ok`` or the error) and each ref's
+    (None: updated; otherwise the reason it was refused)."""
+
+    unpack: str
+    refs: Mapping[str, str | None]
+
+    def refused(self, wanted: list[str]) -> dict[str, str]:
+        """The refs of ``wanted`` not updated, with why (a ref the report does not name
+        was not updated either)."""
+        return {
+            ref: reason
+            for ref in wanted
+            if (reason := self.refs.get(ref, "not in the remote's report")) is not None
+        }
+
+
+def parse_report(data: bytes) -> Report:
+    """The report-status answer (pkt-lines up to a flush); ``malformed`` otherwise."""
+    unpack: str | None = None
+    refs: dict[str, str | None] = {}
+    for line in pkt_lines(data):
+        if line is None:
+            break
+        text = line.rstrip(b"\n").decode("utf-8", "replace")
+        if unpack is None:
+            if not text.startswith("unpack "):
+                raise malformed(f"report starting {text[:120]!r}")
+            unpack = text[len("unpack ") :]
+            continue
+        status, _, rest = text.partition(" ")
+        if status == "ok" and rest:
+            refs[rest] = None
+        elif status == "ng" and rest:
+            ref, _, reason = rest.partition(" ")
+            refs[ref] = reason or "refused"
+        else:
+            raise malformed(f"report line {text[:120]!r}")
+    if unpack is None:
+        raise malformed("no report from the remote")
+    return Report(unpack, refs)
+
+
+def http_advertisement(body: bytes) -> list[bytes]:
+    """The advertisement's pkt-lines from a smart HTTP ``info/refs`` answer: a
+    ``# service=git-receive-pack`` line and a flush before them."""
+    lines = pkt_lines(body)
+    first = next(lines, None)
+    if first is None or first.rstrip(b"\n") != b"# service=git-receive-pack":
+        raise malformed("info/refs is not a git-receive-pack advertisement")
+    if next(lines, b"") is not None:
+        raise malformed("no flush after the service line")
+    out: list[bytes] = []
+    for line in lines:
+        if line is None:
+            return out
+        out.append(line)
+    raise malformed("advertisement without a flush")
