@@ -8,6 +8,11 @@ the same load and the same remote history. ``--transport http`` serves the remot
 tests/gitserver.py (``git http-backend`` behind basic auth) instead of ``file://``. After
 the run, ``git fsck --full`` of the remote must pass.
 
+The own push's time is also split: ``own_remote`` is the wait for the remote's report
+(receive-pack unpacking, checking connectivity, updating the refs), ``own_client`` the rest
+(choosing the objects, the pack, the advertisement). libgit2's push to ``file://`` writes
+into the remote in process, with no receive-pack and none of its checks.
+
 Run: ``.venv/bin/python -m bench.push [--files 2000,20000,200000] [--transport file,http]``.
 """
 
@@ -26,11 +31,27 @@ import pygit2
 
 from bench.common import make_repo, pct
 from waveline.shared.config import RepoConfig
+from waveline.shared.gitengine import pushwire
 from waveline.shared.gitengine.repo import ConfigRepo, Credentials
 from waveline.shared.gitengine.storage import ObjectStore
 
 TOKEN = "bench-push-token"  # noqa: S105 (the loopback test server's)
 Push = Callable[[Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]], None]
+
+
+def _timed_sends(waits: list[float]) -> None:
+    """Record how long each own push waits for the remote's report."""
+    for wire in (pushwire.FileWire, pushwire.HttpWire):
+        send = wire.send
+
+        def timed(self: object, request: bytes, send: Callable[..., bytes] = send) -> bytes:
+            start = time.perf_counter()
+            try:
+                return send(self, request)
+            finally:
+                waits.append(time.perf_counter() - start)
+
+        wire.send = timed  # type: ignore[method-assign]
 
 
 def run(root: Path, files: int, transport: str, pushes: int) -> dict[str, object]:
@@ -51,12 +72,21 @@ def run(root: Path, files: int, transport: str, pushes: int) -> dict[str, object
             | ({"allow_insecure_http": True} if server else {})
         )
         clone = root / "clone.git"
-        repo = ConfigRepo("r", cfg, clone, Credentials(token=TOKEN), store=ObjectStore(clone))
+        repo = ConfigRepo(
+            "r",
+            cfg,
+            clone,
+            Credentials(token=TOKEN),
+            store=ObjectStore(clone),
+            receive_pack_for_files=True,
+        )
         repo.fetch()
         tip = repo.remote_ref("master")
         assert tip is not None
         ways: dict[str, Push] = {"libgit2": repo._push_libgit2, "own": repo.push}
         times: dict[str, list[float]] = {name: [] for name in ways}
+        waits: list[float] = []
+        _timed_sends(waits)
         for n in range(pushes):
             name = list(ways)[n % 2]
             new = repo.create_commit(
@@ -66,6 +96,9 @@ def run(root: Path, files: int, transport: str, pushes: int) -> dict[str, object
             start = time.perf_counter()
             ways[name]({"master": (tip, new)})
             times[name].append(time.perf_counter() - start)
+            if name == "own":
+                times.setdefault("own_remote", []).append(waits[-1])
+                times.setdefault("own_client", []).append(times[name][-1] - waits[-1])
             tip = new
     finally:
         if server is not None:

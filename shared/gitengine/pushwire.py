@@ -74,6 +74,11 @@ def supports(url: str) -> bool:
     return False
 
 
+def is_local(url: str) -> bool:
+    """True for a file path or ``file://`` URL."""
+    return origin_of(url).scheme == "file"
+
+
 def push(
     wire: Wire,
     updates: Mapping[str, tuple[str, str]],
@@ -345,6 +350,6 @@ class HttpWire:
 
 def open_wire(config: RepoConfig, creds: Credentials, timeouts: Timeouts) -> Wire:
     """The wire to ``config.url`` (which ``supports``)."""
-    if origin_of(config.url).scheme == "file":
+    if is_local(config.url):
         return FileWire(config.url, timeouts)
     return HttpWire(config, creds, timeouts)

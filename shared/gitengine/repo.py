@@ -70,6 +70,11 @@ class ConfigRepo:
     store: InitVar[ObjectStore | None] = None
     # When set, every commit is signed with it (signing.py); None costs nothing.
     signer: Signer | None = None
+    # file:// remotes: push through ``git receive-pack`` (the remote's hooks and checks
+    # run, as on a server) rather than libgit2's in-process write. Off by default: measured
+    # in bench/push.py, receive-pack's own connectivity check and its four processes cost
+    # 15 ms more per push at 2,000 files (docs/benchmarks.md).
+    receive_pack_for_files: bool = False
     _repo: pygit2.Repository | None = None
     objects: ObjectStore = field(init=False, repr=False)
 
@@ -226,13 +231,15 @@ class ConfigRepo:
         value we built on, fast-forward or not (an eviction rewrites ``auto``). Raises
         ``PushRejected`` on any refusal.
 
-        ``file://`` and ``http(s)://`` remotes get Waveline's own push (pushwire.py), all
-        refs in one atomic update, sending only the objects that changed since a commit the
-        remote has (pushobjects.py): libgit2's pack builder walks the remote tip's whole
-        tree, a cost growing with the repository (docs/benchmarks.md). SSH remotes, and a
-        push that cannot be chosen that way (``sendpack.Unsupported``, raised before
-        anything is sent), go through libgit2."""
-        if pushwire.supports(self.config.url):
+        ``http(s)://`` remotes (and ``file://`` ones with ``receive_pack_for_files``) get
+        Waveline's own push (pushwire.py), all refs in one atomic update, sending only the
+        objects that changed since a commit the remote has (pushobjects.py): libgit2's pack
+        builder walks the remote tip's whole tree, a cost growing with the repository
+        (docs/benchmarks.md). SSH remotes, and a push whose objects cannot be chosen that
+        way (``sendpack.Unsupported``, raised before anything is sent), go through
+        libgit2."""
+        url = self.config.url
+        if pushwire.supports(url) and (self.receive_pack_for_files or not pushwire.is_local(url)):
             try:
                 self._push_own(updates)
             except sendpack.Unsupported as why:

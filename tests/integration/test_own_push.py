@@ -49,7 +49,14 @@ def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
 
 def clone(url: str, path: Path, token: str = TOKEN) -> ConfigRepo:
     config = RepoConfig.model_validate({"url": url, "allow_insecure_http": True})
-    repo = ConfigRepo("cfg-app", config, path, Credentials(token=token), store=ObjectStore(path))
+    repo = ConfigRepo(
+        "cfg-app",
+        config,
+        path,
+        Credentials(token=token),
+        store=ObjectStore(path),
+        receive_pack_for_files=True,
+    )
     repo.fetch()
     return repo
 
@@ -251,3 +258,15 @@ def test_a_redirect_to_another_host_is_refused_without_the_token(tmp_path: Path)
             redirector.shutdown()
             redirector.server_close()
     assert heads(bare)["refs/heads/master"] == str(master)
+
+
+def test_file_remotes_keep_libgit2_by_default(tmp_path: Path) -> None:
+    bare = tmp_path / "srv" / "cfg-app.git"
+    seed_repo(bare)
+    config = RepoConfig.model_validate({"url": bare.as_uri()})
+    repo = ConfigRepo("cfg-app", config, tmp_path / "clone.git")
+    repo.fetch()
+    master = repo.remote_ref("master")
+    assert master is not None
+    with pytest.raises(AssertionError, match="libgit2's push was used"):
+        repo.push({"master": (master, change(repo, master, 1))})
