@@ -42,6 +42,7 @@ from waveline.services.git_writer.protocol import (
     Discard,
     Flush,
     Known,
+    Refresh,
     Request,
     Settle,
     UseToken,
@@ -263,6 +264,9 @@ class RepoProcess:
 
     async def settle(self, known: Known) -> Known:
         return await self._with_token(Settle(known))
+
+    async def refresh(self) -> None:
+        await self._with_token(Refresh())
 
     async def use_token(self, token: str) -> None:
         """Hand ``token`` to the child now (``hand_token`` does it when it changed)."""

@@ -224,6 +224,12 @@ class RepoHost(RepoCalls):
         service (client.RepoProcess) before it expires and handed over here."""
         self.applier.repo.creds.token = token
 
+    def refresh(self) -> None:
+        """Fetch the remote now: at start, so the first command does not wait for the
+        clone's first fetch (the whole repository, seconds for a big one)."""
+        self._collect_packing()
+        self.applier.refresh()
+
     def settle(self, known: Known) -> Known:
         """After a crash between 'pushing' and 'done': keep the results whose effect reached
         the remote (their recorded events are the truth), drop the others so they are

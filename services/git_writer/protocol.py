@@ -45,6 +45,8 @@ class RepoCalls(Protocol):
 
     def settle(self, known: Known) -> Known: ...
 
+    def refresh(self) -> None: ...
+
     def use_token(self, token: str) -> None: ...
 
     def close(self) -> int: ...
@@ -88,6 +90,12 @@ class Settle(Request[Known]):
 
 
 @dataclass(frozen=True)
+class Refresh(Request[None]):
+    def run(self, host: RepoCalls) -> None:
+        host.refresh()
+
+
+@dataclass(frozen=True)
 class UseToken(Request[None]):
     token: str
 
@@ -105,7 +113,15 @@ class Close(Request[int]):
 
 
 # Every request a repo process answers: one per method of RepoCalls.
-REQUESTS: tuple[type[Request[Any]], ...] = (Build, Flush, Discard, Settle, UseToken, Close)
+REQUESTS: tuple[type[Request[Any]], ...] = (
+    Build,
+    Flush,
+    Discard,
+    Settle,
+    Refresh,
+    UseToken,
+    Close,
+)
 
 
 def answer(host: RepoCalls, request: object) -> object:

@@ -249,9 +249,20 @@ class GitWriter:
         return token_source(repo_name, repo, self.runtime.secrets)
 
     async def on_started(self) -> None:
-        """Start every repo's process now rather than on its first command (an import of
-        pygit2 and the models: a few hundred milliseconds)."""
-        await asyncio.gather(*(self._process(name).start() for name in self.runtime.config.repos))
+        """Start every repo's process and fetch its remote now rather than on its first
+        command (an import of pygit2 and the models: a few hundred milliseconds; a clone's
+        first fetch: the whole repository, 1.5 s at 20,000 files, 20 s at 200,000), so the
+        service is ready only once the first set can be committed at once. A remote that
+        does not answer is not waited for here: the first command meets it as an outage."""
+        await asyncio.gather(*(self._warm(name) for name in self.runtime.config.repos))
+
+    async def _warm(self, repo: str) -> None:
+        process = self._process(repo)
+        await process.start()
+        try:
+            await process.refresh()
+        except GitFailure as exc:
+            logger.warning("repo %s: first fetch failed (%s); commands will retry it", repo, exc)
 
     async def handle_batch(self, repo: str, batch: list[Pending], after: list[Tail]) -> Tail:
         """Look up, apply, record, wait for ``after``, push once; returns the task that

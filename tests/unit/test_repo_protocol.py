@@ -44,7 +44,7 @@ def public_methods(cls: type) -> set[str]:
 
 
 def test_the_protocol_lists_the_calls_a_repo_process_answers() -> None:
-    assert set(calls()) == {"build", "flush", "discard", "settle", "use_token", "close"}
+    assert set(calls()) == {"build", "flush", "discard", "settle", "refresh", "use_token", "close"}
 
 
 def test_the_host_implements_every_call_with_the_protocols_signature() -> None:
