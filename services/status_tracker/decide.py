@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from waveline.shared.config import RequiredCheck
 from waveline.shared.models.git import GitEvent
@@ -76,6 +76,7 @@ def watched_tips(event: GitEvent, watched_branch: str) -> list[str]:
 
 
 ReportFate = Literal["apply", "hold", "stale"]
+K = TypeVar("K", bound=Hashable)
 
 
 def report_fate(
@@ -100,6 +101,26 @@ def report_fate(
     ):
         return "apply"
     return "stale"
+
+
+def poll_fates(
+    reports: Sequence[tuple[K, int | None, datetime]],
+    current: Mapping[K, tuple[int | None, datetime | None]],
+) -> list[ReportFate]:
+    """The fate of each report of a poll, in order, as if judged one at a time: an applied
+    report is its target's last counted one for the reports after it, so the last word per
+    target is the one a one-by-one run would leave. ``reports``: (target, position of its
+    revision on watched or None, reported_at); ``current``: each target's last counted
+    (position, reported_at) before the poll (absent: none)."""
+    last: dict[K, tuple[int | None, datetime | None]] = dict(current)
+    fates: list[ReportFate] = []
+    for target, position, reported_at in reports:
+        before_position, before_at = last.get(target, (None, None))
+        fate = report_fate(position, reported_at, before_position, before_at)
+        if fate == "apply":
+            last[target] = (position, reported_at)
+        fates.append(fate)
+    return fates
 
 
 class ChangeLog:

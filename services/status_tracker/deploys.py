@@ -13,32 +13,23 @@ could not have run it then). The rules are in ``decide.py``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-import asyncpg
 from prometheus_client import Counter
 
-from waveline.services.status_tracker.decide import ChangeLog, report_fate
+from waveline.services.status_tracker import store
+from waveline.services.status_tracker.decide import ChangeLog, poll_fates
+from waveline.services.status_tracker.store import Report
 from waveline.shared.models.deploys import DeployReported
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
-
-
-@dataclass(frozen=True)
-class Report:
-    target: str
-    revision: str
-    phase: str
-    health: str
-    sync: str
-    reported_at: datetime
+    from waveline.services.status_tracker.store import Conn
 
 
 class TrackerMetrics:
@@ -68,111 +59,107 @@ class TrackerMetrics:
 
 @dataclass
 class DeployReports:
+    """Deploy reports a poll at a time: every statement runs once for the whole poll (one
+    by one, the ~5 round trips a report cost kept the status-tracker behind a fleet's
+    reports while it used a few percent of a core, docs/benchmarks.md)."""
+
     runtime: Runtime
     metrics: TrackerMetrics
-    evaluate_wave: Callable[[str, str], Awaitable[None]]
+    evaluate_waves: Callable[[Iterable[tuple[str, str]]], Awaitable[None]]
     _log: ChangeLog = field(default_factory=ChangeLog)
+    # target → its (pipeline, wave) pairs and its repos: the config's look-up walks every
+    # wave of every pipeline (~2 ms a report at 1,000 pipelines); the config never changes.
+    _waves: dict[str, list[tuple[str, str]]] = field(init=False)
+    _repos: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.runtime.config
+        self._waves = {}
+        for name, pipeline in config.pipelines.items():
+            for wave in pipeline.waves:
+                for target in dict.fromkeys(wave.targets):
+                    self._waves.setdefault(target, []).append((name, wave.name))
+        self._repos = {
+            target: sorted({config.pipelines[p].repo for p, _ in waves})
+            for target, waves in self._waves.items()
+        }
+
+    def waves_of(self, target: str) -> list[tuple[str, str]]:
+        """(pipeline, wave) pairs whose wave lists ``target`` (``pipelines_of_target``)."""
+        return self._waves.get(target, [])
 
     def _repos_of(self, target: str) -> list[str]:
-        config = self.runtime.config
-        return sorted({config.pipelines[p].repo for p, _ in config.pipelines_of_target(target)})
+        return self._repos.get(target, [])
 
-    async def on_deploy(self, deploy: DeployReported) -> None:
-        report = Report(
-            deploy.app,
-            deploy.revision,
-            deploy.phase,
-            deploy.health,
-            deploy.sync,
-            deploy.reported_at,
-        )
-        repos = self._repos_of(report.target)
-        if not repos:
-            # Ingest answers such reports 204; one on the topic came some other way.
-            self.metrics.deploys_ignored.labels("unknown_target").inc()
-            self._note(report, "unknown_target", "no wave lists this target")
-            return
-        known = await self._watched(repos, report.revision)
-        if known is not None:
-            if await self._judge(report, known[1]) == "changed":
-                await self._evaluate([report.target])
-            return
-        await self._judge(report, None)
-        # The git-events consumer may have recorded the commit between the look-up and the
-        # hold, and looked for held reports before this one was: look once more (one of
-        # the two always sees the other's row; applying twice is harmless).
-        known = await self._watched(repos, report.revision)
-        if known is not None:
-            await self.apply_held(known[0], [report.revision])
-
-    async def _watched(self, repos: list[str], sha: str) -> tuple[str, int] | None:
-        """(repo, position) of ``sha`` on the watched branch of one of ``repos``."""
-        row = await self.runtime.pool.fetchrow(
-            "SELECT repo, position FROM watched_commits WHERE repo = ANY($1::text[])"
-            " AND sha = $2 ORDER BY position DESC LIMIT 1",
-            repos,
-            sha,
-        )
-        return (row["repo"], row["position"]) if row else None
-
-    async def _judge(self, report: Report, position: int | None) -> str:
-        """Apply, hold or ignore one report: ``changed`` when the target's row changed,
-        else the fate (``hold``, ``stale``, ``apply``: applied but an equal or later one
-        got there first)."""
-        pool = self.runtime.pool
-        current = await pool.fetchrow(
-            "SELECT position, reported_at FROM target_deploys WHERE target = $1", report.target
-        )
-        fate = report_fate(
-            position,
-            report.reported_at,
-            current["position"] if current else None,
-            current["reported_at"] if current else None,
-        )
-        if fate == "hold":
-            await pool.execute(
-                "INSERT INTO held_deploys (target, revision, phase, health, sync, reported_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, revision) DO UPDATE"
-                " SET phase = EXCLUDED.phase, health = EXCLUDED.health, sync = EXCLUDED.sync,"
-                " reported_at = EXCLUDED.reported_at"
-                " WHERE held_deploys.reported_at <= EXCLUDED.reported_at",
-                report.target,
-                report.revision,
-                report.phase,
-                report.health,
-                report.sync,
-                report.reported_at,
+    async def on_deploys(self, deploys: Sequence[DeployReported]) -> None:
+        """A poll's reports, in order, with the outcome of handling them one at a time:
+        the last word per target is the same, every held, stale or unknown one is counted
+        and logged as it would be; each wave a counted report changed is judged once, after
+        the whole poll (so a wave that passes through several states within one poll
+        publishes the one it ends in)."""
+        polled: list[tuple[Report, list[str]]] = []
+        for deploy in deploys:
+            report = Report(
+                deploy.app,
+                deploy.revision,
+                deploy.phase,
+                deploy.health,
+                deploy.sync,
+                deploy.reported_at,
             )
-            self.metrics.deploys_held.inc()
-            self._note(report, "held", "revision not known on watched yet; held")
-            return fate
-        if fate == "stale":
-            self.metrics.deploys_ignored.labels("stale").inc()
-            self._note(report, "stale", "an earlier revision than the target's last report")
-            return fate
-        # The guard repeats the rule in SQL: held reports are applied from the git-events
-        # consumer, which may run beside this one.
-        status = await pool.execute(
-            "INSERT INTO target_deploys"
-            " (target, revision, phase, health, sync, reported_at, position)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT (target) DO UPDATE SET revision = EXCLUDED.revision,"
-            " phase = EXCLUDED.phase, health = EXCLUDED.health, sync = EXCLUDED.sync,"
-            " reported_at = EXCLUDED.reported_at, position = EXCLUDED.position"
-            " WHERE target_deploys.position IS NULL"
-            " OR target_deploys.position < EXCLUDED.position"
-            " OR (target_deploys.position = EXCLUDED.position"
-            "  AND target_deploys.reported_at <= EXCLUDED.reported_at)",
-            report.target,
-            report.revision,
-            report.phase,
-            report.health,
-            report.sync,
-            report.reported_at,
-            position,
-        )
-        self._note(report, None, "reports count again")
-        return "changed" if status.endswith(" 1") else fate
+            repos = self._repos_of(report.target)
+            if not repos:
+                # Ingest answers such reports 204; one on the topic came some other way.
+                self.metrics.deploys_ignored.labels("unknown_target").inc()
+                self._note(report, "unknown_target", "no wave lists this target")
+                continue
+            polled.append((report, repos))
+        if not polled:
+            return
+        pool = self.runtime.pool
+        positions = await store.watched_positions(pool, _commits(polled))
+        judged = [(r, _latest(positions, repos, r.revision)) for r, repos in polled]
+        changed = await self._settle(judged)
+        # The git-events consumer may have recorded a held report's commit between the
+        # look-up and the hold, and looked for held reports before this one was: look once
+        # more (one of the two always sees the other's row; applying twice is harmless).
+        held = [
+            (r, repos) for (r, repos), (_, at) in zip(polled, judged, strict=True) if at is None
+        ]
+        if held:
+            again = await store.watched_positions(pool, _commits(held))
+            tips: dict[str, set[str]] = {}
+            for report, repos in held:
+                known = _where(again, repos, report.revision)
+                if known is not None:
+                    tips.setdefault(known[1], set()).add(report.revision)
+            if tips:
+                changed |= await self._apply_held(tips)
+        await self._evaluate(changed)
+
+    async def _settle(self, judged: Sequence[tuple[Report, int | None]]) -> set[str]:
+        """Apply, hold or ignore each (report, position on watched or None), in order;
+        returns the targets whose row changed."""
+        pool = self.runtime.pool
+        current = await store.last_counted(pool, {r.target for r, _ in judged})
+        fates = poll_fates([(r.target, at, r.reported_at) for r, at in judged], current)
+        holds: list[Report] = []
+        counted: dict[str, tuple[Report, int]] = {}
+        for (report, position), fate in zip(judged, fates, strict=True):
+            if fate == "hold":
+                holds.append(report)
+                self.metrics.deploys_held.inc()
+                self._note(report, "held", "revision not known on watched yet; held")
+            elif fate == "stale":
+                self.metrics.deploys_ignored.labels("stale").inc()
+                self._note(report, "stale", "an earlier revision than the target's last report")
+            else:
+                assert position is not None
+                counted[report.target] = (report, position)  # the last applied one stays
+                self._note(report, None, "reports count again")
+        if holds:
+            await store.hold(pool, holds)
+        return await store.count(pool, list(counted.values())) if counted else set()
 
     def _note(self, report: Report, reason: str | None, why: str) -> None:
         """Log a target's refusals once per change of reason, not once per report."""
@@ -188,71 +175,80 @@ class DeployReports:
         )
 
     async def record_watched(self, conn: Conn, commits: Sequence[tuple[str, str]]) -> None:
-        """``commits``: (repo, sha) where watched pointed, oldest first (a known one keeps
-        its position; ``executemany`` runs them in order, so positions follow it)."""
-        if commits:
-            await conn.executemany(
-                "INSERT INTO watched_commits (repo, sha) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                commits,
-            )
+        """``commits``: (repo, sha) where watched pointed, oldest first."""
+        await store.record_watched(conn, commits)
 
-    async def apply_held(self, repo: str, shas: Sequence[str]) -> None:
-        """Apply the held reports about ``shas``, now known on ``repo``'s watched branch,
-        in watched order (so the last one applied is the latest)."""
+    async def apply_held(self, tips: Mapping[str, Collection[str]]) -> None:
+        """Apply the held reports about ``tips`` (repo → shas now known on its watched
+        branch), in watched order, then judge the waves they changed."""
+        await self._evaluate(await self._apply_held(tips))
+
+    async def _apply_held(self, tips: Mapping[str, Collection[str]]) -> set[str]:
         pool = self.runtime.pool
-        rows = await pool.fetch(
-            "SELECT h.target, h.revision, h.phase, h.health, h.sync, h.reported_at, w.position"
-            " FROM held_deploys h JOIN watched_commits w ON w.repo = $1 AND w.sha = h.revision"
-            " WHERE h.revision = ANY($2::text[]) ORDER BY w.position, h.reported_at",
-            repo,
-            list(shas),
-        )
-        changed: list[str] = []
-        for row in rows:
-            if repo not in self._repos_of(row["target"]):
+        commits = {(repo, sha) for repo, shas in tips.items() for sha in shas}
+        if not commits:
+            return set()
+        judged: list[tuple[Report, int | None]] = []
+        for row in await store.held_on(pool, commits):
+            if row["repo"] not in self._repos_of(row["target"]):
                 continue
-            report = Report(
-                row["target"],
-                row["revision"],
-                row["phase"],
-                row["health"],
-                row["sync"],
-                row["reported_at"],
+            judged.append(
+                (
+                    Report(
+                        row["target"],
+                        row["revision"],
+                        row["phase"],
+                        row["health"],
+                        row["sync"],
+                        row["reported_at"],
+                    ),
+                    row["position"],
+                )
             )
-            if await self._judge(report, row["position"]) == "changed":
-                changed.append(report.target)
-            await pool.execute(
-                "DELETE FROM held_deploys WHERE target = $1 AND revision = $2",
-                report.target,
-                report.revision,
-            )
+        if not judged:
+            return set()
+        changed = await self._settle(judged)
+        await store.unhold(pool, {(r.target, r.revision) for r, _ in judged})
+        for report, _ in judged:
             logger.info(
                 "deploy report for target %s at %s: its commit is now known on watched",
                 report.target,
                 report.revision[:10],
             )
-        await self._evaluate(changed)
+        return changed
 
-    async def _evaluate(self, targets: Sequence[str]) -> None:
-        config = self.runtime.config
-        waves = sorted({pw for t in set(targets) for pw in config.pipelines_of_target(t)})
-        for pipeline, wave in waves:
-            await self.evaluate_wave(pipeline, wave)
+    async def _evaluate(self, targets: Iterable[str]) -> None:
+        waves = {pw for t in set(targets) for pw in self.waves_of(t)}
+        if waves:
+            await self.evaluate_waves(waves)
 
     async def drop_expired(self, hold: timedelta) -> int:
         """Drop the held reports whose revision stayed unknown for ``hold``: ignored as not
         on watched (logged, counted). Returns how many."""
-        rows = await self.runtime.pool.fetch(
-            "DELETE FROM held_deploys WHERE held_at < now() - $1::interval"
-            " RETURNING target, revision, phase, health, sync, reported_at",
-            hold,
-        )
-        for row in rows:
+        dropped = await store.drop_expired(self.runtime.pool, hold)
+        for report in dropped:
             self.metrics.deploys_ignored.labels("not_on_watched").inc()
             self._note(
-                Report(**dict(row)),
+                report,
                 "not_on_watched",
                 f"not a commit Waveline saw on the watched branch within {hold.total_seconds():g}"
                 " s; ignored",
             )
-        return len(rows)
+        return len(dropped)
+
+
+def _commits(polled: Iterable[tuple[Report, list[str]]]) -> set[tuple[str, str]]:
+    return {(repo, r.revision) for r, repos in polled for repo in repos}
+
+
+def _where(
+    positions: Mapping[tuple[str, str], int], repos: list[str], sha: str
+) -> tuple[int, str] | None:
+    """(position, repo) of ``sha`` on the watched branch of one of ``repos``: the latest."""
+    found = [(at, repo) for repo in repos if (at := positions.get((repo, sha))) is not None]
+    return max(found, default=None)
+
+
+def _latest(positions: Mapping[tuple[str, str], int], repos: list[str], sha: str) -> int | None:
+    where = _where(positions, repos, sha)
+    return None if where is None else where[0]

@@ -19,24 +19,22 @@ import itertools
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from waveline.services.status_tracker.decide import (
     ChangeLog,
-    TargetReport,
     trusted_reporter,
     verdict,
     watched_tips,
-    wave_verdict,
 )
 from waveline.services.status_tracker.deploys import DeployReports, TrackerMetrics
+from waveline.services.status_tracker.waves import evaluate_waves
 from waveline.shared.models.base import utcnow
 from waveline.shared.models.checks import CheckReported
 from waveline.shared.models.deploys import DeployReported
 from waveline.shared.models.git import Evict, FastForward, GitEvent
-from waveline.shared.models.waves import WaveStatus
-from waveline.shared.quorum import required_healthy
 from waveline.shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ class StatusTracker:
 
     def __post_init__(self) -> None:
         self.metrics = TrackerMetrics(self.runtime)
-        self.deploys = DeployReports(self.runtime, self.metrics, self.evaluate_wave)
+        self.deploys = DeployReports(self.runtime, self.metrics, self.evaluate_waves)
 
     def register(self) -> None:
         rt = self.runtime
@@ -70,11 +68,11 @@ class StatusTracker:
             self.on_checks,
             title="status-tracker checks",
         )
-        rt.consume(
+        rt.consume_batch(
             rt.topics.deploys,
             group,
             DeployReported.model_validate_json,
-            self.deploys.on_deploy,
+            self.deploys.on_deploys,
             title="status-tracker deploys",
         )
         rt.consume_batch(
@@ -171,8 +169,7 @@ class StatusTracker:
                     " WHERE repo = $1 AND sha = $2",
                     [r[:3] for r in replayed],
                 )
-        for repo_name, tips in tips_by_repo.items():
-            await self.deploys.apply_held(repo_name, tips)
+        await self.deploys.apply_held(tips_by_repo)
         await self.evaluate_commits(judge)
         for repo_name, shas in aligned:
             await self._revisit_waves(repo_name, shas)
@@ -188,11 +185,10 @@ class StatusTracker:
         waves = {
             (pipeline, wave)
             for r in targets
-            for pipeline, wave in self.runtime.config.pipelines_of_target(r["target"])
+            for pipeline, wave in self.deploys.waves_of(r["target"])
             if self.runtime.config.pipelines[pipeline].repo == repo
         }
-        for pipeline, wave in sorted(waves):
-            await self.evaluate_wave(pipeline, wave)
+        await self.evaluate_waves(waves)
 
     # -- checks --------------------------------------------------------------------------
 
@@ -290,91 +286,5 @@ class StatusTracker:
                 "UPDATE auto_commits SET state = $3 WHERE repo = $1 AND sha = $2", judged
             )
 
-    # -- deploys -------------------------------------------------------------------------
-
-    async def evaluate_wave(self, pipeline_name: str, wave_name: str) -> None:
-        pipeline = self.runtime.config.pipelines[pipeline_name]
-        wave = pipeline.wave(wave_name)
-        assert wave is not None
-        pool = self.runtime.pool
-        rows = await pool.fetch(
-            "SELECT d.target, d.revision, d.phase, d.health, d.sync, d.reported_at,"
-            " d.position, c.waves ->> $3 AS app_sha"
-            " FROM target_deploys d LEFT JOIN commit_waves c"
-            " ON c.repo = $2 AND c.sha = d.revision"
-            " WHERE d.target = ANY($1::text[])",
-            list(wave.targets),
-            pipeline.repo,
-            f"{pipeline_name}/{wave_name}",
-        )
-        reports = {
-            r["target"]: TargetReport(
-                r["target"],
-                r["revision"],
-                r["phase"],
-                r["health"],
-                r["sync"],
-                r["app_sha"],
-                r["reported_at"].timestamp(),
-                r["position"],
-            )
-            for r in rows
-        }
-        result = wave_verdict(
-            wave.targets,
-            reports,
-            required_healthy(len(wave.targets), wave.min_healthy),
-            wave.tolerate_degraded,
-        )
-        if result.state == "deploying":
-            return
-        previous = await pool.fetchrow(
-            "SELECT state, app_sha, cfg_sha, lagging FROM wave_status"
-            " WHERE pipeline = $1 AND wave = $2",
-            pipeline_name,
-            wave_name,
-        )
-        current = (result.state, result.app_sha, result.cfg_sha)
-        lagging = list(result.lagging)
-        if previous is not None and tuple(previous)[:3] == current:
-            if list(previous["lagging"]) != lagging:
-                # Who a quorum wave still waits on changes without the wave changing.
-                await pool.execute(
-                    "UPDATE wave_status SET lagging = $3 WHERE pipeline = $1 AND wave = $2",
-                    pipeline_name,
-                    wave_name,
-                    lagging,
-                )
-            return
-        now = utcnow()
-        status = WaveStatus(
-            event_id=uuid.uuid5(
-                _NS, f"wave/{pipeline_name}/{wave_name}/{'/'.join(map(str, current))}"
-            ),
-            pipeline=pipeline_name,
-            wave=wave_name,
-            state=result.state,
-            app_sha=result.app_sha,
-            cfg_sha=result.cfg_sha,
-            reason=result.reason,
-            at=now,
-            cfg_position=result.cfg_position,
-            lagging=lagging,
-        )
-        await self.runtime.publish(status, self.runtime.topics.waves, key=pipeline_name)
-        await pool.execute(
-            "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since, lagging)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (pipeline, wave) DO UPDATE SET"
-            " state = EXCLUDED.state, app_sha = EXCLUDED.app_sha, cfg_sha = EXCLUDED.cfg_sha,"
-            " since = EXCLUDED.since, lagging = EXCLUDED.lagging",
-            pipeline_name,
-            wave_name,
-            result.state,
-            result.app_sha,
-            result.cfg_sha,
-            now,
-            lagging,
-        )
-        logger.info(
-            "pipeline %s wave %s: %s %s", pipeline_name, wave_name, result.state, result.app_sha
-        )
+    async def evaluate_waves(self, waves: Iterable[tuple[str, str]]) -> None:
+        await evaluate_waves(self.runtime, waves)
