@@ -8,10 +8,13 @@ the same load and the same remote history. ``--transport http`` serves the remot
 tests/gitserver.py (``git http-backend`` behind basic auth) instead of ``file://``. After
 the run, ``git fsck --full`` of the remote must pass.
 
-The own push's time is also split: ``own_remote`` is the wait for the remote's report
-(receive-pack unpacking, checking connectivity, updating the refs), ``own_client`` the rest
-(choosing the objects, the pack, the advertisement). libgit2's push to ``file://`` writes
-into the remote in process, with no receive-pack and none of its checks.
+For ``file://`` three ways: ``libgit2``, ``own`` (localpush.py: the changed objects written
+into the remote in process, as libgit2's local transport does with all of them) and
+``receive_pack`` (the wire protocol through ``git receive-pack``, which runs the remote's
+hooks and its connectivity check); for ``http`` the wire protocol is ``own``. The wire
+protocol's time is also split: ``*_remote`` is the wait for the remote's report (unpacking,
+checking connectivity, updating the refs), ``*_client`` the rest (choosing the objects, the
+pack, the advertisement).
 
 Run: ``.venv/bin/python -m bench.push [--files 2000,20000,200000] [--transport file,http]``.
 """
@@ -78,17 +81,28 @@ def run(root: Path, files: int, transport: str, pushes: int) -> dict[str, object
             clone,
             Credentials(token=TOKEN),
             store=ObjectStore(clone),
-            receive_pack_for_files=True,
         )
         repo.fetch()
         tip = repo.remote_ref("master")
         assert tip is not None
+
+        def receive_pack(updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
+            repo.receive_pack_for_files = True
+            try:
+                repo.push(updates)
+            finally:
+                repo.receive_pack_for_files = False
+
+        # file://: "own" is the in-process write (localpush.py), "receive_pack" the wire
+        # protocol through git receive-pack; http: "own" is the wire protocol.
         ways: dict[str, Push] = {"libgit2": repo._push_libgit2, "own": repo.push}
+        if transport == "file":
+            ways["receive_pack"] = receive_pack
         times: dict[str, list[float]] = {name: [] for name in ways}
         waits: list[float] = []
         _timed_sends(waits)
         for n in range(pushes):
-            name = list(ways)[n % 2]
+            name = list(ways)[n % len(ways)]
             new = repo.create_commit(
                 tip, {"images/staging/tags.json": f'{{"n": {n}}}\n'.encode()}, f"c{n}"
             )
@@ -96,9 +110,10 @@ def run(root: Path, files: int, transport: str, pushes: int) -> dict[str, object
             start = time.perf_counter()
             ways[name]({"master": (tip, new)})
             times[name].append(time.perf_counter() - start)
-            if name == "own":
-                times.setdefault("own_remote", []).append(waits[-1])
-                times.setdefault("own_client", []).append(times[name][-1] - waits[-1])
+            wire = "own" if transport == "http" else "receive_pack"
+            if name == wire:
+                times.setdefault(f"{wire}_remote", []).append(waits[-1])
+                times.setdefault(f"{wire}_client", []).append(times[name][-1] - waits[-1])
             tip = new
     finally:
         if server is not None:

@@ -22,7 +22,7 @@ from pygit2.enums import FileMode, ObjectType
 
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected, UnusableFile
-from waveline.shared.gitengine import pushobjects, pushwire, sendpack, trailers
+from waveline.shared.gitengine import localpush, pushobjects, pushwire, sendpack, trailers
 from waveline.shared.gitengine.remote import (
     Callbacks,
     Credentials,
@@ -71,9 +71,10 @@ class ConfigRepo:
     # When set, every commit is signed with it (signing.py); None costs nothing.
     signer: Signer | None = None
     # file:// remotes: push through ``git receive-pack`` (the remote's hooks and checks
-    # run, as on a server) rather than libgit2's in-process write. Off by default: measured
-    # in bench/push.py, receive-pack's own connectivity check and its four processes cost
-    # 15 ms more per push at 2,000 files (docs/benchmarks.md).
+    # run, as on a server) rather than in process (localpush.py). Off by default: measured
+    # in bench/push.py, receive-pack's connectivity check (which reads the remote tip's
+    # whole tree) and its four processes cost 15 ms more per push at 2,000 files and 120 ms
+    # at 200,000 (docs/benchmarks.md).
     receive_pack_for_files: bool = False
     _repo: pygit2.Repository | None = None
     objects: ObjectStore = field(init=False, repr=False)
@@ -235,13 +236,20 @@ class ConfigRepo:
         Waveline's own push (pushwire.py), all refs in one atomic update, sending only the
         objects that changed since a commit the remote has (pushobjects.py): libgit2's pack
         builder walks the remote tip's whole tree, a cost growing with the repository
-        (docs/benchmarks.md). SSH remotes, and a push whose objects cannot be chosen that
-        way (``sendpack.Unsupported``, raised before anything is sent), go through
-        libgit2."""
+        (docs/benchmarks.md). Other ``file://`` remotes get the same objects written into
+        them in process (localpush.py). SSH remotes, and a push whose objects cannot be
+        chosen that way (``sendpack.Unsupported``, raised before anything is sent), go
+        through libgit2."""
         url = self.config.url
-        if pushwire.supports(url) and (self.receive_pack_for_files or not pushwire.is_local(url)):
+        if pushwire.supports(url):
+            local = pushwire.is_local(url) and not self.receive_pack_for_files
             try:
-                self._push_own(updates)
+                if local:
+                    refs = {f"refs/heads/{b}": update for b, update in updates.items()}
+                    path = Path(pushwire.local_path(url))
+                    localpush.push(self.repo, self.objects, path, refs)
+                else:
+                    self._push_own(updates)
             except sendpack.Unsupported as why:
                 logger.info("repo %s: pushing through libgit2: %s", self.name, why)
             else:

@@ -260,13 +260,45 @@ def test_a_redirect_to_another_host_is_refused_without_the_token(tmp_path: Path)
     assert heads(bare)["refs/heads/master"] == str(master)
 
 
-def test_file_remotes_keep_libgit2_by_default(tmp_path: Path) -> None:
+def test_file_remotes_are_written_in_process_by_default(tmp_path: Path) -> None:
+    """Without receive_pack_for_files: the changed objects as a pack in the remote, the
+    refs moved under their locks, the leases checked; no receive-pack (its hooks do not
+    run, as with libgit2's local push)."""
     bare = tmp_path / "srv" / "cfg-app.git"
     seed_repo(bare)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
     config = RepoConfig.model_validate({"url": bare.as_uri()})
-    repo = ConfigRepo("cfg-app", config, tmp_path / "clone.git")
+    path = tmp_path / "clone.git"
+    repo = ConfigRepo("cfg-app", config, path, store=ObjectStore(path))
     repo.fetch()
     master = repo.remote_ref("master")
     assert master is not None
-    with pytest.raises(AssertionError, match="libgit2's push was used"):
+    packs = set((bare / "objects" / "pack").glob("*.pack"))
+    tip = change(repo, master, 1)
+    repo.push({"master": (master, tip), "auto": (None, tip)})
+    nested = repo.create_commit(tip, {"apps/x/y.yaml": b"y\n"}, "nested")
+    assert nested is not None
+    repo.push({"auto": (tip, nested)})
+    assert heads(bare) == {"refs/heads/master": str(tip), "refs/heads/auto": str(nested)}
+    assert len(set((bare / "objects" / "pack").glob("*.pack")) - packs) == 2
+    fsck(bare)
+    with pytest.raises(PushRejected, match="lease broken: refs/heads/master is "):
+        repo.push({"master": (master, change(repo, master, 2))})
+    assert heads(bare)["refs/heads/master"] == str(tip)
+    assert len(set((bare / "objects" / "pack").glob("*.pack")) - packs) == 2
+
+
+def test_a_ref_locked_by_another_writer_is_refused_in_process(tmp_path: Path) -> None:
+    bare = tmp_path / "srv" / "cfg-app.git"
+    seed_repo(bare)
+    path = tmp_path / "clone.git"
+    repo = ConfigRepo("cfg-app", RepoConfig.model_validate({"url": bare.as_uri()}), path)
+    repo.fetch()
+    master = repo.remote_ref("master")
+    assert master is not None
+    (bare / "refs" / "heads" / "master.lock").write_text("")  # git's lock, held elsewhere
+    with pytest.raises(PushRejected, match="remote rejected refs/heads/master"):
         repo.push({"master": (master, change(repo, master, 1))})
+    assert heads(bare)["refs/heads/master"] == str(master)

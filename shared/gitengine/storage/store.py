@@ -106,6 +106,20 @@ class ObjectStore:
         pack.finish()
         return len(ids)
 
+    def pack_into(
+        self, repo: pygit2.Repository, oids: Iterable[pygit2.Oid], pack_dir: Path
+    ) -> str:
+        """Write the objects ``oids`` as one pack with its index into ``pack_dir`` (another
+        repository's, a local push), read as ``pack_to`` does; the files appear complete or
+        not at all. Returns the pack's name."""
+        held = self._memory.objects if self._memory is not None else {}
+        items: list[tuple[pygit2.Oid, int, bytes]] = []
+        for oid in oids:
+            found = held.get(oid)
+            kind, data = found if found is not None else repo.odb.read(oid)
+            items.append((oid, int(kind), data))
+        return write_pack(items, pack_dir)
+
     def compact(self, max_packs: int = MAX_PACKS, run: Runner | None = None) -> int:
         """``pack`` what memory holds; pack the loose objects into another pack and delete
         their files (what ``git repack -d`` does for loose objects); when ``max_packs``
