@@ -245,7 +245,8 @@ class ConfigRepo:
             local = pushwire.is_local(url) and not self.receive_pack_for_files
             try:
                 if local:
-                    refs = {f"refs/heads/{b}": update for b, update in updates.items()}
+                    # Interned: the remote's refs are looked up by these names (ref_name).
+                    refs = {ref_name(f"refs/heads/{b}"): update for b, update in updates.items()}
                     path = Path(pushwire.local_path(url))
                     localpush.push(self.repo, self.objects, path, refs)
                 else:
