@@ -34,7 +34,7 @@ import pygit2
 
 from bench.common import make_repo, pct
 from waveline.shared.config import RepoConfig
-from waveline.shared.gitengine import pushwire
+from waveline.shared.gitengine import pushhttp, pushwire
 from waveline.shared.gitengine.repo import ConfigRepo, Credentials
 from waveline.shared.gitengine.storage import ObjectStore
 
@@ -44,7 +44,7 @@ Push = Callable[[Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]], None]
 
 def _timed_sends(waits: list[float]) -> None:
     """Record how long each own push waits for the remote's report."""
-    for wire in (pushwire.FileWire, pushwire.HttpWire):
+    for wire in (pushwire.FileWire, pushhttp.HttpWire):
         send = wire.send
 
         def timed(self: object, request: bytes, send: Callable[..., bytes] = send) -> bytes:

@@ -277,7 +277,7 @@ class ConfigRepo:
             return out.getvalue()
 
         settings = pygit2.settings
-        timeouts = pushwire.Timeouts(
+        timeouts = sendpack.Timeouts(
             # libgit2's settings (the git-writer sets them at start); 0 means none was set.
             connect_s=settings.server_connect_timeout / 1000 or DEFAULT_CONNECT_TIMEOUT_S,
             io_s=settings.server_timeout / 1000 or DEFAULT_IO_TIMEOUT_S,

@@ -22,6 +22,14 @@ MAX_PKT = 65520
 AGENT = "agent=waveline"
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """A push's network timeouts: to connect, and for each read."""
+
+    connect_s: float
+    io_s: float
+
+
 class Unsupported(GitFailure):
     """This push cannot be done here (the server lacks a capability it needs, or the
     objects to send could not be chosen cheaply): the caller pushes another way. Raised
