@@ -7,6 +7,7 @@ HTTP for ``http(s)://`` ones (pushhttp.py). SSH and scp-like remotes are not han
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import select
 import subprocess
@@ -15,11 +16,14 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import pygit2
+
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected
-from waveline.shared.gitengine import sendpack
+from waveline.shared.gitengine import pushobjects, sendpack
 from waveline.shared.gitengine.pushhttp import HttpWire
 from waveline.shared.gitengine.remote import Credentials
+from waveline.shared.gitengine.storage import ObjectStore
 from waveline.shared.gitengine.transport import origin_of
 
 # Variables that would point a local receive-pack at another repository than its argument.
@@ -85,6 +89,33 @@ def push(
     refused = report.refused(list(updates))
     if refused:
         raise PushRejected(f"remote rejected {refused}")
+
+
+def push_commits(
+    wire: Wire,
+    repo: pygit2.Repository,
+    store: ObjectStore,
+    updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]],
+) -> None:
+    """``push`` of ``{ref: (expected value or None if absent, new commit)}`` from ``repo``:
+    the objects chosen by pushobjects.py against what the remote advertises and the leases,
+    packed by ``store``; ``Unsupported`` when they cannot be chosen cheaply."""
+    refs = {
+        ref: (str(old) if old is not None else sendpack.ZERO_HEX, str(new))
+        for ref, (old, new) in updates.items()
+    }
+
+    def pack_for(ad: sendpack.Advertisement) -> bytes:
+        remote_has = {pygit2.Oid(hex=oid) for oid in ad.refs.values()}
+        leases = [old for old, _ in updates.values() if old is not None]
+        chosen = pushobjects.select(repo, [new for _, new in updates.values()], remote_has, leases)
+        if chosen is None:
+            raise sendpack.Unsupported("no commit of the remote found close to the new ones")
+        out = io.BytesIO()
+        store.pack_to(repo, chosen, out)
+        return out.getvalue()
+
+    push(wire, refs, pack_for)
 
 
 # -- file:// -------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ lease on the remote value we built on.
 from __future__ import annotations
 
 import functools
-import io
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import InitVar, dataclass, field
@@ -22,7 +21,7 @@ from pygit2.enums import FileMode, ObjectType
 
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable, PushRejected, UnusableFile
-from waveline.shared.gitengine import localpush, pushobjects, pushwire, sendpack, trailers
+from waveline.shared.gitengine import localpush, pushwire, sendpack, trailers
 from waveline.shared.gitengine.remote import (
     Callbacks,
     Credentials,
@@ -259,23 +258,6 @@ class ConfigRepo:
         self._push_libgit2(updates)
 
     def _push_own(self, updates: Mapping[str, tuple[pygit2.Oid | None, pygit2.Oid]]) -> None:
-        refs = {
-            f"refs/heads/{branch}": (str(old) if old is not None else sendpack.ZERO_HEX, str(new))
-            for branch, (old, new) in updates.items()
-        }
-
-        def pack_for(ad: sendpack.Advertisement) -> bytes:
-            remote_has = {pygit2.Oid(hex=oid) for oid in ad.refs.values()}
-            leases = [old for old, _ in updates.values() if old is not None]
-            chosen = pushobjects.select(
-                self.repo, [new for _, new in updates.values()], remote_has, leases
-            )
-            if chosen is None:
-                raise sendpack.Unsupported("no commit of the remote found close to the new ones")
-            out = io.BytesIO()
-            self.objects.pack_to(self.repo, chosen, out)
-            return out.getvalue()
-
         settings = pygit2.settings
         timeouts = sendpack.Timeouts(
             # libgit2's settings (the git-writer sets them at start); 0 means none was set.
@@ -283,8 +265,9 @@ class ConfigRepo:
             io_s=settings.server_timeout / 1000 or DEFAULT_IO_TIMEOUT_S,
         )
         wire = pushwire.open_wire(self.config, self.creds, timeouts)
+        refs = {f"refs/heads/{branch}": update for branch, update in updates.items()}
         try:
-            pushwire.push(wire, refs, pack_for)
+            pushwire.push_commits(wire, self.repo, self.objects, refs)
         except (PushRejected, sendpack.Unsupported):
             raise
         except GitFailure as exc:
