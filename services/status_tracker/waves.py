@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
@@ -97,8 +98,15 @@ async def evaluate_waves(runtime: Runtime, waves: Iterable[tuple[str, str]]) -> 
         )
     if lagging_only:
         await store.set_lagging(pool, lagging_only)
-    for status in changed:
-        await runtime.publish(status, runtime.topics.waves, key=status.pipeline)
+    # Sent together, each wave's once: one after the other, the acknowledgements were
+    # most of a poll's time when a fleet's reports moved many waves at once.
+    sent = await asyncio.gather(
+        *(runtime.publish(s, runtime.topics.waves, key=s.pipeline) for s in changed),
+        return_exceptions=True,
+    )
+    for outcome in sent:
+        if isinstance(outcome, BaseException):
+            raise outcome
     if changed:
         await store.save_statuses(
             pool,
