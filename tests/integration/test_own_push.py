@@ -302,3 +302,16 @@ def test_a_ref_locked_by_another_writer_is_refused_in_process(tmp_path: Path) ->
     with pytest.raises(PushRejected, match="remote rejected refs/heads/master"):
         repo.push({"master": (master, change(repo, master, 1))})
     assert heads(bare)["refs/heads/master"] == str(master)
+
+
+def test_a_branch_created_at_a_commit_the_remote_has_sends_an_empty_pack(
+    remote: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, bare = remote
+    repo = clone(url, tmp_path / "clone.git")
+    master = repo.remote_ref("master")
+    assert master is not None
+    repo.push({"auto": (None, master)})
+    assert heads(bare) == {"refs/heads/master": str(master), "refs/heads/auto": str(master)}
+    assert repo.remote_ref("auto") == master
+    fsck(bare)
