@@ -5,30 +5,93 @@ advertisement from ``GET <url>/info/refs?service=git-receive-pack``, the command
 It follows the rules libgit2's callbacks apply (remote.py, transport.py): a token only
 where ``transport.credential_refusal`` allows it (never over http:// without the repo's
 opt-in, never to another origin; a redirect elsewhere is refused, one within the origin
-followed for the advertisement), certificates verified (the default SSL context), the
-connect and read timeouts libgit2 is given. Outcomes map to the same errors: 401/403
-``CredentialsRefused`` when the token was sent (the GitHub App path retries with a new one),
-no answer or a server error ``GitUnreachable``, an answer that is not git's protocol a
-permanent ``GitFailure``. No message carries the token (it only goes into the Authorization
-header).
+followed for the advertisement), certificates verified (the default SSL context). Each
+exchange (a request and its whole answer) has one deadline, the io timeout (plus the connect
+timeout when it connects): every socket operation waits at most the time left, so a server
+that drip-feeds bytes or headers cannot hold a push. Outcomes: 401 ``CredentialsRefused``
+when the token was sent (the GitHub App path retries with a new one); 403 (a token without
+write permission, a forbidden push) and a redirect of the POST a permanent ``GitFailure``;
+no answer in time or a server error ``GitUnreachable``; an answer that is not git's protocol
+a permanent ``GitFailure``. No message carries the token (it only goes into the
+Authorization header).
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import io
+import socket
 import ssl
+import time
 import urllib.parse
+from typing import Any
 
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.gitengine import sendpack
 from waveline.shared.gitengine.remote import Credentials, CredentialsRefused
-from waveline.shared.gitengine.transport import credential_refusal, host_key_refusal, origin_of
+from waveline.shared.gitengine.transport import (
+    DEFAULT_PORTS,
+    credential_refusal,
+    host_key_refusal,
+    origin_of,
+)
 
 # The most an answer may hold (an advertisement of many refs stays far below).
 MAX_ANSWER = 64 * 1024 * 1024
 _ADVERTISEMENT = "application/x-git-receive-pack-advertisement"
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def address(parts: urllib.parse.SplitResult) -> tuple[str, int]:
+    """Host and port to connect to: the port given explicitly (http.client would read the
+    last group of an IPv6 literal without a port as one), else the scheme's default."""
+    return parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
+
+
+class _Deadline:
+    """The socket of one connection behind the calls http.client makes on it (``sendall``,
+    ``makefile``, ``close``), each given the time left before ``until`` as its timeout;
+    ``TimeoutError`` once it has passed."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.until = time.monotonic()
+
+    def arm(self) -> None:
+        left = self.until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the exchange's deadline passed")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self.arm()
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        del args, kwargs
+        assert mode == "rb"
+        return io.BufferedReader(_Reader(self, self._sock))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Reader(io.RawIOBase):
+    def __init__(self, owner: _Deadline, sock: socket.socket) -> None:
+        self._owner = owner
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._owner.arm()
+        return self._sock.recv_into(buffer)
 
 
 class HttpWire:
@@ -41,6 +104,7 @@ class HttpWire:
         self._timeouts = timeouts
         self._base = config.url.rstrip("/")
         self._conn: http.client.HTTPConnection | None = None
+        self._sock: _Deadline | None = None
         self._sent_token = False
 
     def advertise(self) -> list[bytes]:
@@ -57,10 +121,15 @@ class HttpWire:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._sock = None
 
-    def _connection(self, parts: urllib.parse.SplitResult) -> http.client.HTTPConnection:
-        if self._conn is None:
-            host, port = parts.hostname or "", parts.port
+    def _connection(
+        self, parts: urllib.parse.SplitResult
+    ) -> tuple[http.client.HTTPConnection, _Deadline]:
+        """The open connection, or a new one; the exchange's deadline starts here."""
+        started = time.monotonic()
+        if self._conn is None or self._sock is None:
+            host, port = address(parts)
             conn: http.client.HTTPConnection
             if parts.scheme == "https":
                 context = ssl.create_default_context()
@@ -71,9 +140,13 @@ class HttpWire:
                 conn = http.client.HTTPConnection(host, port, timeout=self._timeouts.connect_s)
             conn.connect()
             assert conn.sock is not None
-            conn.sock.settimeout(self._timeouts.io_s)
+            self._sock = _Deadline(conn.sock)
+            # http.client calls only sendall, makefile and close on it.
+            conn.sock = self._sock
             self._conn = conn
-        return self._conn
+            started += self._timeouts.connect_s
+        self._sock.until = started + self._timeouts.io_s
+        return self._conn, self._sock
 
     def _request(self, method: str, suffix: str, body: bytes | None) -> tuple[str, bytes]:
         """One request to ``<base><suffix>``: the content type and body of a 200
@@ -83,7 +156,7 @@ class HttpWire:
             status, headers, answer = self._exchange(method, url, body)
             if status == 200:
                 return headers.get("content-type", "").split(";")[0].strip(), answer
-            if status in (301, 302, 303, 307, 308) and method == "GET":
+            if status in _REDIRECTS and method == "GET":
                 target = urllib.parse.urljoin(url, headers.get("location", ""))
                 if origin_of(target) != origin_of(self._config.url):
                     raise GitFailure(
@@ -97,7 +170,7 @@ class HttpWire:
                 url = target
                 self.close()
                 continue
-            self._refuse(status, method)
+            self._refuse(status, method, answer)
         raise GitFailure("the remote redirected more than once", retriable=False)
 
     def _exchange(
@@ -121,8 +194,9 @@ class HttpWire:
             self._sent_token = True
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            conn = self._connection(parts)
+            conn, sock = self._connection(parts)
             conn.request(method, path, body=body, headers=headers)
+            sock.arm()  # the deadline holds even where http.client reads nothing more
             response = conn.getresponse()
             answer = response.read(MAX_ANSWER + 1)
             found = {k.lower(): v for k, v in response.getheaders()}
@@ -141,8 +215,21 @@ class HttpWire:
             raise sendpack.malformed("an answer over the size limit")
         return response.status, found, answer
 
-    def _refuse(self, status: int, method: str) -> None:
-        if status in (401, 403):
+    def _refuse(self, status: int, method: str, answer: bytes) -> None:
+        if status == 403:
+            # The token was accepted but may not do this (no write permission, a
+            # protected or forbidden push): a new token would not help, nor would waiting.
+            raise GitFailure(
+                f"the remote answered {method} with HTTP 403 forbidden: {_reason(answer)}",
+                retriable=False,
+            )
+        if status in _REDIRECTS:
+            raise GitFailure(
+                f"the remote redirected the {method} (HTTP {status}); Waveline follows a "
+                "redirect only for the advertisement",
+                retriable=False,
+            )
+        if status == 401:
             if self._sent_token:
                 raise CredentialsRefused(
                     "the remote refused Waveline's credentials", retriable=False
@@ -158,3 +245,10 @@ class HttpWire:
         # Anything else (404 included, as libgit2's push reported it) is the remote not
         # serving the push now: retried like an outage.
         raise GitUnreachable(f"the remote answered {method} with HTTP {status}")
+
+
+def _reason(answer: bytes) -> str:
+    """The first line of an error answer, printable and short (a forge's explanation)."""
+    line = answer[:400].decode("utf-8", "replace").strip().splitlines()[:1]
+    text = "".join(c for c in (line[0] if line else "") if c.isprintable())[:160]
+    return text or "no reason given"

@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import select
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -26,7 +27,8 @@ from waveline.shared.gitengine.remote import Credentials
 from waveline.shared.gitengine.storage import ObjectStore
 from waveline.shared.gitengine.transport import origin_of
 
-# Variables that would point a local receive-pack at another repository than its argument.
+# Variables that would point a local receive-pack at another repository than its argument,
+# at another object directory (a quarantine), or change its configuration from outside.
 _GIT_LOCATION_VARS = (
     "GIT_DIR",
     "GIT_WORK_TREE",
@@ -35,7 +37,13 @@ _GIT_LOCATION_VARS = (
     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_NAMESPACE",
     "GIT_PROTOCOL",
+    "GIT_QUARANTINE_PATH",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
 )
+_GIT_CONFIG_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
+# How long a receive-pack past its deadline gets to end on SIGTERM before SIGKILL.
+KILL_GRACE_S = 1.0
 
 
 class Wire(Protocol):
@@ -106,7 +114,7 @@ def push_commits(
     }
 
     def pack_for(ad: sendpack.Advertisement) -> bytes:
-        remote_has = {pygit2.Oid(hex=oid) for oid in ad.refs.values()}
+        remote_has = {pygit2.Oid(hex=oid) for oid in (*ad.refs.values(), *ad.haves)}
         leases = [old for old, _ in updates.values() if old is not None]
         chosen = pushobjects.select(repo, [new for _, new in updates.values()], remote_has, leases)
         if chosen is None:
@@ -127,44 +135,70 @@ def local_path(url: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(url).path)
 
 
+def receive_pack_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without what would make receive-pack act on something other than its
+    argument, as configured there."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in _GIT_LOCATION_VARS and not k.startswith(_GIT_CONFIG_PREFIXES)
+    }
+
+
 class FileWire:
-    """``git receive-pack <path>`` over its stdin and stdout. Each read waits at most the io
-    timeout (then the process is killed: ``GitUnreachable``). Once the report is read the
-    process is left to finish on its own (its ``gc --auto`` and hooks run after the report)
-    and reaped by a later push."""
+    """``git receive-pack -- <path>`` over its stdin and stdout, in a session (and process
+    group) of its own. The advertisement, and the request with its report, each have one
+    deadline, the io timeout: past it the group gets SIGTERM, then SIGKILL after
+    ``KILL_GRACE_S`` (``GitUnreachable``). Once the report is read the process is left to
+    finish on its own (its ``gc --auto`` and hooks run after the report) and reaped by a
+    later push."""
 
     def __init__(self, url: str, timeouts: sendpack.Timeouts) -> None:
         _reap()
-        env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
         self._path = local_path(url)
         self._io_s = timeouts.io_s
+        self._deadline = time.monotonic() + self._io_s
         try:
             self._proc = subprocess.Popen(
-                ["git", "receive-pack", self._path],
+                ["git", "receive-pack", "--", self._path],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 # Hook messages go to stderr; the report carries each ref's reason.
                 stderr=subprocess.DEVNULL,
-                env=env,
+                env=receive_pack_env(os.environ),
+                # Its own process group: a timeout ends its hooks and index-pack too.
+                start_new_session=True,
             )
         except OSError as exc:
             raise GitUnreachable(f"could not run git receive-pack: {exc}") from exc
         self._sent = False
+
+    def _left(self) -> float:
+        """The time left before the deadline; past it the process group is ended and
+        ``GitUnreachable`` raised."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            self._timed_out()
+        return left
+
+    def _timed_out(self) -> None:
+        _end_group(self._proc)
+        raise GitUnreachable(f"git receive-pack {self._path} timed out")
 
     def _read(self, size: int) -> bytes:
         out = self._proc.stdout
         assert out is not None
         fd = out.fileno()
         got = bytearray()
-        deadline = time.monotonic() + self._io_s
         while len(got) < size:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self._proc.kill()
-                raise GitUnreachable(f"git receive-pack {self._path} timed out")
+            if not select.select([fd], [], [], self._left())[0]:
+                self._timed_out()
             chunk = os.read(fd, size - len(got))
             if not chunk:
-                code = self._proc.wait()
+                try:
+                    code = self._proc.wait(max(self._deadline - time.monotonic(), 0.01))
+                except subprocess.TimeoutExpired:
+                    self._timed_out()
                 raise GitUnreachable(
                     f"git receive-pack {self._path} ended early (exit code {code}; "
                     "not a git repository?)"
@@ -176,20 +210,31 @@ class FileWire:
         """pkt-line payloads up to a flush."""
         lines: list[bytes] = []
         while True:
-            size = _length(self._read(4))
+            size = sendpack.pkt_length(self._read(4))
             if size == 0:
                 return lines
             lines.append(self._read(size - 4))
 
     def advertise(self) -> list[bytes]:
+        self._deadline = time.monotonic() + self._io_s
         return self._lines()
 
     def send(self, request: bytes) -> bytes:
         stdin = self._proc.stdin
         assert stdin is not None
         self._sent = True
+        self._deadline = time.monotonic() + self._io_s
+        fd = stdin.fileno()
+        # Written without blocking: a receive-pack that stops reading cannot hold the push
+        # past the deadline.
+        os.set_blocking(fd, False)
+        view = memoryview(request)
         try:
-            stdin.write(request)
+            while view:
+                if not select.select([], [fd], [], self._left())[1]:
+                    self._timed_out()
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(fd, view[: 1 << 16]) :]
             stdin.close()
         except OSError as exc:
             raise GitUnreachable(f"git receive-pack {self._path} stopped reading: {exc}") from exc
@@ -218,14 +263,32 @@ def _reap() -> None:
     _finishing[:] = [proc for proc in _finishing if proc.poll() is None]
 
 
-def _length(head: bytes) -> int:
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL to it after ``KILL_GRACE_S``, then the
+    leader reaped (waiting at most that long again; else left to ``_reap``). The leader is
+    reaped only after the SIGKILL: unreaped, its pid (the group's id) cannot be reused."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    until = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < until and not _exited(proc):
+        time.sleep(0.01)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     try:
-        size = int(head, 16)
-    except ValueError:
-        raise sendpack.malformed(f"bad pkt-line length {head!r}") from None
-    if 0 < size < 4:
-        raise sendpack.malformed(f"bad pkt-line length {head!r}")
-    return size
+        proc.wait(KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _finishing.append(proc)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the process has ended, without reaping it."""
+    if proc.returncode is not None:
+        return True
+    try:
+        found = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return found is not None
 
 
 def open_wire(config: RepoConfig, creds: Credentials, timeouts: sendpack.Timeouts) -> Wire:

@@ -10,21 +10,24 @@ after the first, a flush, then the pack; receive-pack answers (``report-status``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from waveline.shared.errors import GitFailure
+from waveline.shared.errors import GitFailure, GitUnreachable
 
 ZERO_HEX = "0" * 40
 FLUSH = b"0000"
 # The most a pkt-line may hold, its 4-byte length included.
 MAX_PKT = 65520
 AGENT = "agent=waveline"
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """A push's network timeouts: to connect, and for each read."""
+    """A push's network timeouts: ``connect_s`` to connect; ``io_s`` the deadline of one
+    whole exchange (a request sent and its answer read, however the server paces its
+    bytes), not of each read."""
 
     connect_s: float
     io_s: float
@@ -49,52 +52,80 @@ def pkt(data: bytes) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
-def pkt_lines(data: bytes, at: int = 0) -> Iterator[bytes | None]:
+def pkt_length(head: bytes) -> int:
+    """A pkt-line's length from its 4-byte head: exactly four hex digits (``int`` alone
+    would take ``0x06``, ``0_06``, ``-001`` or spaces), 0 for a flush, at least 4 otherwise;
+    ``malformed`` for anything else."""
+    if len(head) != 4 or not _HEX.issuperset(head):
+        raise malformed(f"bad pkt-line length {head!r}")
+    size = int(head, 16)
+    if 0 < size < 4:
+        raise malformed(f"bad pkt-line length {head!r}")
+    return size
+
+
+def pkt_lines(
+    data: bytes, at: int = 0, cut: Callable[[str], GitFailure] | None = None
+) -> Iterator[bytes | None]:
     """The pkt-lines of ``data`` from offset ``at``: each payload, None for a flush.
-    ``malformed`` for a bad length or a truncated line."""
+    ``malformed`` for a bad length; for a truncated line too, or ``cut``'s error."""
     while at < len(data):
-        head = data[at : at + 4]
-        try:
-            size = int(head, 16) if len(head) == 4 else -1
-        except ValueError:
-            size = -1
-        if size < 0:
-            raise malformed(f"bad pkt-line length {head!r}")
+        if len(data) - at < 4:
+            raise (cut or malformed)(f"truncated pkt-line length {data[at:]!r}")
+        size = pkt_length(data[at : at + 4])
         if size == 0:
             yield None
             at += 4
             continue
-        if size < 4 or at + size > len(data):
-            raise malformed(f"truncated pkt-line (length {size})")
+        if at + size > len(data):
+            raise (cut or malformed)(f"truncated pkt-line (length {size})")
         yield data[at + 4 : at + size]
         at += size
 
 
 @dataclass(frozen=True)
 class Advertisement:
-    """receive-pack's refs (name → hex id) and capabilities."""
+    """receive-pack's refs (name → hex id) and capabilities; ``haves``: commits the remote
+    has without a ref of its own (``.have`` lines, from its alternates)."""
 
     refs: Mapping[str, str]
     capabilities: frozenset[str]
+    haves: frozenset[str] = frozenset()
+
+
+def _is_hex(text: str, size: int) -> bool:
+    return len(text) == size and all(c in "0123456789abcdef" for c in text)
 
 
 def parse_advertisement(lines: list[bytes]) -> Advertisement:
     """The advertisement from its pkt-line payloads (up to the flush). An empty repository
-    advertises ``<zero> capabilities^{}`` and no refs."""
+    advertises ``<zero> capabilities^{}`` and no refs. ``Unsupported`` for what this client
+    does not speak but git does (a shallow remote, sha256 ids): libgit2 pushes instead;
+    ``malformed`` for anything else that is not an advertisement."""
     refs: dict[str, str] = {}
+    haves: set[str] = set()
     caps: frozenset[str] = frozenset()
     for n, raw in enumerate(lines):
         line = raw.rstrip(b"\n")
         if n == 0:
             line, _, cap_text = line.partition(b"\0")
             caps = frozenset(cap_text.decode("utf-8", "replace").split())
+            if {c for c in caps if c.startswith("object-format=")} - {"object-format=sha1"}:
+                raise Unsupported("the remote's object format is not sha1")
         oid, sep, name = line.decode("utf-8", "replace").partition(" ")
-        if not sep or len(oid) != 40 or any(c not in "0123456789abcdef" for c in oid):
+        if oid == "shallow":
+            raise Unsupported("the remote is a shallow repository")
+        if sep and _is_hex(oid, 64):
+            raise Unsupported("the remote's object ids are sha256")
+        if not sep or not _is_hex(oid, 40):
             raise malformed(f"ref advertisement line {raw[:120]!r}")
-        if name == "capabilities^{}" or name.endswith("^{}"):
+        if name == ".have":
+            haves.add(oid)
+        elif name == "capabilities^{}" or name.endswith("^{}"):
             continue  # the empty repository's placeholder, or a peeled tag
-        refs[name] = oid
-    return Advertisement(refs, caps)
+        else:
+            refs[name] = oid
+    return Advertisement(refs, caps, frozenset(haves))
 
 
 def lease_breaks(refs: Mapping[str, str], expected: Mapping[str, str]) -> list[str]:
@@ -151,12 +182,22 @@ class Report:
         }
 
 
+def _outcome_unknown(what: str) -> GitFailure:
+    return GitUnreachable(
+        f"the remote's report ended early ({what}): the push's outcome is unknown"
+    )
+
+
 def parse_report(data: bytes) -> Report:
-    """The report-status answer (pkt-lines up to a flush); ``malformed`` otherwise."""
+    """The report-status answer (pkt-lines up to a flush); ``malformed`` otherwise. A report
+    cut short (no closing flush) is ``GitUnreachable``: the remote may have applied the
+    push or not, so it is not a refusal; the retry's leases tell."""
     unpack: str | None = None
     refs: dict[str, str | None] = {}
-    for line in pkt_lines(data):
+    flushed = False
+    for line in pkt_lines(data, cut=_outcome_unknown):
         if line is None:
+            flushed = True
             break
         text = line.rstrip(b"\n").decode("utf-8", "replace")
         if unpack is None:
@@ -172,8 +213,12 @@ def parse_report(data: bytes) -> Report:
             refs[ref] = reason or "refused"
         else:
             raise malformed(f"report line {text[:120]!r}")
+    if unpack is None and not data:
+        raise _outcome_unknown("no report at all")
     if unpack is None:
         raise malformed("no report from the remote")
+    if not flushed:
+        raise _outcome_unknown("no flush after it")
     return Report(unpack, refs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from waveline.shared.errors import GitFailure
+from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.gitengine import sendpack
 from waveline.shared.gitengine.pushwire import local_path, supports
 
@@ -20,7 +20,10 @@ def test_pkt_lines_round_trip_with_flushes() -> None:
     assert list(sendpack.pkt_lines(data)) == [b"hello\n", None, b"x"]
 
 
-@pytest.mark.parametrize("data", [b"zzzz", b"0009abc", b"0002", b"00"])
+@pytest.mark.parametrize(
+    "data",
+    [b"zzzz", b"0009abc", b"0002", b"00", b"0x06ab", b"0_06ab", b"-001", b" 006ab", b"006 ab"],
+)
 def test_a_bad_or_truncated_pkt_line_is_malformed(data: bytes) -> None:
     with pytest.raises(GitFailure, match="malformed") as info:
         list(sendpack.pkt_lines(data))
@@ -53,6 +56,35 @@ def test_an_empty_repository_advertises_no_refs() -> None:
 def test_a_garbled_advertisement_is_malformed() -> None:
     with pytest.raises(GitFailure, match="malformed"):
         sendpack.parse_advertisement([b"<html>not git</html>"])
+
+
+def test_pkt_lengths_are_four_hex_digits_in_either_case() -> None:
+    assert sendpack.pkt_length(b"000A") == sendpack.pkt_length(b"000a") == 10
+    assert sendpack.pkt_length(b"0000") == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        (
+            [f"{A} refs/heads/master\0report-status\n".encode(), f"shallow {B}\n".encode()],
+            "shallow",
+        ),
+        ([f"{'c' * 64} refs/heads/master\0report-status\n".encode()], "sha256"),
+        ([f"{A} refs/heads/master\0report-status object-format=sha256\n".encode()], "format"),
+    ],
+)
+def test_what_git_speaks_but_we_do_not_goes_to_libgit2(lines: list[bytes], why: str) -> None:
+    with pytest.raises(sendpack.Unsupported, match=why):
+        sendpack.parse_advertisement(lines)
+
+
+def test_have_lines_are_objects_the_remote_has_not_refs() -> None:
+    ad = sendpack.parse_advertisement(
+        [f"{A} refs/heads/master\0report-status\n".encode(), f"{B} .have\n".encode()]
+    )
+    assert ad.refs == {"refs/heads/master": A}
+    assert ad.haves == {B}
 
 
 def test_leases_hold_only_when_every_ref_is_as_expected() -> None:
@@ -109,11 +141,28 @@ def test_the_report_says_which_refs_moved() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"", _report("ok refs/heads/master"), _report("unpack ok", "maybe refs/heads/x")]
+    "data", [_report("ok refs/heads/master"), _report("unpack ok", "maybe refs/heads/x")]
 )
 def test_a_garbled_report_is_malformed(data: bytes) -> None:
-    with pytest.raises(GitFailure, match="malformed"):
+    with pytest.raises(GitFailure, match="malformed") as info:
         sendpack.parse_report(data)
+    assert not isinstance(info.value, GitUnreachable)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        _report("unpack ok", "ok refs/heads/master")[:-4],
+        _report("unpack ok", "ng refs/heads/master hook declined")[:-4],
+        _report("unpack ok", "ok refs/heads/master")[:-9],
+    ],
+)
+def test_a_report_cut_short_leaves_the_outcome_unknown(data: bytes) -> None:
+    # Not a refusal: the remote may have moved the ref; the retry's leases will tell.
+    with pytest.raises(GitUnreachable, match="unknown") as info:
+        sendpack.parse_report(data)
+    assert info.value.retriable
 
 
 def test_smart_http_wraps_the_advertisement_in_a_service_line() -> None:
