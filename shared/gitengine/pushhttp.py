@@ -53,11 +53,15 @@ def address(parts: urllib.parse.SplitResult) -> tuple[str, int]:
 class _Deadline:
     """The socket of one connection behind the calls http.client makes on it (``sendall``,
     ``makefile``, ``close``), each given the time left before ``until`` as its timeout;
-    ``TimeoutError`` once it has passed."""
+    ``TimeoutError`` once it has passed. Like a socket's own ``makefile``, ``close`` leaves
+    the socket open while a reader is (http.client "closes" a closing connection before its
+    response's body is read); ``close_now`` closes it regardless."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.until = time.monotonic()
+        self._readers = 0
+        self._closed = False
 
     def arm(self) -> None:
         left = self.until - time.monotonic()
@@ -72,9 +76,21 @@ class _Deadline:
     def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
         del args, kwargs
         assert mode == "rb"
+        self._readers += 1
         return io.BufferedReader(_Reader(self, self._sock))
 
     def close(self) -> None:
+        self._closed = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers == 0:
+            self._sock.close()
+
+    def close_now(self) -> None:
+        self._closed = True
         self._sock.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -92,6 +108,11 @@ class _Reader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._owner.arm()
         return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._owner.reader_closed()
+        super().close()
 
 
 class HttpWire:
@@ -121,6 +142,8 @@ class HttpWire:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._sock is not None:
+            self._sock.close_now()
             self._sock = None
 
     def _connection(

@@ -193,3 +193,12 @@ def test_an_ipv6_literal_url_reaches_its_host() -> None:
         listener.close()
     assert got and got[0].startswith(b"POST /cfg.git/git-receive-pack ")
     assert f"Host: [::1]:{port}".encode() in got[0]
+
+
+def test_a_large_answer_on_a_closing_connection_is_read_whole() -> None:
+    # http.client hands a closing connection's socket to the response and "closes" it
+    # before the body is read: the deadline's socket must stay open until then.
+    body = bytes(range(256)) * 2048
+    ctype = "Content-Type: application/x-git-receive-pack-result\r\n"
+    with server(answer("200 OK", body, ctype)) as url:
+        assert wire(url, io_s=5).send(b"0000") == body
