@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import base64
 import http.client
-import io
-import socket
 import ssl
 import time
 import urllib.parse
-from typing import Any
 
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.gitengine import sendpack
+from waveline.shared.gitengine.pushsock import DeadlineSocket, open_socket
 from waveline.shared.gitengine.remote import Credentials, CredentialsRefused
 from waveline.shared.gitengine.transport import (
     DEFAULT_PORTS,
@@ -50,71 +48,6 @@ def address(parts: urllib.parse.SplitResult) -> tuple[str, int]:
     return parts.hostname or "", parts.port or DEFAULT_PORTS[parts.scheme]
 
 
-class _Deadline:
-    """The socket of one connection behind the calls http.client makes on it (``sendall``,
-    ``makefile``, ``close``), each given the time left before ``until`` as its timeout;
-    ``TimeoutError`` once it has passed. Like a socket's own ``makefile``, ``close`` leaves
-    the socket open while a reader is (http.client "closes" a closing connection before its
-    response's body is read); ``close_now`` closes it regardless."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self.until = time.monotonic()
-        self._readers = 0
-        self._closed = False
-
-    def arm(self) -> None:
-        left = self.until - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the exchange's deadline passed")
-        self._sock.settimeout(left)
-
-    def sendall(self, data: bytes) -> None:
-        self.arm()
-        self._sock.sendall(data)
-
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        del args, kwargs
-        assert mode == "rb"
-        self._readers += 1
-        return io.BufferedReader(_Reader(self, self._sock))
-
-    def close(self) -> None:
-        self._closed = True
-        if self._readers == 0:
-            self._sock.close()
-
-    def reader_closed(self) -> None:
-        self._readers -= 1
-        if self._closed and self._readers == 0:
-            self._sock.close()
-
-    def close_now(self) -> None:
-        self._closed = True
-        self._sock.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _Reader(io.RawIOBase):
-    def __init__(self, owner: _Deadline, sock: socket.socket) -> None:
-        self._owner = owner
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._owner.arm()
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._owner.reader_closed()
-        super().close()
-
-
 class HttpWire:
     """Smart HTTP: ``GET <url>/info/refs?service=git-receive-pack``, then ``POST
     <url>/git-receive-pack``, on one connection when the server keeps it open."""
@@ -125,7 +58,7 @@ class HttpWire:
         self._timeouts = timeouts
         self._base = config.url.rstrip("/")
         self._conn: http.client.HTTPConnection | None = None
-        self._sock: _Deadline | None = None
+        self._sock: DeadlineSocket | None = None
         self._sent_token = False
 
     def advertise(self) -> list[bytes]:
@@ -148,22 +81,19 @@ class HttpWire:
 
     def _connection(
         self, parts: urllib.parse.SplitResult
-    ) -> tuple[http.client.HTTPConnection, _Deadline]:
+    ) -> tuple[http.client.HTTPConnection, DeadlineSocket]:
         """The open connection, or a new one; the exchange's deadline starts here."""
         started = time.monotonic()
         if self._conn is None or self._sock is None:
             host, port = address(parts)
-            conn: http.client.HTTPConnection
-            if parts.scheme == "https":
-                context = ssl.create_default_context()
-                conn = http.client.HTTPSConnection(
-                    host, port, timeout=self._timeouts.connect_s, context=context
-                )
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=self._timeouts.connect_s)
-            conn.connect()
-            assert conn.sock is not None
-            self._sock = _Deadline(conn.sock)
+            https = parts.scheme == "https"
+            conn = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(
+                host, port
+            )
+            # Never reconnected by http.client itself (it would skip the deadline, and for
+            # https the certificate check of _open).
+            conn.auto_open = 0
+            self._sock = DeadlineSocket(open_socket(host, port, https, self._timeouts.connect_s))
             # http.client calls only sendall, makefile and close on it.
             conn.sock = self._sock
             self._conn = conn

@@ -4,6 +4,7 @@ refused credentials, which are permanent refusals."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -65,12 +66,14 @@ def _read_request(conn: socket.socket) -> bytes:
     return data
 
 
-def drip(prefix: bytes, unit: bytes, every_s: float) -> Serve:
+def drip(prefix: bytes, unit: bytes, every_s: float, http: bool = True) -> Serve:
     """Answers ``prefix``, then ``unit`` every ``every_s`` until the client leaves (or
-    ``STALL_S``): each read gets bytes well within any per-read timeout."""
+    ``STALL_S``): each read gets bytes well within any per-read timeout. ``http``: read
+    the request first (not for a TLS client's hello)."""
 
     def serve(conn: socket.socket, stop: threading.Event) -> None:
-        _read_request(conn)
+        if http:
+            _read_request(conn)
         until = time.monotonic() + STALL_S
         try:
             conn.sendall(prefix)
@@ -92,6 +95,12 @@ def answer(status: str, body: bytes = b"", headers: str = "") -> Serve:
             f"{headers}\r\n".encode()
             + body
         )
+        # Closed only once the client has read it all: closing with the request's body
+        # unread would reset the connection and drop the answer.
+        conn.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                pass
 
     return serve
 
@@ -202,3 +211,15 @@ def test_a_large_answer_on_a_closing_connection_is_read_whole() -> None:
     ctype = "Content-Type: application/x-git-receive-pack-result\r\n"
     with server(answer("200 OK", body, ctype)) as url:
         assert wire(url, io_s=5).send(b"0000") == body
+
+
+def test_a_dripped_tls_handshake_meets_the_connect_deadline() -> None:
+    # A TLS record header announcing 16 KiB of handshake, then a byte at a time.
+    with server(drip(b"\x16\x03\x03\x40\x00", b"\x00", 0.05, http=False)) as url:
+        https = url.replace("http://", "https://")
+        started = time.monotonic()
+        with pytest.raises(GitUnreachable, match="TLS handshake") as info:
+            wire(https).send(b"0000")
+        took = time.monotonic() - started
+    assert info.value.retriable
+    assert took < 2.0
