@@ -11,8 +11,6 @@ import ssl
 import time
 from typing import Any
 
-_PIECE = 16 * 1024
-
 
 class DeadlineSocket:
     """The socket of one connection behind the calls http.client makes on it (``sendall``,
@@ -34,12 +32,10 @@ class DeadlineSocket:
         self._sock.settimeout(left)
 
     def sendall(self, data: bytes) -> None:
-        # In pieces of a TLS record: an SSL socket's sendall gives each of its sends the
-        # whole timeout, so a server that reads slowly could stretch one large call.
-        view = memoryview(data)
-        for at in range(0, len(view), _PIECE):
-            self.arm()
-            self._sock.sendall(view[at : at + _PIECE])
+        # One call bounded as a whole: a plain socket's sendall and an SSL socket's write
+        # each keep one deadline of the timeout for all of the data.
+        self.arm()
+        self._sock.sendall(data)
 
     def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
         del args, kwargs

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from tests.tlscert import self_signed
 from waveline.shared.config import RepoConfig
 from waveline.shared.errors import GitFailure, GitUnreachable
 from waveline.shared.gitengine import sendpack
@@ -223,3 +226,31 @@ def test_a_dripped_tls_handshake_meets_the_connect_deadline() -> None:
         took = time.monotonic() - started
     assert info.value.retriable
     assert took < 2.0
+
+
+def test_a_tls_server_that_reads_slowly_meets_the_exchange_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted: the handshake succeeds
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        until = time.monotonic() + STALL_S
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(2)
+                # A kilobyte at a time: every send of the client progresses.
+                while not stop.is_set() and time.monotonic() < until and tls.recv(1024):
+                    time.sleep(0.01)
+        except OSError:
+            return
+
+    with server(serve) as url:
+        https = url.replace("http://", "https://")
+        started = time.monotonic()
+        with pytest.raises(GitUnreachable):
+            wire(https).send(b"0000" + b"P" * (8 << 20))
+        took = time.monotonic() - started
+    assert took < 3.0
