@@ -11,7 +11,13 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from waveline.shared.gitengine.storage.packfiles import index_count, index_ids, rollup, write_pack
+from waveline.shared.gitengine.storage.packfiles import (
+    index_count,
+    index_ids,
+    packs_to_merge,
+    rollup,
+    write_pack,
+)
 from waveline.shared.gitengine.storage.packmerge import encode_distance, merge_packs
 
 
@@ -181,3 +187,26 @@ def test_a_merge_holds_arrays_not_an_object_per_entry(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count == 20_000
     assert peak / count < 150, f"{peak / count:.0f} bytes an object"
+
+
+def test_a_settled_pack_is_never_merged_and_does_not_count(tmp_path: Path) -> None:
+    """Packs of ``settled`` objects or more stay as they are: the others are merged by the
+    geometric rule as if the settled ones were not there, so a merge's size (and memory)
+    is bounded whatever the history holds."""
+    pack_dir = tmp_path / "pack"
+    pack_dir.mkdir()
+
+    def blobs(first: int, count: int) -> list[tuple[bytes, int, bytes]]:
+        out = []
+        for n in range(first, first + count):
+            data = f"n: {n}\n".encode()
+            out.append((hashlib.sha1(b"blob %d\0" % len(data) + data).digest(), 3, data))  # noqa: S324
+        return out
+
+    big = write_pack(blobs(0, 50), pack_dir)
+    small = [write_pack(blobs(1_000 + 100 * k, 20), pack_dir) for k in range(3)]
+    chosen = packs_to_merge(pack_dir, over=2, at_least=2, settled=40)
+    assert {p.stem for p in chosen} == set(small)  # three unsettled packs, over two
+    assert packs_to_merge(pack_dir, over=3, at_least=2, settled=40) == []  # the big one uncounted
+    # Without the limit, the big pack counts and the four are out of progression.
+    assert big in {p.stem for p in packs_to_merge(pack_dir, over=3, at_least=2, settled=10**9)}

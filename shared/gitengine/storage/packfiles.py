@@ -207,15 +207,27 @@ def rollup(counts: list[int], factor: int = 2) -> int:
     return split
 
 
-def packs_to_merge(pack_dir: Path, over: int, *, at_least: int = 0) -> list[Path]:
-    """The indexes (``.idx``) of the packs to merge once more than ``over`` complete packs
-    sit in ``pack_dir``: those out of geometric progression (``rollup``), and at least the
-    ``at_least`` smallest; none when that makes fewer than two. Only packs whose index is
-    there count: a pack still being written (a push, a fetch) has none yet."""
+# A pack holding this many objects is settled: never merged again. A merge holds ~91 bytes
+# an object (packmerge.py), so without a limit its peak grew with the whole history (a
+# year of a busy repository: tens of millions of objects). With it, what a merge takes is
+# the packs under the limit, in geometric progression: under twice the limit in all.
+SETTLED_PACK_OBJECTS = 500_000
+
+
+def packs_to_merge(
+    pack_dir: Path, over: int, *, at_least: int = 0, settled: int = SETTLED_PACK_OBJECTS
+) -> list[Path]:
+    """The indexes (``.idx``) of the packs to merge once more than ``over`` packs that are
+    not settled (fewer than ``settled`` objects) sit in ``pack_dir``: those out of
+    geometric progression (``rollup``), and at least the ``at_least`` smallest; none when
+    that makes fewer than two. Only packs whose index is there count: a pack still being
+    written (a push, a fetch) has none yet."""
     indexed = [i for i in pack_dir.glob("pack-*.idx") if i.with_suffix(".pack").exists()]
-    if len(indexed) <= over:
+    counted = [(index_count(i), i) for i in indexed]
+    unsettled = [(c, i) for c, i in counted if c < settled]
+    if len(unsettled) <= over:
         return []
-    sized = sorted(((index_count(i), i) for i in indexed), key=lambda ci: ci[0])
+    sized = sorted(unsettled, key=lambda ci: ci[0])
     merge = max(rollup([c for c, _ in sized]), at_least)
     return [i for _, i in sized[:merge]] if merge >= 2 else []
 
