@@ -10,7 +10,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,16 +110,19 @@ def calibration_ms(rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def image_set(services: int, pipeline: str = "app") -> tuple[str, dict[str, Any]]:
-    """A new app sha and its announcement for ``POST /v1/images``: ``services`` services
-    (``svc0``, ``svc1``, ...), each with a tag and a digest of its own."""
+def image_set(
+    services: int | Sequence[str] = ("api", "web"), pipeline: str = "app"
+) -> tuple[str, dict[str, Any]]:
+    """A new app sha and its announcement for ``POST /v1/images``: the ``services`` named,
+    or that many (``svc0``, ``svc1``, ...), each with a tag and a digest of its own."""
     sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    names = [f"svc{i}" for i in range(services)] if isinstance(services, int) else services
     images = {
-        f"svc{i}": {
-            "Tag": f"registry.example.com/svc{i}:{sha}",
-            "Digest": f"registry.example.com/svc{i}@sha256:{uuid.uuid4().hex * 2}",
+        svc: {
+            "Tag": f"registry.example.com/{svc}:{sha}",
+            "Digest": f"registry.example.com/{svc}@sha256:{uuid.uuid4().hex * 2}",
         }
-        for i in range(services)
+        for svc in names
     }
     return sha, {"pipeline": pipeline, "app_sha": sha, "images": images}
 

@@ -18,11 +18,10 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from typing import Any
 
 import aiohttp
 
+from bench.common import image_set
 from bench.ingest import commit_latency
 from waveline.devstack.paths import StackPaths
 from waveline.devstack.procs import port_open
@@ -36,21 +35,8 @@ def _token(paths: StackPaths) -> str:
     raise SystemExit("no CI token in the demo secrets")
 
 
-def _document() -> tuple[str, dict[str, Any]]:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    images = {
-        svc: {
-            "Tag": f"registry.example.com/{svc}:{sha}",
-            "Digest": f"registry.example.com/{svc}@{digest}",
-        }
-        for svc in ("api", "web")
-    }
-    return sha, {"pipeline": "app", "app_sha": sha, "images": images}
-
-
 async def _announce(url: str, token: str) -> tuple[str, float]:
-    sha, doc = _document()
+    sha, doc = image_set()
     sent = time.time()
     async with (
         aiohttp.ClientSession() as session,

@@ -28,7 +28,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import aiohttp
 import asyncpg
 import pygit2
 
+from bench.common import image_set
 from bench.soak_measure import Meter, processes, rss_mib
 from waveline.devstack import postgres
 from waveline.devstack.paths import StackPaths
@@ -121,19 +121,6 @@ def _tokens(paths: StackPaths) -> dict[str, str]:
     return tokens
 
 
-def _set(pipeline: str) -> dict[str, Any]:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    images = {
-        svc: {
-            "Tag": f"registry.example.com/{svc}:{sha}",
-            "Digest": f"registry.example.com/{svc}@{digest}",
-        }
-        for svc in ("api", "web")
-    }
-    return {"pipeline": pipeline, "app_sha": sha, "images": images}
-
-
 class Fleet:
     def __init__(self, paths: StackPaths, by_repo: dict[str, list[str]], http_port: int) -> None:
         self.paths = paths
@@ -196,7 +183,11 @@ class Fleet:
 
     def announcement(self, n: int) -> tuple[str, dict[str, Any], str]:
         pipelines = sorted(self.repo_of)
-        return "/v1/images", _set(pipelines[n % len(pipelines)]), "WAVELINE_CI_TOKEN"
+        return (
+            "/v1/images",
+            image_set(pipeline=pipelines[n % len(pipelines)])[1],
+            "WAVELINE_CI_TOKEN",
+        )
 
 
 def _cpu_s(pid: int) -> float:

@@ -13,14 +13,14 @@ import asyncio
 import json
 import os
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.common import calibration_ms, mean, pct
+from bench import common
+from bench.common import calibration_ms, image_set, mean, pct
 from waveline.shared import kafka_clients
 
 
@@ -35,22 +35,7 @@ def token() -> str:
 
 
 def document() -> tuple[str, dict[str, Any]]:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    return sha, {
-        "pipeline": "app",
-        "app_sha": sha,
-        "images": {
-            "api": {
-                "Tag": f"registry.example.com/api:{sha}",
-                "Digest": f"registry.example.com/api@{digest}",
-            },
-            "web": {
-                "Tag": f"registry.example.com/web:{sha}",
-                "Digest": f"registry.example.com/web@{digest}",
-            },
-        },
-    }
+    return image_set()
 
 
 async def burst(
@@ -87,30 +72,7 @@ async def paced(
     url: str, headers: dict[str, str], rate: float, seconds: float
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Requests at a fixed rate; returns accept latencies and send times per app sha."""
-    latencies: list[float] = []
-    sent_at: dict[str, float] = {}
-    async with aiohttp.ClientSession() as session:
-        tasks = []
-        start = time.perf_counter()
-        n = 0
-        while time.perf_counter() - start < seconds:
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sha, doc = document()
-            sent_at[sha] = time.time()
-
-            async def one(doc: dict[str, Any] = doc) -> None:
-                t = time.perf_counter()
-                async with session.post(url, json=doc, headers=headers) as resp:
-                    await resp.read()
-                    assert resp.status == 202, resp.status
-                latencies.append(time.perf_counter() - t)
-
-            tasks.append(asyncio.create_task(one()))
-            n += 1
-        await asyncio.gather(*tasks)
-    return {"p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000}, sent_at
+    return await common.paced(url, headers, rate, seconds, document)
 
 
 async def commit_latency(

@@ -48,6 +48,7 @@ import aiohttp
 import asyncpg
 import pygit2
 
+from bench import common
 from bench.common import pct
 from bench.soak_measure import Meter, processes
 from bench.soak_report import Sample, report
@@ -118,16 +119,7 @@ class Counts:
 
 
 def image_set(pipeline: str) -> dict[str, Any]:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    digest = "sha256:" + uuid.uuid4().hex * 2
-    images = {
-        svc: {
-            "Tag": f"registry.example.com/{svc}:{sha}",
-            "Digest": f"registry.example.com/{svc}@{digest}",
-        }
-        for svc in ("api", "web")
-    }
-    return {"pipeline": pipeline, "app_sha": sha, "images": images}
+    return common.image_set(pipeline=pipeline)[1]
 
 
 async def announce(
