@@ -106,9 +106,7 @@ class ObjectStore:
         pack.finish()
         return len(ids)
 
-    def pack_into(
-        self, repo: pygit2.Repository, oids: Iterable[pygit2.Oid], pack_dir: Path
-    ) -> str:
+    def pack_into(self, repo: pygit2.Repository, oids: Iterable[pygit2.Oid], pack_dir: Path) -> str:
         """Write the objects ``oids`` as one pack with its index into ``pack_dir`` (another
         repository's, a local push), read as ``pack_to`` does; the files appear complete or
         not at all. Returns the pack's name."""
