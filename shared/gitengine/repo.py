@@ -178,31 +178,7 @@ class ConfigRepo:
     # -- writing -------------------------------------------------------------------------
 
     def write_tree(self, base: pygit2.Tree | None, files: Mapping[str, bytes | None]) -> pygit2.Oid:
-        """A tree equal to ``base`` with ``files`` replaced (None deletes), touching only their
-        directories: cost grows with the changed paths, not with the repository."""
-        builder = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
-        nested: dict[str, dict[str, bytes | None]] = {}
-        for path, data in files.items():
-            head, _, rest = path.partition("/")
-            if rest:
-                nested.setdefault(head, {})[rest] = data
-            elif data is None:
-                if builder.get(head) is not None:
-                    builder.remove(head)
-            else:
-                builder.insert(head, self.repo.create_blob(data), FileMode.BLOB)
-        for head, sub in nested.items():
-            entry = base[head] if base is not None and head in base else None
-            subtree = self.repo.get(entry.id) if entry is not None else None
-            oid = self.write_tree(subtree if isinstance(subtree, pygit2.Tree) else None, sub)
-            tree = self.repo.get(oid)
-            assert isinstance(tree, pygit2.Tree)
-            if len(tree) == 0:
-                if builder.get(head) is not None:
-                    builder.remove(head)
-            else:
-                builder.insert(head, oid, FileMode.TREE)
-        return builder.write()
+        return write_tree(self.repo, base, files)
 
     def create_commit(
         self,
@@ -334,3 +310,33 @@ def _scrub(text: str, creds: Credentials) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def write_tree(
+    repo: pygit2.Repository, base: pygit2.Tree | None, files: Mapping[str, bytes | None]
+) -> pygit2.Oid:
+    """A tree equal to ``base`` with ``files`` replaced (None deletes), touching only their
+    directories: cost grows with the changed paths, not with the repository."""
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    nested: dict[str, dict[str, bytes | None]] = {}
+    for path, data in files.items():
+        head, _, rest = path.partition("/")
+        if rest:
+            nested.setdefault(head, {})[rest] = data
+        elif data is None:
+            if builder.get(head) is not None:
+                builder.remove(head)
+        else:
+            builder.insert(head, repo.create_blob(data), FileMode.BLOB)
+    for head, sub in nested.items():
+        entry = base[head] if base is not None and head in base else None
+        subtree = repo.get(entry.id) if entry is not None else None
+        oid = write_tree(repo, subtree if isinstance(subtree, pygit2.Tree) else None, sub)
+        tree = repo.get(oid)
+        assert isinstance(tree, pygit2.Tree)
+        if len(tree) == 0:
+            if builder.get(head) is not None:
+                builder.remove(head)
+        else:
+            builder.insert(head, oid, FileMode.TREE)
+    return builder.write()

@@ -16,42 +16,18 @@ import pytest
 from pygit2.enums import FileMode
 
 from waveline.shared.gitengine import pushobjects
+from waveline.shared.gitengine.repo import write_tree
 from waveline.shared.gitengine.storage import ObjectStore
 
 SIG = pygit2.Signature("t", "t@example.com", 1_700_000_000, 0)
 Files = Mapping[str, bytes | None]
 
 
-def _tree(repo: pygit2.Repository, base: pygit2.Tree | None, files: Files) -> pygit2.Oid:
-    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
-    nested: dict[str, dict[str, bytes | None]] = {}
-    for path, data in files.items():
-        head, _, rest = path.partition("/")
-        if rest:
-            nested.setdefault(head, {})[rest] = data
-        elif data is None:
-            if builder.get(head) is not None:
-                builder.remove(head)
-        else:
-            builder.insert(head, repo.create_blob(data), FileMode.BLOB)
-    for head, sub in nested.items():
-        old = base[head] if base is not None and head in base else None
-        subtree = repo.get(old.id) if old is not None else None
-        oid = _tree(repo, subtree if isinstance(subtree, pygit2.Tree) else None, sub)
-        made = repo.get(oid)
-        assert isinstance(made, pygit2.Tree)
-        if len(made):
-            builder.insert(head, oid, FileMode.TREE)
-        elif builder.get(head) is not None:
-            builder.remove(head)
-    return builder.write()
-
-
 def commit(
     repo: pygit2.Repository, parent: pygit2.Oid | None, files: Files, msg: str
 ) -> pygit2.Oid:
     base = repo.get(parent) if parent is not None else None
-    tree = _tree(repo, base.tree if isinstance(base, pygit2.Commit) else None, files)
+    tree = write_tree(repo, base.tree if isinstance(base, pygit2.Commit) else None, files)
     return repo.create_commit(None, SIG, SIG, msg, tree, [parent] if parent else [])
 
 
