@@ -731,6 +731,13 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=1000, ge=1, le=1_000_000)
     data_dir: Path = Path(".run/data")
     publish_timeout_s: float = 5.0
+    # The most a producer puts in one batch of a partition (aiokafka's ``max_batch_size``,
+    # Kafka's ``batch.size``). aiokafka sends one batch per partition at a time, so while a
+    # produce request waits for acks=all, what is published meanwhile gathers in the next
+    # batch; at aiokafka's 16 KiB default three 20-service image sets fill it and the
+    # fourth publish waits a whole round trip (docs/benchmarks.md, Whole path). Under the
+    # brokers' default message.max.bytes (1 MiB).
+    kafka_max_batch_bytes: int = Field(default=512 * 1024, ge=16 * 1024, le=1024 * 1024)
     # Consumers commit the offsets of handled messages at most this often (see
     # shared/offsets.py); 0 commits after every batch. A crash redelivers at most this much.
     commit_interval_s: float = Field(default=0.5, ge=0)

@@ -87,6 +87,7 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        max_batch_size=settings.kafka_max_batch_bytes,
         request_timeout_ms=int(settings.publish_timeout_s * 1000),
         graceful_timeout=10.0,
         logger=logging.getLogger(f"waveline.faststream.{client_id}"),
