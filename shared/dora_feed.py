@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from waveline.shared import dora_store
 from waveline.shared.dora import PipelineDora, compute
 from waveline.shared.models.base import utcnow
-from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.models.images import AnnouncedCommit
 from waveline.shared.models.waves import WaveStatus
 from waveline.shared.runtime import Runtime
 
@@ -156,7 +156,7 @@ def attach(runtime: Runtime) -> DoraCollector:
     """Subscribe the DORA feed and register its collector (call in ``register``)."""
     collector = DoraCollector(runtime)
 
-    async def on_images(batch: list[ImageSetAnnounced | None]) -> None:
+    async def on_images(batch: list[AnnouncedCommit | None]) -> None:
         await dora_store.record_commit_times(runtime.pool, [a for a in batch if a is not None])
 
     async def on_waves(batch: list[WaveStatus | None]) -> None:
@@ -167,7 +167,7 @@ def attach(runtime: Runtime) -> DoraCollector:
     runtime.consume_batch(
         runtime.topics.images,
         GROUP,
-        _lenient(ImageSetAnnounced),
+        _lenient(AnnouncedCommit),
         on_images,
         title="DORA: app commit times",
         batched=True,

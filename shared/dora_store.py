@@ -15,11 +15,11 @@ from datetime import datetime
 import asyncpg
 
 from waveline.shared.dora import Announced, Fact, Failure, WaveRan
-from waveline.shared.models.images import ImageSetAnnounced
+from waveline.shared.models.images import AnnouncedCommit
 from waveline.shared.models.waves import WaveStatus
 
 
-async def record_commit_times(pool: asyncpg.Pool, batch: Sequence[ImageSetAnnounced]) -> None:
+async def record_commit_times(pool: asyncpg.Pool, batch: Sequence[AnnouncedCommit]) -> None:
     """Keep the app commit time of each announcement that carries one (the first kept)."""
     sent = [a for a in batch if a.app_committed_at is not None]
     if not sent:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from waveline.shared.models.base import AppSha, Message, PipelineName, ServiceName
 from waveline.shared.names import check_name, split_digest_ref, split_tag_ref
 
 MAX_SERVICES = 256
+
+
+def _with_offset(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise ValueError("app_committed_at needs a time zone offset (e.g. Z)")
+    return value
+
+
+# With a time zone, so nothing guesses one.
+CommitTime = Annotated[datetime, AfterValidator(_with_offset)]
 
 
 class ImageRef(Message):
@@ -67,9 +77,8 @@ class ImageSetAnnounced(Message):
     # decide who may produce).
     actor: str | None = Field(default=None, max_length=100)
     # When the app commit was made, as CI knows it (optional): where DORA's lead time for
-    # changes starts (docs/dora.md); without it, the announcement. With a time zone, so
-    # nothing guesses one.
-    app_committed_at: datetime | None = Field(
+    # changes starts (docs/dora.md); without it, the announcement.
+    app_committed_at: CommitTime | None = Field(
         default=None,
         description="the app commit's time (RFC 3339 with an offset), sent by CI; lead time "
         "for changes starts there (else at the announcement)",
@@ -84,9 +93,15 @@ class ImageSetAnnounced(Message):
                     check_name(key, "service name")
         return value
 
-    @field_validator("app_committed_at")
-    @classmethod
-    def _with_offset(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("app_committed_at needs a time zone offset (e.g. Z)")
-        return value
+
+class AnnouncedCommit(BaseModel):
+    """What the DORA feed reads of a ``waveline.images`` message: the app commit and the
+    time CI says it was made. The images are neither read nor checked (the promoter's own
+    consumer refuses a set whose images are wrong): checking 20 services' references again
+    cost the promoter a quarter of its CPU per set (docs/benchmarks.md, Whole path)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    pipeline: PipelineName
+    app_sha: AppSha
+    app_committed_at: CommitTime | None = None
