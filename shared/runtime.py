@@ -34,6 +34,7 @@ from waveline.shared.outage import (
     is_retriable,
 )
 from waveline.shared.topics import Topics
+from waveline.shared.upstream.faststream_private import poll_without_idle_sleep
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class Runtime:
         title: str,
         description: str | None = None,
         max_records: int = 200,
-        batch_timeout_ms: int = 10,
+        batch_timeout_ms: int = 100,
         batched: bool = False,
     ) -> None:
         """Subscribe ``handle`` to the raw records of ``topic``, a poll at a time. When it
@@ -212,7 +213,7 @@ class Runtime:
         listener = CommitOnRevoke(committer)
         self._listeners[f"{topic} ({group_id})"] = listener
 
-        @self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             topic,
             group_id=group_id,
             auto_offset_reset="earliest",
@@ -221,13 +222,18 @@ class Runtime:
             listener=listener,
             batch=True,
             max_records=max_records,
-            # Only bounds an empty poll: records already fetched are returned at once.
+            # Only bounds an empty poll: a record is returned as soon as it is fetched. So
+            # it is how often an idle consumer wakes up (faststream's sleep after an empty
+            # poll is gone: see poll_without_idle_sleep).
             batch_timeout_ms=batch_timeout_ms,
             title=title,
             description=description,
             fetch_min_bytes=min_bytes,
             fetch_max_wait_ms=max_wait_ms,
         )
+        poll_without_idle_sleep(subscriber)
+
+        @subscriber
         async def on_poll(msg: RawMessage) -> None:
             raw = msg.raw_message
             polled = Polled(

@@ -98,7 +98,6 @@ class GitWriter:
             title="git-writer commands",
             description="Serialized git commands, keyed by config repo.",
             max_records=MAX_BATCH,
-            batch_timeout_ms=20,
         )
 
     async def on_poll(self, polled: Polled) -> None:

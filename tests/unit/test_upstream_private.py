@@ -9,15 +9,18 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 
+import anyio
 import faststream
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import Fetcher
 from fast_depends.library import CustomField
 from faststream._internal.context import Context, ContextRepo
+from faststream.kafka import KafkaBroker
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 from waveline.shared.upstream import aiokafka_private
-from waveline.shared.upstream.faststream_private import MessageNow
+from waveline.shared.upstream.faststream_private import MessageNow, poll_without_idle_sleep
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -77,3 +80,56 @@ async def test_message_now_resolves_what_the_stock_context_does() -> None:
     expected = stock.use(context__=context)
     assert expected["msg"] == "the message", FASTSTREAM
     assert await now.use(context__=context) == expected
+
+
+class _Consumer:
+    """What a batch subscriber's ``get_msg`` asks of aiokafka's consumer."""
+
+    def __init__(self, polls: list[dict[str, list[str]]]) -> None:
+        self.polls = polls
+        self.asked: list[tuple[int, int | None]] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int | None) -> dict[str, list[str]]:
+        self.asked.append((timeout_ms, max_records))
+        return self.polls.pop(0)
+
+
+def _batch_subscriber() -> object:
+    broker = KafkaBroker("127.0.0.1:9")
+    return broker.subscriber("t", batch=True, batch_timeout_ms=40, max_records=7, group_id="g")
+
+
+async def test_faststream_still_sleeps_after_an_empty_batch_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(anyio, "sleep", sleep)
+    stock = _batch_subscriber()
+    assert isinstance(stock, BatchSubscriber), FASTSTREAM
+    assert await stock.get_msg(_Consumer([{}])) == (), FASTSTREAM
+    # The sleep this works around; gone upstream, poll_without_idle_sleep can go too.
+    assert slept == [0.04], FASTSTREAM
+    assert {"batch_timeout_ms", "max_records"} <= set(BatchSubscriber.__slots__), FASTSTREAM
+
+
+async def test_a_patched_batch_subscriber_polls_again_without_sleeping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s after an empty poll")
+
+    monkeypatch.setattr(anyio, "sleep", sleep)
+    subscriber = _batch_subscriber()
+    assert poll_without_idle_sleep(subscriber)
+    consumer = _Consumer([{}, {"p0": ["a", "b"], "p1": ["c"]}])
+    get_msg = subscriber.get_msg  # type: ignore[attr-defined]
+    assert await get_msg(consumer) == ()
+    assert await get_msg(consumer) == ("a", "b", "c")
+    assert consumer.asked == [(40, 7), (40, 7)]
+    # Anything but a batch subscriber is left as it is.
+    one_by_one = KafkaBroker("127.0.0.1:9").subscriber("t", group_id="g")
+    assert not poll_without_idle_sleep(one_by_one)
