@@ -21,6 +21,11 @@ its own and measures, through the public API only:
 then ``waveline dev down``, the clone-per-event baseline on the remote (bench/git_writer.py
 ``peers``: shallow clone, edit, commit, push, one event at a time) and ``git fsck --full``.
 
+``--remote http`` serves the remote over smart HTTP (``git http-backend`` behind basic auth,
+bench/gitserve.py, a process of its own) as a forge would, instead of ``file://``: the
+git-writer then fetches and pushes over the network protocol (the clone-per-event baseline
+stays on ``file://``, which only flatters it).
+
 Each stack lives in ``<--dev-dir>-<size>`` (wiped first) on its own ports, so it never
 meets ``make up``'s: Kafka 19092/19093, PostgreSQL 55632, HTTP 18080 (health 18081-18085)
 unless the ``WAVELINE_DEV_*_PORT`` / ``WAVELINE_HTTP_PORT`` variables say otherwise. Run:
@@ -46,6 +51,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import gitserve
 from bench.common import (
     at,
     calibration_ms,
@@ -215,8 +221,26 @@ def one_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     make_repo(bare, size)
     subprocess.run(["git", f"--git-dir={bare}", "repack", "-adq"], check=True)
     out: dict[str, Any] = {"files": size, "repo_made_s": time.perf_counter() - started}
+    server = None
+    url = bare.as_uri()
+    if args.remote == "http":
+        env[gitserve.TOKEN_ENV] = secrets.token_urlsafe(16)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bench.gitserve", str(bare.parent)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None
+        url = server.stdout.readline().strip() + bare.name
     # Written before `up`, which keeps both (devstack/stack.py _prepare).
-    demo.write_config(dev_dir / "demo" / "waveline.yaml", bare.as_uri())
+    config = dev_dir / "demo" / "waveline.yaml"
+    demo.write_config(config, url)
+    if server is not None:
+        doc = json.loads(config.read_text())
+        doc["repos"]["cfg-app"] |= {"token_env": gitserve.TOKEN_ENV, "allow_insecure_http": True}
+        config.write_text(json.dumps(doc, indent=2) + "\n")
+    out["remote"] = args.remote
     log = dev_dir / "bench-dev.log"
     try:
         started = time.perf_counter()
@@ -226,6 +250,9 @@ def one_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
         out |= asyncio.run(measure(http_port, bootstrap, env["WAVELINE_CI_TOKEN"], args))
     finally:
         dev("down", env, log)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
     out["baseline"] = baseline(bare, args.peer_events)
     ok, said = fsck(bare)
     out["fsck"] = {"ok": ok, "output": said}
@@ -235,14 +262,15 @@ def one_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| files | accepted/s | committed/s | p50 ms @100/s | p99 ms @100/s | first set ms "
-        "| clone-per-event p50 ms | clone-per-event events/s | fsck |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| files | remote | accepted/s | committed/s | p50 ms @100/s | p99 ms @100/s "
+        "| first set ms | clone-per-event p50 ms | clone-per-event events/s | fsck |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         e2e, top, peer = r["steady"]["e2e"], r["burst"], r["baseline"]
         lines.append(
-            f"| {r['files']:,} | {top['accepted_per_s']:,.0f} | {top['committed_per_s']:,.0f} "
+            f"| {r['files']:,} | {r.get('remote', 'file')} | {top['accepted_per_s']:,.0f} "
+            f"| {top['committed_per_s']:,.0f} "
             f"| {e2e['p50_ms']:.0f} | {e2e['p99_ms']:.0f} | {r['first_set']['p50_ms']:,.0f} "
             f"| {peer['p50_ms']:,.0f} | {peer['events_per_s']:.2f} "
             f"| {'ok' if r['fsck']['ok'] else 'FAILED'} |"
@@ -262,6 +290,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=20, help="services in a set")
     parser.add_argument("--peer-events", type=int, default=5)
     parser.add_argument("--dev-dir", default="/tmp/wp", help="stacks live in <this>-<size>")
+    parser.add_argument(
+        "--remote", choices=("file", "http"), default="file", help="how the remote is served"
+    )
     parser.add_argument("--json", type=Path, help="write the numbers here")
     args = parser.parse_args()
     rows = []

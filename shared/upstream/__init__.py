@@ -6,5 +6,6 @@ instead, and tests/unit/test_upstream_private.py fails as soon as an upgrade mov
 changes one (the pinned versions are in pyproject.toml).
 
 - ``aiokafka_private``: the consumer's fetcher and its prefetch backoff.
-- ``faststream_private``: the class behind ``faststream.Context``.
+- ``faststream_private``: the class behind ``faststream.Context``; the Kafka batch
+  subscriber's poll (no sleep after an empty one).
 """
