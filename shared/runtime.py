@@ -289,7 +289,13 @@ class Runtime:
         outage like any other: waited out with backoff (readiness says so), not a crash
         loop; a bad URL, password, credential or certificate still fails at once."""
         if with_db and self._pool is None:
-            self._pool = await self._until_up(lambda: create_pool(self.settings))
+            self._pool = await self._until_up(
+                lambda: create_pool(
+                    self.settings,
+                    min_size=self.settings.database_pool_min_size,
+                    max_size=self.settings.database_pool_max_size,
+                )
+            )
         await self._until_up(lambda: kafka_reachable(self.settings))
         await self.broker.start()
         hold_prefetch(self.broker)

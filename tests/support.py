@@ -217,6 +217,9 @@ async def isolated_settings(
         data_dir=data_dir,
         http_port=0,
         publish_timeout_s=10.0,
+        # The suite starts many services one after the other on one PostgreSQL: each opens
+        # a connection at start and more only as it needs them.
+        database_pool_min_size=1,
     )
     topics = Topics(settings.topic_prefix).all()
     await ensure_topics(settings.kafka_bootstrap, topics)

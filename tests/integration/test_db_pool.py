@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from waveline.shared.config import Settings
+from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.db import create_pool
+from waveline.shared.runtime import bootstrap
 
 
 @pytest.mark.timeout(60)
@@ -53,3 +54,19 @@ async def test_the_default_reset_would_have_sent_the_reset_query(settings: Setti
         assert any("RESET ALL" in q for q in sent), sent
     finally:
         await pool.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_started_service_has_its_connections_open_already(
+    settings: Settings, config: WavelineConfig, secrets: Secrets
+) -> None:
+    """No image set after start waits for a backend to be forked and authenticated."""
+    sized = settings.model_copy(update={"database_pool_min_size": 3, "database_pool_max_size": 4})
+    runtime = bootstrap("pool-probe", sized, config, secrets)
+    await runtime.start()
+    try:
+        # Connected, not just room for them (asyncpg counts only connected holders).
+        assert (runtime.pool.get_size(), runtime.pool.get_max_size()) == (3, 4)
+        assert runtime.pool.get_idle_size() == 3
+    finally:
+        await runtime.stop()

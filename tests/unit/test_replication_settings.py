@@ -80,3 +80,15 @@ def test_each_differing_setting_is_named() -> None:
 
 def test_missing_topics_are_not_differences() -> None:
     assert differences({"a": layout()}, {}) == []
+
+
+def test_a_pool_smaller_at_start_than_at_most_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAVELINE_DATABASE_POOL_MIN_SIZE", "6")
+    monkeypatch.setenv("WAVELINE_DATABASE_POOL_MAX_SIZE", "5")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "WAVELINE_DATABASE_POOL_MIN_SIZE (6) must not exceed" in str(refused.value)
+    monkeypatch.delenv("WAVELINE_DATABASE_POOL_MIN_SIZE")
+    monkeypatch.delenv("WAVELINE_DATABASE_POOL_MAX_SIZE")
+    settings = load_settings()
+    assert settings.database_pool_min_size == settings.database_pool_max_size == 5
