@@ -53,7 +53,10 @@ def push(
             if broken:
                 raise PushRejected(f"lease broken: {'; '.join(broken)}")
             leases = [old for old, _ in updates.values() if old is not None]
-            chosen = pushobjects.select(repo, [new for _, new in updates.values()], leases, leases)
+            # As a server advertises its branches: a branch created on top of one (the
+            # first push of ``auto``) sends only what changed, not the whole tree.
+            has = {*leases, *_heads(remote)}
+            chosen = pushobjects.select(repo, [new for _, new in updates.values()], has, leases)
             if chosen is None:
                 raise sendpack.Unsupported("no commit of the remote found close to the new ones")
             if chosen:
@@ -72,3 +75,8 @@ def _value(remote: pygit2.Repository, ref: str) -> pygit2.Oid | None:
     found = remote.references.get(ref)
     target = found.target if found is not None else None
     return target if isinstance(target, pygit2.Oid) else None
+
+
+def _heads(remote: pygit2.Repository) -> list[pygit2.Oid]:
+    found = (_value(remote, name) for name in remote.references if name.startswith("refs/heads/"))
+    return [oid for oid in found if oid is not None]

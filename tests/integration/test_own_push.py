@@ -315,3 +315,28 @@ def test_a_branch_created_at_a_commit_the_remote_has_sends_an_empty_pack(
     assert heads(bare) == {"refs/heads/master": str(master), "refs/heads/auto": str(master)}
     assert repo.remote_ref("auto") == master
     fsck(bare)
+
+
+def test_a_new_branch_on_a_remote_head_sends_only_what_changed_in_process(
+    tmp_path: Path,
+) -> None:
+    """The first push of ``auto`` (no lease: the branch is new) on top of ``master``: the
+    remote's heads count as what it has, so the pack holds the changed objects only, not
+    the whole tree (libgit2's push, which the fixture refuses, is not needed)."""
+    bare = tmp_path / "srv" / "cfg-app.git"
+    seed_repo(bare)
+    path = tmp_path / "clone.git"
+    repo = ConfigRepo("cfg-app", RepoConfig.model_validate({"url": bare.as_uri()}), path)
+    repo.fetch()
+    master = repo.remote_ref("master")
+    assert master is not None
+    packs = set((bare / "objects" / "pack").glob("*.pack"))
+    tip = change(repo, master, 1)
+    repo.push({"auto": (None, tip)})
+    assert heads(bare) == {"refs/heads/master": str(master), "refs/heads/auto": str(tip)}
+    (new_pack,) = set((bare / "objects" / "pack").glob("*.pack")) - packs
+    listed = git(bare, "verify-pack", "-v", str(new_pack.with_suffix(".idx")))
+    kinds = [line.split()[1] for line in listed.splitlines() if line[:40].isalnum()]
+    # The commit, the root, images/ and images/staging/ trees, and the one blob.
+    assert sorted(kinds) == ["blob", "commit", "tree", "tree", "tree"]
+    fsck(bare)
