@@ -94,6 +94,7 @@ async def commit_latency(
     issued: dict[str, float] = {}
     found: dict[str, float] = {}
     batch_of: dict[str, float] = {}
+
     # The three topics are read side by side, and one may be read to its end before
     # another: the commits can all be found while announcements are still unread, so the
     # loop runs until every found set's three stamps are in (or the time is up).
