@@ -15,6 +15,8 @@ the statements the services run (set before they connect); at the end the distin
 are printed per statement, with any sequential scan flagged, and each table's sequential
 and index scans during the run (``pg_stat_user_tables``).
 
+At the end every remote gets ``git fsck --full``.
+
 Run: ``.venv/bin/python -m bench.fleet [--duration 300] [--rate 1000]``.
 """
 
@@ -36,7 +38,7 @@ import aiohttp
 import asyncpg
 import pygit2
 
-from bench.common import image_set
+from bench.common import fsck, image_set
 from bench.soak_measure import Meter, processes, rss_mib
 from waveline.devstack import postgres
 from waveline.devstack.paths import StackPaths
@@ -284,6 +286,11 @@ async def run(args: argparse.Namespace, paths: StackPaths, by_repo: dict[str, li
     ):
         flag = "  <-- Seq Scan" if "Seq Scan" in plan else ""
         print(f"\n[{count}] {query}{flag}\n    " + plan.replace("\n", "\n    "))
+    checked = {bare.name: fsck(bare) for bare in sorted((paths.run / "fleet").glob("*.git"))}
+    failed = {name: said for name, (ok, said) in checked.items() if not ok}
+    print(f"\ngit fsck --full: {len(checked) - len(failed)} of {len(checked)} remotes ok")
+    for name, said in failed.items():
+        print(f"  {name}: {said}")
 
 
 def main() -> None:

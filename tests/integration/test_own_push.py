@@ -290,7 +290,8 @@ def test_file_remotes_are_written_in_process_by_default(tmp_path: Path) -> None:
     assert len(set((bare / "objects" / "pack").glob("*.pack")) - packs) == 2
 
 
-def test_a_ref_locked_by_another_writer_is_refused_in_process(tmp_path: Path) -> None:
+def file_clone(tmp_path: Path) -> tuple[Path, ConfigRepo, pygit2.Oid]:
+    """A seeded remote, a clone pushing to it in process (file://), and its master."""
     bare = tmp_path / "srv" / "cfg-app.git"
     seed_repo(bare)
     path = tmp_path / "clone.git"
@@ -298,6 +299,11 @@ def test_a_ref_locked_by_another_writer_is_refused_in_process(tmp_path: Path) ->
     repo.fetch()
     master = repo.remote_ref("master")
     assert master is not None
+    return bare, repo, master
+
+
+def test_a_ref_locked_by_another_writer_is_refused_in_process(tmp_path: Path) -> None:
+    bare, repo, master = file_clone(tmp_path)
     (bare / "refs" / "heads" / "master.lock").write_text("")  # git's lock, held elsewhere
     with pytest.raises(PushRejected, match="remote rejected refs/heads/master"):
         repo.push({"master": (master, change(repo, master, 1))})
@@ -323,13 +329,7 @@ def test_a_new_branch_on_a_remote_head_sends_only_what_changed_in_process(
     """The first push of ``auto`` (no lease: the branch is new) on top of ``master``: the
     remote's heads count as what it has, so the pack holds the changed objects only, not
     the whole tree (libgit2's push, which the fixture refuses, is not needed)."""
-    bare = tmp_path / "srv" / "cfg-app.git"
-    seed_repo(bare)
-    path = tmp_path / "clone.git"
-    repo = ConfigRepo("cfg-app", RepoConfig.model_validate({"url": bare.as_uri()}), path)
-    repo.fetch()
-    master = repo.remote_ref("master")
-    assert master is not None
+    bare, repo, master = file_clone(tmp_path)
     packs = set((bare / "objects" / "pack").glob("*.pack"))
     tip = change(repo, master, 1)
     repo.push({"auto": (None, tip)})
