@@ -1,5 +1,5 @@
-"""Configuration: process settings from the environment and the pipeline file (see
-README.md, Configuration).
+"""Configuration: process settings from the environment (docs/configuration.md) and the
+pipeline file (README.md, Configuration).
 
 Both are frozen and loaded once at start, then passed in. Secrets are ``SecretStr`` read from
 environment variables whose names the file may choose; the file never holds a secret.
