@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
 from uuid import UUID
 
@@ -344,6 +344,25 @@ def rollback_target(runs: Iterable[WaveRun], to: str | None) -> WaveRun | None:
     if to in {None, "previous"}:
         return newest_first[1] if len(newest_first) > 1 else None
     return next((r for r in newest_first if r.app_sha == to), None)
+
+
+# How long the status-tracker's word that a wave runs a set may stay ahead of the promoter's
+# own record of that run (its wave status in flight between them) before a rollback from
+# that set stops waiting for it.
+RUN_RECORD_GRACE = timedelta(seconds=60)
+
+
+def run_not_recorded_yet(
+    runs: Iterable[WaveRun], running: tuple[str, datetime] | None, now: datetime
+) -> bool:
+    """Whether a rollback that found no target should wait rather than fail: the wave runs
+    a set (``running``: the status-tracker's, with since when) that no recorded run names,
+    for less than ``RUN_RECORD_GRACE``. An operator who saw it running may rightly ask for
+    "previous" before the promoter has read the same wave status."""
+    if running is None:
+        return False
+    app_sha, since = running
+    return all(r.app_sha != app_sha for r in runs) and now - since < RUN_RECORD_GRACE
 
 
 def verify_again(recorded_cfg_sha: str | None, cfg_sha: str) -> bool:

@@ -262,13 +262,18 @@ class Store:
 
     async def running_set(self, pipeline: str, wave: str) -> str | None:
         """The set the status-tracker last said ``wave`` runs (None: none, or failing)."""
-        found = await self.pool.fetchval(
-            "SELECT app_sha FROM wave_status WHERE pipeline = $1 AND wave = $2"
-            " AND state = 'running'",
+        running = await self.running_since(pipeline, wave)
+        return None if running is None else running[0]
+
+    async def running_since(self, pipeline: str, wave: str) -> tuple[str, datetime] | None:
+        """``running_set`` and since when the wave runs it."""
+        row = await self.pool.fetchrow(
+            "SELECT app_sha, since FROM wave_status WHERE pipeline = $1 AND wave = $2"
+            " AND state = 'running' AND app_sha IS NOT NULL",
             pipeline,
             wave,
         )
-        return None if found is None else str(found)
+        return None if row is None else (str(row["app_sha"]), row["since"])
 
     async def create_rollback(
         self, command_id: uuid.UUID, pipeline: str, wave: str, run: rules.WaveRun

@@ -293,10 +293,16 @@ class Waves:
         await self.open_gates(cmd.pipeline)
 
     async def _rollback(self, pipeline: PipelineConfig, cmd: OperatorCommand) -> None:
-        target = rules.rollback_target(await self.store.runs(cmd.pipeline, cmd.wave), cmd.to)
+        runs = await self.store.runs(cmd.pipeline, cmd.wave)
+        target = rules.rollback_target(runs, cmd.to)
         if target is None:
+            running = await self.store.running_since(cmd.pipeline, cmd.wave)
+            # Retriable: the boundary waits (with backoff) for the wave status on its way.
+            behind = rules.run_not_recorded_yet(runs, running, utcnow())
             raise PreconditionFailed(
                 f"wave {cmd.wave!r} of {cmd.pipeline!r} never ran {cmd.to or 'an earlier set'}"
+                + ("; its latest run is not recorded yet, waiting for it" if behind else ""),
+                retriable=behind,
             )
         command = RollbackWave(
             command_id=uuid.uuid5(cmd.event_id, "rollback"),

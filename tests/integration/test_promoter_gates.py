@@ -22,6 +22,7 @@ from tests.support import count_topic, image_set, produce, read_topic, running
 from waveline.services.promoter import freeze_store
 from waveline.shared.config import Secrets, Settings, WavelineConfig
 from waveline.shared.models.base import utcnow
+from waveline.shared.models.operator import OperatorCommand
 from waveline.shared.models.waves import WaveStatus
 
 A, B = "a" * 40, "b" * 40
@@ -164,3 +165,60 @@ async def until(check: Callable[[], Awaitable[Any]]) -> None:
     """Poll ``check`` until it answers something true (the test's timeout bounds it)."""
     while not await check():  # noqa: ASYNC110 (rows written by another service: no event)
         await asyncio.sleep(0.1)
+
+
+async def test_a_rollback_from_a_run_not_yet_recorded_waits_for_it(
+    settings: Settings, secrets: Secrets, remote: Path
+) -> None:
+    """Staging runs B in the status-tracker's table (what the API and dashboard show) but
+    the promoter has not read that wave status yet when an operator asks for "previous":
+    the command waits for it (retriable) instead of being dead-lettered as "never ran
+    previous", then rolls back to A."""
+    config = WavelineConfig.model_validate(
+        {
+            "repos": {"cfg-app": {"url": remote.as_uri()}},
+            "pipelines": {
+                "app": {
+                    "repo": "cfg-app",
+                    "waves": [
+                        {"name": "staging", "targets": ["staging-us"]},
+                        {"name": "production", "targets": ["prod-us"]},
+                    ],
+                }
+            },
+        }
+    )
+    async with asyncio.timeout(60), running(["promoter"], settings, config, secrets) as rts:
+        rt = rts["promoter"]
+        pool = rt.pool
+        await wave_runs(rt, A, 1)
+        await until(lambda: pool.fetchval("SELECT count(*) = 1 FROM wave_runs"))
+        # The tracker's word that B runs, ahead of the wave status the promoter reads.
+        await pool.execute(
+            "INSERT INTO wave_status (pipeline, wave, state, app_sha, cfg_sha, since)"
+            " VALUES ('app', 'staging', 'running', $1, $2, now())",
+            B,
+            f"{2:040x}",
+        )
+        rollback = OperatorCommand(
+            event_id=uuid.uuid4(),
+            pipeline="app",
+            wave="staging",
+            action="rollback",
+            to="previous",
+            actor="alice",
+            issued_at=utcnow(),
+        )
+        await produce(settings, "waveline.operator", [rollback.to_bytes()], key=b"app")
+        await asyncio.sleep(1.5)  # handled and refused (retriable) at least once by now
+        assert await count_topic(settings.kafka_bootstrap, rt.topics.dlq) == 0
+        assert not await pool.fetchval("SELECT count(*) FROM promotions WHERE kind = 'rollback'")
+        await wave_runs(rt, B, 2)
+        commands = await read_topic(
+            settings.kafka_bootstrap,
+            rt.topics.git_commands,
+            until=lambda found: any(c.get("kind") == "rollback" for c in found),
+        )
+        (command,) = [c for c in commands if c.get("kind") == "rollback"]
+        assert (command["app_sha"], command["to_sha"]) == (A, f"{1:040x}")
+        assert await count_topic(settings.kafka_bootstrap, rt.topics.dlq) == 0

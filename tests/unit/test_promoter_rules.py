@@ -316,6 +316,22 @@ def test_rollback_goes_to_the_previous_run_or_the_named_set() -> None:
     assert rollback_target(runs, "f" * 40) is None
 
 
+def test_a_rollback_waits_only_for_a_run_the_tracker_reported_moments_ago() -> None:
+    """The e2e race this guards: staging shown running B (the tracker's wave status), the
+    operator asks for "previous", and the promoter has not read that status yet."""
+    waits = rules.run_not_recorded_yet
+    only_a = [_run(A, 1)]
+    started = T0 + timedelta(minutes=2)
+    assert waits(only_a, (B, started), started + timedelta(seconds=1))
+    assert waits(only_a, (B, started), started + rules.RUN_RECORD_GRACE - timedelta(seconds=1))
+    # Too long ago to be in flight: a real refusal.
+    assert not waits(only_a, (B, started), started + rules.RUN_RECORD_GRACE)
+    # Recorded already (the rollback found no target for another reason), or nothing runs.
+    assert not waits([*only_a, _run(B, 2)], (B, started), started)
+    assert not waits(only_a, None, started)
+    assert not waits(only_a, (A, T0), T0)
+
+
 def test_a_set_run_again_at_another_commit_is_verified_again() -> None:
     assert not rules.verify_again(None, "c1")  # first run: started, not over again
     assert not rules.verify_again("c1", "c1")  # a redelivered status
