@@ -54,8 +54,10 @@ def push(
                 raise PushRejected(f"lease broken: {'; '.join(broken)}")
             leases = [old for old, _ in updates.values() if old is not None]
             # As a server advertises its branches: a branch created on top of one (the
-            # first push of ``auto``) sends only what changed, not the whole tree.
-            has = {*leases, *_heads(remote)}
+            # first push of ``auto``) sends only what changed, not the whole tree. Read
+            # only then: with a lease on every ref, the leases say what the remote has.
+            created = len(leases) < len(updates)
+            has = {*leases, *(_heads(remote) if created else ())}
             chosen = pushobjects.select(repo, [new for _, new in updates.values()], has, leases)
             if chosen is None:
                 raise sendpack.Unsupported("no commit of the remote found close to the new ones")
